@@ -1,0 +1,404 @@
+//! The data tree: znodes with data, ACL, children and ZooKeeper's persisted
+//! stat, plus the indexes of ephemeral, container and TTL nodes.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use zoocore_net::{consts::perms, Acl, Stat};
+
+use crate::acl::open_acl_unsafe;
+use crate::ephemeral::{kind_of, EphemeralKind, CONTAINER_OWNER};
+use crate::path;
+use crate::txn::{CreateKind, CreateTxn, Txn, TxnOp};
+
+/// A node's metadata as ZooKeeper persists it. `cversion` here counts child
+/// creations only; clients see `2 * cversion - numChildren` (creates + deletes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatPersisted {
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub version: i32,
+    pub cversion: i32,
+    pub aversion: i32,
+    pub ephemeral_owner: i64,
+    pub pzxid: i64,
+}
+
+impl StatPersisted {
+    fn created(zxid: i64, time: i64, ephemeral_owner: i64) -> Self {
+        StatPersisted {
+            czxid: zxid,
+            mzxid: zxid,
+            ctime: time,
+            mtime: time,
+            ephemeral_owner,
+            pzxid: zxid,
+            ..Default::default()
+        }
+    }
+}
+
+/// ACL lists are shared between nodes that have the same list.
+pub type AclList = Arc<[Acl]>;
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub data: Option<Box<[u8]>>,
+    pub acl: AclList,
+    pub stat: StatPersisted,
+    pub children: BTreeSet<Box<str>>,
+}
+
+/// The effect of one applied op, for replies and watch events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Created { path: String, stat: Stat, kind: CreateKind },
+    Deleted { path: String },
+    DataSet { path: String, stat: Stat },
+    AclSet { stat: Stat },
+    Checked,
+    SessionCreated,
+    /// The ephemerals actually deleted, in order.
+    SessionClosed { deleted: Vec<String> },
+    Multi(Vec<Applied>),
+    Error(i32),
+    MultiError(Vec<i32>),
+}
+
+pub struct DataTree {
+    nodes: HashMap<Box<str>, Node>,
+    ephemerals: HashMap<i64, BTreeSet<String>>,
+    containers: BTreeSet<String>,
+    ttls: BTreeSet<String>,
+    acls: HashSet<AclList>,
+    sessions: HashMap<i64, i32>,
+    last_zxid: i64,
+    extended_types: bool,
+}
+
+/// Paths a client may never delete.
+pub fn is_special_path(p: &str) -> bool {
+    matches!(p, "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config")
+}
+
+impl DataTree {
+    /// A fresh tree as ZooKeeper starts one: `/`, `/zookeeper`,
+    /// `/zookeeper/quota` and `/zookeeper/config` (read-only, aversion -1).
+    pub fn new(extended_types: bool) -> Self {
+        let mut tree = DataTree {
+            nodes: HashMap::new(),
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            acls: HashSet::new(),
+            sessions: HashMap::new(),
+            last_zxid: 0,
+            extended_types,
+        };
+        let open = tree.intern_acl(&open_acl_unsafe());
+        let read_only = tree.intern_acl(&[Acl::new(perms::READ, "world", "anyone")]);
+        for (p, acl, aversion) in [
+            ("/", open.clone(), 0),
+            ("/zookeeper", open.clone(), 0),
+            ("/zookeeper/quota", open, 0),
+            ("/zookeeper/config", read_only, -1),
+        ] {
+            let stat = StatPersisted {
+                aversion,
+                ..Default::default()
+            };
+            tree.insert_node(p, Some(Box::default()), acl, stat);
+        }
+        tree
+    }
+
+    fn insert_node(&mut self, p: &str, data: Option<Box<[u8]>>, acl: AclList, stat: StatPersisted) {
+        if let Some((parent, child)) = path::split(p).filter(|(_, c)| !c.is_empty()) {
+            let parent = self
+                .nodes
+                .get_mut(lookup_key(parent))
+                .expect("parent exists when inserting");
+            parent.children.insert(child.into());
+        }
+        let node = Node {
+            data,
+            acl,
+            stat,
+            children: BTreeSet::new(),
+        };
+        self.nodes.insert(p.into(), node);
+    }
+
+    pub fn extended_types(&self) -> bool {
+        self.extended_types
+    }
+
+    pub fn last_zxid(&self) -> i64 {
+        self.last_zxid
+    }
+
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Looks a node up; "" names the root, as in ZooKeeper.
+    pub fn get(&self, p: &str) -> Option<&Node> {
+        self.nodes.get(lookup_key(p))
+    }
+
+    /// The Stat clients see for a node.
+    pub fn stat_of(&self, node: &Node) -> Stat {
+        let num_children = node.children.len() as i32;
+        let owner = node.stat.ephemeral_owner;
+        Stat {
+            czxid: node.stat.czxid,
+            mzxid: node.stat.mzxid,
+            ctime: node.stat.ctime,
+            mtime: node.stat.mtime,
+            version: node.stat.version,
+            cversion: node.stat.cversion.wrapping_mul(2).wrapping_sub(num_children),
+            aversion: node.stat.aversion,
+            ephemeral_owner: match kind_of(owner, self.extended_types) {
+                EphemeralKind::Normal => owner,
+                _ => 0,
+            },
+            data_length: node.data.as_ref().map_or(0, |d| d.len() as i32),
+            num_children,
+            pzxid: node.stat.pzxid,
+        }
+    }
+
+    /// Ephemeral paths owned by a session, in path order.
+    pub fn ephemerals_of(&self, session_id: i64) -> impl Iterator<Item = &String> {
+        self.ephemerals.get(&session_id).into_iter().flatten()
+    }
+
+    pub fn containers(&self) -> &BTreeSet<String> {
+        &self.containers
+    }
+
+    pub fn ttls(&self) -> &BTreeSet<String> {
+        &self.ttls
+    }
+
+    /// Live sessions and their negotiated timeouts.
+    pub fn sessions(&self) -> &HashMap<i64, i32> {
+        &self.sessions
+    }
+
+    /// Iterates over every (path, node).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
+        self.nodes.iter().map(|(p, n)| (&**p, n))
+    }
+
+    /// Number of nodes strictly below `p` (getAllChildrenNumber).
+    pub fn descendant_count(&self, p: &str) -> usize {
+        if lookup_key(p) == "/" {
+            return self.nodes.len() - 1;
+        }
+        let prefix = format!("{p}/");
+        self.nodes.keys().filter(|k| k.starts_with(&prefix)).count()
+    }
+
+    fn intern_acl(&mut self, acl: &[Acl]) -> AclList {
+        if let Some(existing) = self.acls.get(acl) {
+            return existing.clone();
+        }
+        let list: AclList = acl.into();
+        self.acls.insert(list.clone());
+        list
+    }
+
+    /// Drops an interned list nobody uses any more (the table holds one reference).
+    fn release_acl(&mut self, acl: AclList) {
+        if Arc::strong_count(&acl) == 2 {
+            self.acls.remove(&acl);
+        }
+    }
+
+    /// Applies a transaction. Panics if the txn does not fit the tree: only
+    /// validated txns, applied in zxid order, reach here (design invariant 1).
+    pub fn apply(&mut self, txn: &Txn) -> Applied {
+        assert!(
+            txn.zxid > self.last_zxid,
+            "txn zxid {:#x} not after last applied {:#x}",
+            txn.zxid,
+            self.last_zxid
+        );
+        self.last_zxid = txn.zxid;
+        self.apply_op(txn, &txn.op)
+    }
+
+    fn apply_op(&mut self, txn: &Txn, op: &TxnOp) -> Applied {
+        match op {
+            TxnOp::CreateSession { timeout } => {
+                self.sessions.insert(txn.session_id, *timeout);
+                Applied::SessionCreated
+            }
+            TxnOp::CloseSession { ephemerals } => {
+                let mut deleted = Vec::new();
+                let owned: Vec<String> = self.ephemerals_of(txn.session_id).cloned().collect();
+                for p in ephemerals.iter().chain(owned.iter()) {
+                    if self.get(p).is_some() && !deleted.contains(p) {
+                        self.delete(p, txn.zxid);
+                        deleted.push(p.clone());
+                    }
+                }
+                self.ephemerals.remove(&txn.session_id);
+                self.sessions.remove(&txn.session_id);
+                Applied::SessionClosed { deleted }
+            }
+            TxnOp::Create(create) => self.create(txn, create),
+            TxnOp::Delete { path } => {
+                self.delete(path, txn.zxid);
+                Applied::Deleted { path: path.clone() }
+            }
+            TxnOp::SetData {
+                path,
+                data,
+                version,
+            } => {
+                let node = self.node_mut(path);
+                node.data = data.as_deref().map(Into::into);
+                node.stat.mtime = txn.time;
+                node.stat.mzxid = txn.zxid;
+                node.stat.version = *version;
+                let stat = self.stat_of(self.node(path));
+                Applied::DataSet {
+                    path: path.clone(),
+                    stat,
+                }
+            }
+            TxnOp::SetAcl { path, acl, version } => {
+                let acl = self.intern_acl(acl);
+                let node = self.node_mut(path);
+                node.stat.aversion = *version;
+                let old = std::mem::replace(&mut node.acl, acl);
+                self.release_acl(old);
+                Applied::AclSet {
+                    stat: self.stat_of(self.node(path)),
+                }
+            }
+            TxnOp::Check { .. } => Applied::Checked,
+            TxnOp::Multi(ops) => Applied::Multi(ops.iter().map(|op| self.apply_op(txn, op)).collect()),
+            TxnOp::Error(code) => Applied::Error(*code),
+            TxnOp::MultiError(codes) => Applied::MultiError(codes.clone()),
+        }
+    }
+
+    fn node(&self, p: &str) -> &Node {
+        self.get(p).unwrap_or_else(|| panic!("txn names missing node {p}"))
+    }
+
+    fn node_mut(&mut self, p: &str) -> &mut Node {
+        self.nodes
+            .get_mut(lookup_key(p))
+            .unwrap_or_else(|| panic!("txn names missing node {p}"))
+    }
+
+    fn create(&mut self, txn: &Txn, create: &CreateTxn) -> Applied {
+        let owner = match create.kind {
+            CreateKind::Plain { ephemeral: true } => txn.session_id,
+            CreateKind::Plain { ephemeral: false } => 0,
+            CreateKind::Container => CONTAINER_OWNER,
+            CreateKind::Ttl(ttl) => crate::ephemeral::ttl_owner(ttl).expect("validated ttl"),
+        };
+        let (parent_path, _) = path::split(&create.path).expect("validated path");
+        let parent = self.node_mut(parent_path);
+        // Guarded as ZooKeeper does, so replaying an older create never lowers it.
+        if create.parent_cversion > parent.stat.cversion {
+            parent.stat.cversion = create.parent_cversion;
+            parent.stat.pzxid = txn.zxid;
+        }
+        let acl = self.intern_acl(&create.acl);
+        let stat = StatPersisted::created(txn.zxid, txn.time, owner);
+        assert!(
+            self.get(&create.path).is_none(),
+            "create of existing node {}",
+            create.path
+        );
+        self.insert_node(&create.path, create.data.as_deref().map(Into::into), acl, stat);
+        match kind_of(owner, self.extended_types) {
+            EphemeralKind::Container => {
+                self.containers.insert(create.path.clone());
+            }
+            EphemeralKind::Ttl(_) => {
+                self.ttls.insert(create.path.clone());
+            }
+            EphemeralKind::Normal => {
+                self.ephemerals
+                    .entry(owner)
+                    .or_default()
+                    .insert(create.path.clone());
+            }
+            EphemeralKind::Void => {}
+        }
+        Applied::Created {
+            path: create.path.clone(),
+            stat: self.stat_of(self.node(&create.path)),
+            kind: create.kind,
+        }
+    }
+
+    fn delete(&mut self, p: &str, zxid: i64) {
+        let (parent_path, child) = path::split(p).expect("validated path");
+        let parent = self.node_mut(parent_path);
+        parent.children.remove(child);
+        if zxid > parent.stat.pzxid {
+            parent.stat.pzxid = zxid;
+        }
+        let node = self
+            .nodes
+            .remove(lookup_key(p))
+            .unwrap_or_else(|| panic!("delete of missing node {p}"));
+        assert!(node.children.is_empty(), "delete of non-empty node {p}");
+        self.release_acl(node.acl);
+        let owner = node.stat.ephemeral_owner;
+        match kind_of(owner, self.extended_types) {
+            EphemeralKind::Container => {
+                self.containers.remove(p);
+            }
+            EphemeralKind::Ttl(_) => {
+                self.ttls.remove(p);
+            }
+            EphemeralKind::Normal => {
+                if let Some(set) = self.ephemerals.get_mut(&owner) {
+                    set.remove(p);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&owner);
+                    }
+                }
+            }
+            EphemeralKind::Void => {}
+        }
+    }
+
+    /// Containers and TTL nodes due for deletion at wall-clock `now` (ms), as
+    /// ZooKeeper's container manager selects them: empty containers that once
+    /// had a child, and childless TTL nodes unmodified for longer than their TTL.
+    pub fn expired_nodes(&self, now: i64) -> Vec<String> {
+        let containers = self.containers.iter().filter(|p| {
+            self.get(p)
+                .is_some_and(|n| n.children.is_empty() && n.stat.cversion > 0)
+        });
+        let ttls = self.ttls.iter().filter(|p| {
+            self.get(p).is_some_and(|n| {
+                n.children.is_empty()
+                    && matches!(kind_of(n.stat.ephemeral_owner, self.extended_types),
+                        EphemeralKind::Ttl(ttl) if ttl != 0 && now - n.stat.mtime > ttl)
+            })
+        });
+        containers.chain(ttls).cloned().collect()
+    }
+}
+
+fn lookup_key(p: &str) -> &str {
+    if p.is_empty() {
+        "/"
+    } else {
+        p
+    }
+}
+

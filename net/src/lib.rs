@@ -1,0 +1,19 @@
+//! The ZooKeeper client protocol (as of 3.9): jute records, every request and
+//! reply body, framing, four-letter-word detection, and a small blocking client
+//! for tests and the load generator.
+//!
+//! The codec works on byte slices and owns no runtime, so the server, loadgen
+//! and tests share it. Decoding untrusted bytes never panics and never
+//! allocates more than the frame holds.
+
+pub mod client;
+pub mod consts;
+pub mod frame;
+pub mod jute;
+pub mod message;
+pub mod records;
+
+pub use consts::{AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType};
+pub use jute::{DecodeError, Jute};
+pub use message::{decode_reply, decode_request, encode_reply, MultiResult, Request, Response};
+pub use records::*;
