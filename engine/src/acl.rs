@@ -98,7 +98,10 @@ impl Identity {
 pub fn digest_of(user_password: &str) -> String {
     let user = user_password.split(':').next().unwrap_or_default();
     let hash = Sha1::digest(user_password.as_bytes());
-    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+    format!(
+        "{user}:{}",
+        base64::engine::general_purpose::STANDARD.encode(hash)
+    )
 }
 
 /// Whether the identities may perform `perm` on a node with `acl`.
@@ -145,10 +148,15 @@ pub fn fixup(acl: &[Acl], who: &Identity) -> Result<Vec<Acl>, ErrorCode> {
             "auth" => {
                 let before = out.len();
                 // Only schemes whose provider "authenticates" count; ip does not.
-                out.extend(who.ids.iter().filter(|id| id.scheme == "digest").map(|id| Acl {
-                    perms: a.perms,
-                    id: id.clone(),
-                }));
+                out.extend(
+                    who.ids
+                        .iter()
+                        .filter(|id| id.scheme == "digest")
+                        .map(|id| Acl {
+                            perms: a.perms,
+                            id: id.clone(),
+                        }),
+                );
                 if out.len() == before {
                     return Err(ErrorCode::InvalidAcl);
                 }
@@ -204,7 +212,9 @@ fn ip_expr_parts(expr: &str) -> Option<([u8; 4], u32)> {
     let addr = ipv4_bytes(addr)?;
     let bits = match bits {
         None => 32,
-        Some(b) => u32::try_from(parse_java_int(b)?).ok().filter(|&b| b <= 32)?,
+        Some(b) => u32::try_from(parse_java_int(b)?)
+            .ok()
+            .filter(|&b| b <= 32)?,
     };
     Some((addr, bits))
 }
@@ -228,7 +238,10 @@ mod tests {
     #[test]
     fn digest_matches_zookeepers_generator() {
         // From ZooKeeper's documentation: super:test -> D/InIHSb7yEEbrWz8b9l71RjZJU=
-        assert_eq!(digest_of("super:test"), "super:D/InIHSb7yEEbrWz8b9l71RjZJU=");
+        assert_eq!(
+            digest_of("super:test"),
+            "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
+        );
     }
 
     #[test]
@@ -257,9 +270,13 @@ mod tests {
         let mut who = Identity::from_ip("127.0.0.1");
         let acl = vec![Acl::new(perms::READ, "auth", "")];
         assert_eq!(fixup(&acl, &who), Err(ErrorCode::InvalidAcl));
-        who.authenticate("digest", b"bob:pw", "127.0.0.1", None).unwrap();
+        who.authenticate("digest", b"bob:pw", "127.0.0.1", None)
+            .unwrap();
         let fixed = fixup(&acl, &who).unwrap();
-        assert_eq!(fixed, vec![Acl::new(perms::READ, "digest", &digest_of("bob:pw"))]);
+        assert_eq!(
+            fixed,
+            vec![Acl::new(perms::READ, "digest", &digest_of("bob:pw"))]
+        );
     }
 
     #[test]
@@ -267,7 +284,8 @@ mod tests {
         let acl = vec![Acl::new(perms::READ, "digest", &digest_of("bob:pw"))];
         let mut who = Identity::from_ip("127.0.0.1");
         assert!(!check(&acl, perms::READ, &who));
-        who.authenticate("digest", b"bob:pw", "127.0.0.1", None).unwrap();
+        who.authenticate("digest", b"bob:pw", "127.0.0.1", None)
+            .unwrap();
         assert!(check(&acl, perms::READ, &who));
         assert!(!check(&acl, perms::WRITE, &who));
         let mut root = Identity::from_ip("127.0.0.1");

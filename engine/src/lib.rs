@@ -24,4 +24,4 @@ pub use prep::{prepare, PrepContext};
 pub use read::{read, watch_for, write_reply};
 pub use tree::{Applied, DataTree};
 pub use txn::{Txn, TxnOp};
-pub use watch::WatchTable;
+pub use watch::{handle_watch_request, WatchTable};

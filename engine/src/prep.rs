@@ -257,7 +257,8 @@ impl Pending<'_> {
         if self.get(&node_path).is_ok() {
             return Err(ErrorCode::NodeExists);
         }
-        if kind_of(parent.stat.ephemeral_owner, self.tree.extended_types()) == EphemeralKind::Normal {
+        if kind_of(parent.stat.ephemeral_owner, self.tree.extended_types()) == EphemeralKind::Normal
+        {
             return Err(ErrorCode::NoChildrenForEphemerals);
         }
         let parent_cversion = parent.stat.cversion.wrapping_add(1);

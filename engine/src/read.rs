@@ -2,7 +2,9 @@
 //! read side) and the shaping of write replies from applied txns.
 
 use zoocore_net::consts::perms;
-use zoocore_net::records::{Create2Response, GetAclResponse, GetChildren2Response, GetDataResponse};
+use zoocore_net::records::{
+    Create2Response, GetAclResponse, GetChildren2Response, GetDataResponse,
+};
 use zoocore_net::{Acl, ErrorCode, MultiResult, Request, Response};
 
 use crate::acl::{self, Identity};
@@ -17,7 +19,12 @@ fn error(code: ErrorCode) -> Reply {
     (code.code(), Response::Empty)
 }
 
-fn readable<'t>(tree: &'t DataTree, p: &str, who: &Identity, perm: i32) -> Result<&'t Node, ErrorCode> {
+fn readable<'t>(
+    tree: &'t DataTree,
+    p: &str,
+    who: &Identity,
+    perm: i32,
+) -> Result<&'t Node, ErrorCode> {
     let node = tree.get(p).ok_or(ErrorCode::NoNode)?;
     if acl::check(&node.acl, perm, who) {
         Ok(node)
@@ -76,7 +83,11 @@ pub fn read(tree: &DataTree, session_id: i64, who: &Identity, request: &Request)
         Request::GetAcl(r) => readable(tree, &r.path, who, perms::READ | perms::ADMIN).map(|n| {
             let admin = acl::check(&n.acl, perms::ADMIN, who);
             Response::GetAcl(GetAclResponse {
-                acl: n.acl.iter().map(|a| if admin { a.clone() } else { mask_digest(a) }).collect(),
+                acl: n
+                    .acl
+                    .iter()
+                    .map(|a| if admin { a.clone() } else { mask_digest(a) })
+                    .collect(),
                 stat: tree.stat_of(n),
             })
         }),
@@ -156,7 +167,7 @@ pub fn write_reply(request: &Request, applied: &Applied) -> Reply {
         },
         Applied::DataSet { stat, .. } | Applied::AclSet { stat } => (0, Response::Stat(*stat)),
         Applied::Multi(ops) => (0, Response::Multi(ops.iter().map(multi_result).collect())),
-        Applied::Deleted { .. }
+        Applied::Deleted(_)
         | Applied::Checked
         | Applied::SessionCreated
         | Applied::SessionClosed { .. } => (0, Response::Empty),
@@ -174,7 +185,7 @@ fn multi_result(applied: &Applied) -> MultiResult {
             path: path.clone(),
             stat: *stat,
         }),
-        Applied::Deleted { .. } => MultiResult::Delete,
+        Applied::Deleted(_) => MultiResult::Delete,
         Applied::DataSet { stat, .. } => MultiResult::SetData(*stat),
         Applied::Checked => MultiResult::Check,
         other => unreachable!("op {other:?} cannot appear inside a multi"),

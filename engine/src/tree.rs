@@ -51,17 +51,41 @@ pub struct Node {
     pub children: BTreeSet<Box<str>>,
 }
 
-/// The effect of one applied op, for replies and watch events.
+/// A deleted node, with the ACLs that decide who may see the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub path: String,
+    pub acl: AclList,
+    pub parent_acl: AclList,
+}
+
+/// The effect of one applied op, for replies and watch events. ACLs are
+/// carried because watch events reach only watchers with READ on the node
+/// (the parent, for child-list changes), as in ZooKeeper since CVE-2024-23944.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    Created { path: String, stat: Stat, kind: CreateKind },
-    Deleted { path: String },
-    DataSet { path: String, stat: Stat },
-    AclSet { stat: Stat },
+    Created {
+        path: String,
+        stat: Stat,
+        kind: CreateKind,
+        acl: AclList,
+        parent_acl: AclList,
+    },
+    Deleted(Deletion),
+    DataSet {
+        path: String,
+        stat: Stat,
+        acl: AclList,
+    },
+    AclSet {
+        stat: Stat,
+    },
     Checked,
     SessionCreated,
     /// The ephemerals actually deleted, in order.
-    SessionClosed { deleted: Vec<String> },
+    SessionClosed {
+        deleted: Vec<Deletion>,
+    },
     Multi(Vec<Applied>),
     Error(i32),
     MultiError(Vec<i32>),
@@ -80,7 +104,10 @@ pub struct DataTree {
 
 /// Paths a client may never delete.
 pub fn is_special_path(p: &str) -> bool {
-    matches!(p, "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config")
+    matches!(
+        p,
+        "/" | "/zookeeper" | "/zookeeper/quota" | "/zookeeper/config"
+    )
 }
 
 impl DataTree {
@@ -158,7 +185,11 @@ impl DataTree {
             ctime: node.stat.ctime,
             mtime: node.stat.mtime,
             version: node.stat.version,
-            cversion: node.stat.cversion.wrapping_mul(2).wrapping_sub(num_children),
+            cversion: node
+                .stat
+                .cversion
+                .wrapping_mul(2)
+                .wrapping_sub(num_children),
             aversion: node.stat.aversion,
             ephemeral_owner: match kind_of(owner, self.extended_types) {
                 EphemeralKind::Normal => owner,
@@ -193,9 +224,10 @@ impl DataTree {
         self.nodes.iter().map(|(p, n)| (&**p, n))
     }
 
-    /// Number of nodes strictly below `p` (getAllChildrenNumber).
+    /// Number of nodes strictly below `p` (getAllChildrenNumber). For the
+    /// root alias "" ZooKeeper's prefix scan ("/") counts the root too.
     pub fn descendant_count(&self, p: &str) -> usize {
-        if lookup_key(p) == "/" {
+        if p == "/" {
             return self.nodes.len() - 1;
         }
         let prefix = format!("{p}/");
@@ -241,9 +273,8 @@ impl DataTree {
                 let mut deleted = Vec::new();
                 let owned: Vec<String> = self.ephemerals_of(txn.session_id).cloned().collect();
                 for p in ephemerals.iter().chain(owned.iter()) {
-                    if self.get(p).is_some() && !deleted.contains(p) {
-                        self.delete(p, txn.zxid);
-                        deleted.push(p.clone());
+                    if self.get(p).is_some() {
+                        deleted.push(self.delete(p, txn.zxid));
                     }
                 }
                 self.ephemerals.remove(&txn.session_id);
@@ -251,10 +282,7 @@ impl DataTree {
                 Applied::SessionClosed { deleted }
             }
             TxnOp::Create(create) => self.create(txn, create),
-            TxnOp::Delete { path } => {
-                self.delete(path, txn.zxid);
-                Applied::Deleted { path: path.clone() }
-            }
+            TxnOp::Delete { path } => Applied::Deleted(self.delete(path, txn.zxid)),
             TxnOp::SetData {
                 path,
                 data,
@@ -265,10 +293,11 @@ impl DataTree {
                 node.stat.mtime = txn.time;
                 node.stat.mzxid = txn.zxid;
                 node.stat.version = *version;
-                let stat = self.stat_of(self.node(path));
+                let node = self.node(path);
                 Applied::DataSet {
                     path: path.clone(),
-                    stat,
+                    stat: self.stat_of(node),
+                    acl: node.acl.clone(),
                 }
             }
             TxnOp::SetAcl { path, acl, version } => {
@@ -282,14 +311,17 @@ impl DataTree {
                 }
             }
             TxnOp::Check { .. } => Applied::Checked,
-            TxnOp::Multi(ops) => Applied::Multi(ops.iter().map(|op| self.apply_op(txn, op)).collect()),
+            TxnOp::Multi(ops) => {
+                Applied::Multi(ops.iter().map(|op| self.apply_op(txn, op)).collect())
+            }
             TxnOp::Error(code) => Applied::Error(*code),
             TxnOp::MultiError(codes) => Applied::MultiError(codes.clone()),
         }
     }
 
     fn node(&self, p: &str) -> &Node {
-        self.get(p).unwrap_or_else(|| panic!("txn names missing node {p}"))
+        self.get(p)
+            .unwrap_or_else(|| panic!("txn names missing node {p}"))
     }
 
     fn node_mut(&mut self, p: &str) -> &mut Node {
@@ -307,19 +339,26 @@ impl DataTree {
         };
         let (parent_path, _) = path::split(&create.path).expect("validated path");
         let parent = self.node_mut(parent_path);
+        let parent_acl = parent.acl.clone();
         // Guarded as ZooKeeper does, so replaying an older create never lowers it.
         if create.parent_cversion > parent.stat.cversion {
             parent.stat.cversion = create.parent_cversion;
             parent.stat.pzxid = txn.zxid;
         }
         let acl = self.intern_acl(&create.acl);
+        let node_acl = acl.clone();
         let stat = StatPersisted::created(txn.zxid, txn.time, owner);
         assert!(
             self.get(&create.path).is_none(),
             "create of existing node {}",
             create.path
         );
-        self.insert_node(&create.path, create.data.as_deref().map(Into::into), acl, stat);
+        self.insert_node(
+            &create.path,
+            create.data.as_deref().map(Into::into),
+            acl,
+            stat,
+        );
         match kind_of(owner, self.extended_types) {
             EphemeralKind::Container => {
                 self.containers.insert(create.path.clone());
@@ -339,12 +378,15 @@ impl DataTree {
             path: create.path.clone(),
             stat: self.stat_of(self.node(&create.path)),
             kind: create.kind,
+            acl: node_acl,
+            parent_acl,
         }
     }
 
-    fn delete(&mut self, p: &str, zxid: i64) {
+    fn delete(&mut self, p: &str, zxid: i64) -> Deletion {
         let (parent_path, child) = path::split(p).expect("validated path");
         let parent = self.node_mut(parent_path);
+        let parent_acl = parent.acl.clone();
         parent.children.remove(child);
         if zxid > parent.stat.pzxid {
             parent.stat.pzxid = zxid;
@@ -354,6 +396,7 @@ impl DataTree {
             .remove(lookup_key(p))
             .unwrap_or_else(|| panic!("delete of missing node {p}"));
         assert!(node.children.is_empty(), "delete of non-empty node {p}");
+        let acl = node.acl.clone();
         self.release_acl(node.acl);
         let owner = node.stat.ephemeral_owner;
         match kind_of(owner, self.extended_types) {
@@ -372,6 +415,11 @@ impl DataTree {
                 }
             }
             EphemeralKind::Void => {}
+        }
+        Deletion {
+            path: p.to_owned(),
+            acl,
+            parent_acl,
         }
     }
 
@@ -401,4 +449,3 @@ fn lookup_key(p: &str) -> &str {
         p
     }
 }
-

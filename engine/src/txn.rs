@@ -16,15 +16,31 @@ pub struct Txn {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxnOp {
-    CreateSession { timeout: i32 },
+    CreateSession {
+        timeout: i32,
+    },
     /// Deletes the listed ephemerals (and any the session still owns).
-    CloseSession { ephemerals: Vec<String> },
+    CloseSession {
+        ephemerals: Vec<String>,
+    },
     Create(CreateTxn),
-    Delete { path: String },
-    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
-    SetAcl { path: String, acl: Vec<Acl>, version: i32 },
+    Delete {
+        path: String,
+    },
+    SetData {
+        path: String,
+        data: Option<Vec<u8>>,
+        version: i32,
+    },
+    SetAcl {
+        path: String,
+        acl: Vec<Acl>,
+        version: i32,
+    },
     /// A version check that passed (inside multi); changes nothing.
-    Check { path: String },
+    Check {
+        path: String,
+    },
     /// A multi whose every op passed; applied in order, all or nothing.
     Multi(Vec<TxnOp>),
     /// A write that failed validation: it still takes a zxid, as in ZooKeeper.
@@ -38,7 +54,9 @@ pub enum TxnOp {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CreateKind {
     /// Ephemeral nodes are owned by the txn's session.
-    Plain { ephemeral: bool },
+    Plain {
+        ephemeral: bool,
+    },
     Container,
     Ttl(i64),
 }
@@ -57,6 +75,9 @@ pub struct CreateTxn {
 impl TxnOp {
     /// Whether applying this op changes the tree or the session table.
     pub fn is_mutation(&self) -> bool {
-        !matches!(self, TxnOp::Error(_) | TxnOp::MultiError(_) | TxnOp::Check { .. })
+        !matches!(
+            self,
+            TxnOp::Error(_) | TxnOp::MultiError(_) | TxnOp::Check { .. }
+        )
     }
 }

@@ -11,10 +11,11 @@ use std::hash::Hash;
 
 use zoocore_net::consts::KeeperState;
 use zoocore_net::records::{SetWatches2, WatcherEvent};
-use zoocore_net::{EventType, WatcherType};
+use zoocore_net::{Acl, AddWatchMode, ErrorCode, EventType, Request, Response, WatcherType};
 
 use crate::path;
-use crate::tree::{Applied, DataTree};
+use crate::read::Reply;
+use crate::tree::{Applied, DataTree, Deletion};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WatchMode {
@@ -48,7 +49,11 @@ impl<W: Copy + Eq + Hash + Ord> PathWatches<W> {
     }
 
     fn add(&mut self, p: &str, w: W, mode: WatchMode) {
-        let previous = self.by_path.entry(p.to_owned()).or_default().insert(w, mode);
+        let previous = self
+            .by_path
+            .entry(p.to_owned())
+            .or_default()
+            .insert(w, mode);
         self.recursive += usize::from(mode == WatchMode::PersistentRecursive);
         self.recursive -= usize::from(previous == Some(WatchMode::PersistentRecursive));
         self.by_watcher.entry(w).or_default().insert(p.to_owned());
@@ -181,7 +186,8 @@ impl<W: Copy + Eq + Hash + Ord> WatchTable<W> {
 
     /// removeWatches for this watcher on exactly `p`; false if none was removed.
     pub fn remove(&mut self, p: &str, w: W, kind: WatcherType) -> bool {
-        let child = matches!(kind, WatcherType::Children | WatcherType::Any) && self.child.remove(p, w);
+        let child =
+            matches!(kind, WatcherType::Children | WatcherType::Any) && self.child.remove(p, w);
         let data = matches!(kind, WatcherType::Data | WatcherType::Any) && self.data.remove(p, w);
         child || data
     }
@@ -208,34 +214,50 @@ impl<W: Copy + Eq + Hash + Ord> WatchTable<W> {
             + self.child.by_path.values().map(HashMap::len).sum::<usize>()
     }
 
-    /// Fires the watches of an applied txn, in ZooKeeper's order.
-    pub fn fire(&mut self, applied: &Applied) -> Vec<Notification<W>> {
+    /// Fires the watches of an applied txn, in ZooKeeper's order. An event
+    /// reaches a watcher only if `can_read(watcher, acl)` holds for the ACL of
+    /// the node it is about; a one-shot watch is used up either way.
+    pub fn fire(
+        &mut self,
+        applied: &Applied,
+        can_read: &mut dyn FnMut(W, &[Acl]) -> bool,
+    ) -> Vec<Notification<W>> {
         let mut out = Vec::new();
-        self.fire_into(applied, &mut out);
+        self.fire_into(applied, can_read, &mut out);
         out
     }
 
-    fn fire_into(&mut self, applied: &Applied, out: &mut Vec<Notification<W>>) {
+    fn fire_into(
+        &mut self,
+        applied: &Applied,
+        can_read: &mut dyn FnMut(W, &[Acl]) -> bool,
+        out: &mut Vec<Notification<W>>,
+    ) {
         let none = BTreeSet::new();
         match applied {
-            Applied::Created { path: p, .. } => {
+            Applied::Created {
+                path: p,
+                acl,
+                parent_acl,
+                ..
+            } => {
                 let fired = self.data.trigger(p, EventType::NodeCreated, &none);
-                out.extend(fired.into_iter().map(|w| (w, event(EventType::NodeCreated, p))));
-                self.fire_parent(p, out);
+                deliver(fired, EventType::NodeCreated, p, acl, can_read, out);
+                self.fire_parent(p, parent_acl, can_read, out);
             }
-            Applied::Deleted { path: p } => self.fire_deleted(p, out),
+            Applied::Deleted(deletion) => self.fire_deleted(deletion, can_read, out),
             Applied::SessionClosed { deleted } => {
-                for p in deleted {
-                    self.fire_deleted(p, out);
+                for deletion in deleted {
+                    self.fire_deleted(deletion, can_read, out);
                 }
             }
-            Applied::DataSet { path: p, .. } => {
+            Applied::DataSet { path: p, acl, .. } => {
                 let fired = self.data.trigger(p, EventType::NodeDataChanged, &none);
-                out.extend(fired.into_iter().map(|w| (w, event(EventType::NodeDataChanged, p))));
+                deliver(fired, EventType::NodeDataChanged, p, acl, can_read, out);
             }
             Applied::Multi(ops) => {
                 for op in ops {
-                    self.fire_into(op, out);
+                    self.fire_into(op, can_read, out);
                 }
             }
             Applied::AclSet { .. }
@@ -246,14 +268,35 @@ impl<W: Copy + Eq + Hash + Ord> WatchTable<W> {
         }
     }
 
-    fn fire_deleted(&mut self, p: &str, out: &mut Vec<Notification<W>>) {
-        let data = self.data.trigger(p, EventType::NodeDeleted, &BTreeSet::new());
+    fn fire_deleted(
+        &mut self,
+        deletion: &Deletion,
+        can_read: &mut dyn FnMut(W, &[Acl]) -> bool,
+        out: &mut Vec<Notification<W>>,
+    ) {
+        let p = &deletion.path;
+        let data = self
+            .data
+            .trigger(p, EventType::NodeDeleted, &BTreeSet::new());
         let child = self.child.trigger(p, EventType::NodeDeleted, &data);
-        out.extend(data.into_iter().chain(child).map(|w| (w, event(EventType::NodeDeleted, p))));
-        self.fire_parent(p, out);
+        deliver(
+            data.into_iter().chain(child),
+            EventType::NodeDeleted,
+            p,
+            &deletion.acl,
+            can_read,
+            out,
+        );
+        self.fire_parent(p, &deletion.parent_acl, can_read, out);
     }
 
-    fn fire_parent(&mut self, p: &str, out: &mut Vec<Notification<W>>) {
+    fn fire_parent(
+        &mut self,
+        p: &str,
+        parent_acl: &[Acl],
+        can_read: &mut dyn FnMut(W, &[Acl]) -> bool,
+        out: &mut Vec<Notification<W>>,
+    ) {
         let Some((parent, _)) = path::split(p) else {
             return;
         };
@@ -261,16 +304,24 @@ impl<W: Copy + Eq + Hash + Ord> WatchTable<W> {
         let fired = self
             .child
             .trigger(parent, EventType::NodeChildrenChanged, &BTreeSet::new());
-        out.extend(
-            fired
-                .into_iter()
-                .map(|w| (w, event(EventType::NodeChildrenChanged, parent))),
+        deliver(
+            fired,
+            EventType::NodeChildrenChanged,
+            parent,
+            parent_acl,
+            can_read,
+            out,
         );
     }
 
     /// setWatches/setWatches2 after a reconnect: events for what changed since
     /// `relative_zxid` are returned at once; the rest is registered.
-    pub fn set_watches(&mut self, tree: &DataTree, w: W, request: &SetWatches2) -> Vec<WatcherEvent> {
+    pub fn set_watches(
+        &mut self,
+        tree: &DataTree,
+        w: W,
+        request: &SetWatches2,
+    ) -> Vec<WatcherEvent> {
         let rel = request.relative_zxid;
         let mut events = Vec::new();
         for p in &request.data_watches {
@@ -289,7 +340,9 @@ impl<W: Copy + Eq + Hash + Ord> WatchTable<W> {
         for p in &request.child_watches {
             match tree.get(p) {
                 None => events.push(event(EventType::NodeDeleted, p)),
-                Some(n) if n.stat.pzxid > rel => events.push(event(EventType::NodeChildrenChanged, p)),
+                Some(n) if n.stat.pzxid > rel => {
+                    events.push(event(EventType::NodeChildrenChanged, p))
+                }
                 Some(_) => self.add(Table::Child, p, w),
             }
         }
@@ -303,45 +356,141 @@ impl<W: Copy + Eq + Hash + Ord> WatchTable<W> {
     }
 }
 
+fn deliver<W: Copy>(
+    fired: impl IntoIterator<Item = W>,
+    kind: EventType,
+    p: &str,
+    acl: &[Acl],
+    can_read: &mut dyn FnMut(W, &[Acl]) -> bool,
+    out: &mut Vec<Notification<W>>,
+) {
+    out.extend(
+        fired
+            .into_iter()
+            .filter(|&w| can_read(w, acl))
+            .map(|w| (w, event(kind, p))),
+    );
+}
+
+/// Serves the watch-management requests (addWatch, removeWatches,
+/// checkWatches, setWatches, setWatches2) for watcher `w`: the reply, and the
+/// events to send before it.
+pub fn handle_watch_request<W: Copy + Eq + Hash + Ord>(
+    table: &mut WatchTable<W>,
+    tree: &DataTree,
+    w: W,
+    request: &Request,
+) -> Option<(Reply, Vec<WatcherEvent>)> {
+    let bad = || {
+        (
+            (ErrorCode::MarshallingError.code(), Response::Empty),
+            Vec::new(),
+        )
+    };
+    let found = |yes: bool| {
+        let code = if yes {
+            ErrorCode::Ok
+        } else {
+            ErrorCode::NoWatcher
+        };
+        ((code.code(), Response::Empty), Vec::new())
+    };
+    Some(match request {
+        Request::AddWatch(r) => match AddWatchMode::from_i32(r.mode) {
+            Some(mode) => {
+                table.add_persistent(&r.path, w, mode == AddWatchMode::PersistentRecursive);
+                ((0, Response::ErrorResponse(0)), Vec::new())
+            }
+            None => bad(),
+        },
+        Request::RemoveWatches(r) => match WatcherType::from_i32(r.watcher_type) {
+            Some(kind) => found(table.remove(&r.path, w, kind)),
+            None => bad(),
+        },
+        Request::CheckWatches(r) => match WatcherType::from_i32(r.watcher_type) {
+            // ZooKeeper walks parent paths by cutting at the last '/', which
+            // throws for a non-empty path without one.
+            Some(_) if !r.path.is_empty() && !r.path.contains('/') => bad(),
+            Some(kind) => found(table.contains(&r.path, kind)),
+            None => bad(),
+        },
+        Request::SetWatches(r) => {
+            let all = SetWatches2 {
+                relative_zxid: r.relative_zxid,
+                data_watches: r.data_watches.clone(),
+                exist_watches: r.exist_watches.clone(),
+                child_watches: r.child_watches.clone(),
+                ..Default::default()
+            };
+            ((0, Response::Empty), table.set_watches(tree, w, &all))
+        }
+        Request::SetWatches2(r) => ((0, Response::Empty), table.set_watches(tree, w, r)),
+        _ => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use zoocore_net::Stat;
+
+    fn open() -> crate::tree::AclList {
+        crate::acl::open_acl_unsafe().into()
+    }
 
     fn created(p: &str) -> Applied {
         Applied::Created {
             path: p.into(),
             stat: Stat::default(),
             kind: crate::txn::CreateKind::Plain { ephemeral: false },
+            acl: open(),
+            parent_acl: open(),
         }
     }
 
+    fn deleted(p: &str) -> Applied {
+        Applied::Deleted(Deletion {
+            path: p.into(),
+            acl: open(),
+            parent_acl: open(),
+        })
+    }
+
+    fn fire(t: &mut WatchTable<u32>, applied: &Applied) -> Vec<Notification<u32>> {
+        t.fire(applied, &mut |_, _| true)
+    }
+
     fn kinds(n: &[Notification<u32>]) -> Vec<(u32, i32, &str)> {
-        n.iter().map(|(w, e)| (*w, e.event_type, e.path.as_str())).collect()
+        n.iter()
+            .map(|(w, e)| (*w, e.event_type, e.path.as_str()))
+            .collect()
     }
 
     #[test]
     fn one_shot_fires_once() {
         let mut t = WatchTable::<u32>::default();
         t.add(Table::Data, "/a", 1);
-        assert_eq!(kinds(&t.fire(&created("/a"))), vec![(1, 1, "/a")]);
-        assert!(t.fire(&created("/a")).is_empty());
+        assert_eq!(kinds(&fire(&mut t, &created("/a"))), vec![(1, 1, "/a")]);
+        assert!(fire(&mut t, &created("/a")).is_empty());
     }
 
     #[test]
     fn recursive_skips_child_changes_and_covers_descendants() {
         let mut t = WatchTable::<u32>::default();
         t.add_persistent("/a", 7, true);
-        let fired = t.fire(&created("/a/b/c"));
+        let fired = fire(&mut t, &created("/a/b/c"));
         assert_eq!(kinds(&fired), vec![(7, 1, "/a/b/c")]);
-        assert_eq!(kinds(&t.fire(&created("/a/b/c"))), vec![(7, 1, "/a/b/c")]);
+        assert_eq!(
+            kinds(&fire(&mut t, &created("/a/b/c"))),
+            vec![(7, 1, "/a/b/c")]
+        );
     }
 
     #[test]
     fn persistent_gets_child_changes_on_its_own_path() {
         let mut t = WatchTable::<u32>::default();
         t.add_persistent("/a", 1, false);
-        assert_eq!(kinds(&t.fire(&created("/a/b"))), vec![(1, 4, "/a")]);
+        assert_eq!(kinds(&fire(&mut t, &created("/a/b"))), vec![(1, 4, "/a")]);
     }
 
     #[test]
@@ -350,8 +499,18 @@ mod tests {
         t.add(Table::Data, "/a", 1);
         t.add(Table::Child, "/a", 1);
         t.add(Table::Child, "/a", 2);
-        let fired = t.fire(&Applied::Deleted { path: "/a".into() });
+        let fired = fire(&mut t, &deleted("/a"));
         assert_eq!(kinds(&fired), vec![(1, 2, "/a"), (2, 2, "/a")]);
+        assert_eq!(t.watch_count(), 0);
+    }
+
+    #[test]
+    fn events_reach_only_watchers_that_may_read_and_one_shots_are_used_up() {
+        let mut t = WatchTable::<u32>::default();
+        t.add(Table::Data, "/a", 1);
+        t.add(Table::Data, "/a", 2);
+        let fired = t.fire(&created("/a"), &mut |w, _| w == 2);
+        assert_eq!(kinds(&fired), vec![(2, 1, "/a")]);
         assert_eq!(t.watch_count(), 0);
     }
 

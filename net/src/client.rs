@@ -220,7 +220,9 @@ impl Client {
 
     fn read_frame(&mut self) -> Result<Vec<u8>> {
         loop {
-            if let Some((payload, used)) = split_frame(&self.inbuf, limits::DEFAULT_MAX_BUFFER * 16)? {
+            if let Some((payload, used)) =
+                split_frame(&self.inbuf, limits::DEFAULT_MAX_BUFFER * 16)?
+            {
                 let payload = payload.to_vec();
                 self.inbuf.drain(..used);
                 return Ok(payload);

@@ -3,8 +3,9 @@
 //! for tests and the load generator.
 //!
 //! The codec works on byte slices and owns no runtime, so the server, loadgen
-//! and tests share it. Decoding untrusted bytes never panics and never
-//! allocates more than the frame holds.
+//! and tests share it. Decoding untrusted bytes never panics, and every length
+//! or count is checked against the bytes the frame still holds before anything
+//! is allocated for it, so memory stays proportional to the frame.
 
 pub mod client;
 pub mod consts;
@@ -13,7 +14,9 @@ pub mod jute;
 pub mod message;
 pub mod records;
 
-pub use consts::{AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType};
+pub use consts::{
+    AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType,
+};
 pub use jute::{DecodeError, Jute};
 pub use message::{decode_reply, decode_request, encode_reply, MultiResult, Request, Response};
 pub use records::*;

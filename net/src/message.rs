@@ -42,7 +42,9 @@ pub enum Request {
     CloseSession,
     /// An opcode this protocol does not serve (sasl, unknown values): answered
     /// with `Unimplemented`; its body is not read.
-    Unsupported { op: i32 },
+    Unsupported {
+        op: i32,
+    },
 }
 
 /// Most ops a multi request may carry; beyond it the request is refused as malformed.
@@ -94,7 +96,10 @@ impl Request {
             Create(r) | Create2(r) | CreateContainer(r) => Some(&r.path),
             CreateTtl(r) => Some(&r.path),
             Delete(r) => Some(&r.path),
-            DeleteContainer(r) | GetAcl(r) | Sync(r) | GetEphemerals(r)
+            DeleteContainer(r)
+            | GetAcl(r)
+            | Sync(r)
+            | GetEphemerals(r)
             | GetAllChildrenNumber(r) => Some(&r.path),
             Exists(r) | GetData(r) | GetChildren(r) | GetChildren2(r) => Some(&r.path),
             SetData(r) => Some(&r.path),
@@ -173,10 +178,9 @@ impl Request {
             OpCode::AddWatch => AddWatch(Jute::read(r)?),
             OpCode::WhoAmI => WhoAmI,
             OpCode::CloseSession => CloseSession,
-            OpCode::Notification
-            | OpCode::Sasl
-            | OpCode::CreateSession
-            | OpCode::Error => Unsupported { op },
+            OpCode::Notification | OpCode::Sasl | OpCode::CreateSession | OpCode::Error => {
+                Unsupported { op }
+            }
         })
     }
 
@@ -322,6 +326,8 @@ pub enum Response {
     Ephemerals(Vec<String>),
     WhoAmI(Vec<ClientInfo>),
     Multi(Vec<MultiResult>),
+    /// An `ErrorResponse` record: the body of a successful addWatch reply.
+    ErrorResponse(i32),
 }
 
 impl Response {
@@ -335,7 +341,7 @@ impl Response {
             Response::GetAcl(b) => b.write(out),
             Response::Children(c) | Response::Ephemerals(c) => c.write(out),
             Response::Children2(b) => b.write(out),
-            Response::AllChildrenNumber(n) => n.write(out),
+            Response::AllChildrenNumber(n) | Response::ErrorResponse(n) => n.write(out),
             Response::WhoAmI(c) => c.write(out),
             Response::Multi(results) => {
                 for result in results {
@@ -392,6 +398,7 @@ impl Response {
             Some(OpCode::GetEphemerals) => Response::Ephemerals(Jute::read(&mut r)?),
             Some(OpCode::WhoAmI) => Response::WhoAmI(Jute::read(&mut r)?),
             Some(OpCode::Multi | OpCode::MultiRead) => Response::Multi(read_multi_results(&mut r)?),
+            Some(OpCode::AddWatch) => Response::ErrorResponse(r.i32()?),
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "reply body for opcode",
@@ -410,6 +417,12 @@ fn read_multi_results(r: &mut Reader<'_>) -> Result<Vec<MultiResult>> {
         let header = MultiHeader::read(r)?;
         if header.done {
             return Ok(results);
+        }
+        if results.len() == MAX_MULTI_OPS {
+            return Err(DecodeError::BadValue {
+                what: "multi result count",
+                value: results.len() as i64,
+            });
         }
         let result = match OpCode::from_i32(header.op) {
             Some(OpCode::Create) => MultiResult::Create(Jute::read(r)?),
