@@ -103,10 +103,10 @@ impl<W: Copy + Eq + Hash + Ord> PathWatches<W> {
             if let Some(watchers) = self.by_path.get(current) {
                 for (&w, &mode) in watchers {
                     match mode {
-                        WatchMode::PersistentRecursive => {
-                            if event != EventType::NodeChildrenChanged {
-                                fired.insert(w);
-                            }
+                        WatchMode::PersistentRecursive
+                            if event != EventType::NodeChildrenChanged =>
+                        {
+                            fired.insert(w);
                         }
                         WatchMode::Persistent if exact => {
                             fired.insert(w);
