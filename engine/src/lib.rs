@@ -25,3 +25,4 @@ pub use read::{read, watch_for, write_reply};
 pub use tree::{Applied, DataTree};
 pub use txn::{Txn, TxnOp};
 pub use watch::{handle_watch_request, WatchTable};
+pub mod log;

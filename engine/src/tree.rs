@@ -91,6 +91,7 @@ pub enum Applied {
     MultiError(Vec<i32>),
 }
 
+#[derive(Clone)]
 pub struct DataTree {
     nodes: HashMap<Box<str>, Node>,
     ephemerals: HashMap<i64, BTreeSet<String>>,

@@ -192,14 +192,15 @@ impl<W: Copy + Eq + Hash + Ord> WatchTable<W> {
         child || data
     }
 
-    /// checkWatches: ZooKeeper answers yes if any watcher at all is on exactly `p`.
-    pub fn contains(&self, p: &str, kind: WatcherType) -> bool {
-        let child = self.child.by_path.contains_key(p);
-        let data = self.data.by_path.contains_key(p);
+    /// checkWatches: whether this watcher watches exactly `p` in the table(s),
+    /// as ZooKeeper 3.9 answers. (3.8 answered yes if any connection watched
+    /// the path, a bug fixed in 3.9.)
+    pub fn contains(&self, p: &str, w: W, kind: WatcherType) -> bool {
+        let has = |t: &PathWatches<W>| t.by_path.get(p).is_some_and(|ws| ws.contains_key(&w));
         match kind {
-            WatcherType::Children => child,
-            WatcherType::Data => data,
-            WatcherType::Any => child || data,
+            WatcherType::Children => has(&self.child),
+            WatcherType::Data => has(&self.data),
+            WatcherType::Any => has(&self.child) || has(&self.data),
         }
     }
 
@@ -408,10 +409,7 @@ pub fn handle_watch_request<W: Copy + Eq + Hash + Ord>(
             None => bad(),
         },
         Request::CheckWatches(r) => match WatcherType::from_i32(r.watcher_type) {
-            // ZooKeeper walks parent paths by cutting at the last '/', which
-            // throws for a non-empty path without one.
-            Some(_) if !r.path.is_empty() && !r.path.contains('/') => bad(),
-            Some(kind) => found(table.contains(&r.path, kind)),
+            Some(kind) => found(table.contains(&r.path, w, kind)),
             None => bad(),
         },
         Request::SetWatches(r) => {
@@ -515,13 +513,15 @@ mod tests {
     }
 
     #[test]
-    fn removal_is_per_watcher_and_contains_is_global() {
+    fn removal_and_checks_are_per_watcher() {
         let mut t = WatchTable::<u32>::default();
         t.add(Table::Data, "/a", 1);
-        assert!(t.contains("/a", WatcherType::Data));
+        assert!(t.contains("/a", 1, WatcherType::Data));
+        assert!(!t.contains("/a", 2, WatcherType::Data));
+        assert!(!t.contains("/a", 1, WatcherType::Children));
         assert!(!t.remove("/a", 2, WatcherType::Data));
         assert!(!t.remove("/a", 1, WatcherType::Children));
         assert!(t.remove("/a", 1, WatcherType::Any));
-        assert!(!t.contains("/a", WatcherType::Any));
+        assert!(!t.contains("/a", 1, WatcherType::Any));
     }
 }

@@ -2,12 +2,10 @@
 //! one confirmed against Apache ZooKeeper by the differential test. These run
 //! without a JVM and pin the behaviour by name.
 
-mod support;
-
-use support::model::Model;
 use zoocore_net::consts::perms;
 use zoocore_net::records::*;
 use zoocore_net::{Acl, ErrorCode, MultiResult, Request, Response};
+use zoocore_testkit::model::Model;
 
 const T: i64 = 1_700_000_000_000;
 

@@ -1,18 +1,241 @@
-//! `zoocore`: the server binary. The network server (shard-per-core
-//! executors, sequencer, log) is the next milestone; until it lands this
-//! binary only reports its version, so the README's run command is honest.
+//! `zoocore`: a ZooKeeper-compatible coordination server, thread-per-core.
+//!
+//! Start-up: read the config, recover the tree from the log, then run one
+//! glommio executor per shard core and one for the sequencer (which may
+//! share a core with a shard), connected by bounded channels.
 
+mod config;
+mod fourlw;
+mod sequencer;
+mod shard;
+mod stats;
+mod wal;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+use glommio::channels::shared_channel;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::config::Config;
+
+/// Set on SIGINT/SIGTERM; the sequencer exits once its open batch is durable.
+pub static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Ends the process at once. Everything acknowledged is already durable, and
+/// `std::process::exit` can hang tearing down executors on other threads.
+pub fn terminate(code: i32) -> ! {
+    // SAFETY: _exit only ends the process.
+    unsafe { libc::_exit(code) }
+}
+
+/// io_uring memory per executor when the memlock limit allows it. Each
+/// executor has three rings; executors x 3 x io_memory must fit
+/// RLIMIT_MEMLOCK (see tuning/README.md).
+const IO_MEMORY: usize = 2 << 20;
+/// Below this glommio refuses to start.
+const MIN_IO_MEMORY: usize = 512 << 10;
+
+#[derive(Parser, Debug)]
+#[command(version, about = "zoocore: a ZooKeeper-compatible coordination server")]
+struct Cli {
+    /// A ZooKeeper config file (zoo.cfg). Without one, ZooKeeper's defaults
+    /// apply: client port 2181, tickTime 2000, data in ./zoocore-data.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Overrides clientPort.
+    #[arg(long, value_name = "PORT")]
+    client_port: Option<u16>,
+    /// Overrides dataDir (and dataLogDir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
-    let version = env!("CARGO_PKG_VERSION");
-    if std::env::args().nth(1).as_deref() == Some("--version") {
-        println!("zoocore {version}");
-        return ExitCode::SUCCESS;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ZOOCORE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    // A panic on any core leaves the others unable to make progress safely:
+    // stop the whole process so a supervisor restarts it from the log.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        std::process::abort();
+    }));
+    let cli = Cli::parse();
+    let mut config = match &cli.config {
+        Some(path) => match Config::from_file(path) {
+            Ok((config, warnings)) => {
+                for w in warnings {
+                    tracing::warn!("{w}");
+                }
+                config
+            }
+            Err(e) => {
+                eprintln!("zoocore: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    if let Some(port) = cli.client_port {
+        config.client_port = port;
     }
-    eprintln!(
-        "zoocore {version}: the network server is not implemented yet; \
-         the engine and protocol codec are (see ARCHITECTURE.md)"
+    if let Some(dir) = cli.data_dir {
+        config.data_log_dir = dir.clone();
+        config.data_dir = dir;
+    }
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zoocore: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Raises RLIMIT_MEMLOCK (soft, and hard when privileged) to what the
+/// executors' io_uring rings want; otherwise shrinks their io_memory to fit.
+/// Returns the io_memory per executor.
+fn size_io_memory(executors: usize) -> Result<usize, String> {
+    let rings = executors * 3;
+    let want = (rings * IO_MEMORY) as libc::rlim_t;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on stack values.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) != 0 {
+            return Err("getrlimit(RLIMIT_MEMLOCK) failed".into());
+        }
+        if limit.rlim_cur < want {
+            let raised = libc::rlimit {
+                rlim_cur: want,
+                rlim_max: limit.rlim_max.max(want),
+            };
+            if libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0 {
+                limit = raised;
+            } else if limit.rlim_cur < limit.rlim_max {
+                limit.rlim_cur = limit.rlim_max.min(want);
+                libc::setrlimit(libc::RLIMIT_MEMLOCK, &limit);
+            }
+        }
+    }
+    let per_executor = (limit.rlim_cur as usize / rings).min(IO_MEMORY);
+    if per_executor < MIN_IO_MEMORY {
+        return Err(format!(
+            "RLIMIT_MEMLOCK is {} bytes; {executors} executors need at least {} (see tuning/README.md)",
+            limit.rlim_cur,
+            rings * MIN_IO_MEMORY
+        ));
+    }
+    Ok(per_executor)
+}
+
+/// Blocks SIGINT/SIGTERM in every thread and waits for them on one.
+fn handle_signals() {
+    // SAFETY: signal masks manipulated before any other thread exists.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        std::thread::spawn(move || {
+            let mut signal = 0;
+            libc::sigwait(&set, &mut signal);
+            tracing::info!(signal, "shutting down");
+            STOP.store(true, Ordering::Relaxed);
+        });
+    }
+}
+
+fn run(config: Config) -> Result<(), String> {
+    config.check().map_err(|e| e.to_string())?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let io_memory = size_io_memory(config.shards + 1)?;
+    handle_signals();
+    let recovered = wal::recover(&config.data_log_dir, config.extended_types)
+        .map_err(|e| format!("recovering {}: {e}", config.data_log_dir.display()))?;
+    tracing::info!(
+        txns = recovered.txns,
+        zxid = format!("{:#x}", recovered.tree.last_zxid()),
+        nodes = recovered.tree.node_count(),
+        "recovered from log"
     );
-    ExitCode::from(2)
+    let config = Arc::new(config);
+    let stats = Arc::new(stats::Stats::default());
+    let restored: Vec<(i64, i32)> = recovered
+        .tree
+        .sessions()
+        .iter()
+        .map(|(&id, &t)| (id, t))
+        .collect();
+    let mut inboxes = Vec::new();
+    let mut outboxes = Vec::new();
+    let mut handles = Vec::new();
+    for index in 0..config.shards {
+        let (to_sequencer, inbox) = shared_channel::new_bounded(config.sequencer_queue);
+        let (outbox, commits) = shared_channel::new_bounded(config.commit_queue);
+        inboxes.push(inbox);
+        outboxes.push(outbox);
+        let setup = shard::ShardSetup {
+            index,
+            config: config.clone(),
+            tree: recovered.tree.clone(),
+            to_sequencer,
+            commits,
+            stats: stats.clone(),
+            restored_sessions: if index == 0 {
+                restored.clone()
+            } else {
+                Vec::new()
+            },
+        };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
+            .name(&format!("shard-{index}"))
+            .io_memory(io_memory)
+            .spawn(move || shard::run(setup))
+            .map_err(|e| format!("starting shard {index}: {e}"))?;
+        handles.push(handle);
+    }
+    let log_dir = config.data_log_dir.clone();
+    let append_at = recovered.append_at;
+    let max_batch_txns = config.max_batch_txns;
+    let sequencer_setup = move |log| sequencer::SequencerSetup {
+        tree: recovered.tree,
+        log,
+        inboxes,
+        outboxes,
+        max_batch_txns,
+        stats,
+        server_id: 1,
+    };
+    let sequencer = LocalExecutorBuilder::new(Placement::Fixed(config.sequencer_cpu.min(cpus - 1)))
+        .name("sequencer")
+        .io_memory(io_memory)
+        .spawn(move || async move {
+            match wal::LogWriter::open(&log_dir, append_at).await {
+                Ok(log) => sequencer::run(sequencer_setup(log)).await,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open the log");
+                    terminate(1);
+                }
+            }
+        })
+        .map_err(|e| format!("starting the sequencer: {e}"))?;
+    tracing::info!(addr = %config.client_addr(), shards = config.shards, "serving");
+    sequencer.join().map_err(|e| e.to_string())?;
+    for handle in handles {
+        handle.join().map_err(|e| e.to_string())?;
+    }
+    Ok(())
 }

@@ -1,0 +1,350 @@
+//! The transaction log's format, without I/O: how a [`Txn`] becomes bytes,
+//! how txns are framed into records, and how a log image is scanned back.
+//!
+//! A record is `len: u32 | crc32c(payload): u32 | payload`, payload =
+//! `term: u64 | txn`. A commit batch is a run of records padded with zeros to
+//! [`BLOCK`] so it can be written with O_DIRECT; the next batch starts on the
+//! next block. A zero length therefore means "padding: skip to the next
+//! block", and a block that starts with zero ends the log. Scanning stops at
+//! the first record whose length or checksum is wrong: that is a torn tail.
+
+use zoocore_net::jute::{Jute, Reader, WriteJute};
+use zoocore_net::{Acl, DecodeError};
+
+use crate::txn::{CreateKind, CreateTxn, Txn, TxnOp};
+
+/// Alignment and padding unit of commit batches (O_DIRECT).
+pub const BLOCK: usize = 4096;
+const HEADER: usize = 8;
+/// Largest record payload accepted when scanning; a longer length is corruption.
+pub const MAX_RECORD: usize = 64 << 20;
+
+fn put_op(out: &mut Vec<u8>, op: &TxnOp) {
+    match op {
+        TxnOp::CreateSession { timeout } => {
+            out.put_i32(1);
+            out.put_i32(*timeout);
+        }
+        TxnOp::CloseSession { ephemerals } => {
+            out.put_i32(2);
+            out.put_vec(ephemerals);
+        }
+        TxnOp::Create(c) => {
+            out.put_i32(3);
+            out.put_string(&c.path);
+            out.put_buffer(c.data.as_deref());
+            out.put_vec(&c.acl);
+            let (kind, value) = match c.kind {
+                CreateKind::Plain { ephemeral } => (0, i64::from(ephemeral)),
+                CreateKind::Container => (1, 0),
+                CreateKind::Ttl(ttl) => (2, ttl),
+            };
+            out.put_i32(kind);
+            out.put_i64(value);
+            out.put_i32(c.parent_cversion);
+        }
+        TxnOp::Delete { path } => {
+            out.put_i32(4);
+            out.put_string(path);
+        }
+        TxnOp::SetData {
+            path,
+            data,
+            version,
+        } => {
+            out.put_i32(5);
+            out.put_string(path);
+            out.put_buffer(data.as_deref());
+            out.put_i32(*version);
+        }
+        TxnOp::SetAcl { path, acl, version } => {
+            out.put_i32(6);
+            out.put_string(path);
+            out.put_vec(acl);
+            out.put_i32(*version);
+        }
+        TxnOp::Check { path } => {
+            out.put_i32(7);
+            out.put_string(path);
+        }
+        TxnOp::Multi(ops) => {
+            out.put_i32(8);
+            out.put_i32(ops.len() as i32);
+            for op in ops {
+                put_op(out, op);
+            }
+        }
+        TxnOp::Error(code) => {
+            out.put_i32(9);
+            out.put_i32(*code);
+        }
+        TxnOp::MultiError(codes) => {
+            out.put_i32(10);
+            out.put_vec(codes);
+        }
+    }
+}
+
+fn bad(what: &'static str, value: i64) -> DecodeError {
+    DecodeError::BadValue { what, value }
+}
+
+fn read_op(r: &mut Reader<'_>, depth: u8) -> Result<TxnOp, DecodeError> {
+    let tag = r.i32()?;
+    Ok(match tag {
+        1 => TxnOp::CreateSession { timeout: r.i32()? },
+        2 => TxnOp::CloseSession {
+            ephemerals: r.vec()?,
+        },
+        3 => {
+            let path = r.string()?;
+            let data = Option::<Vec<u8>>::read(r)?;
+            let acl: Vec<Acl> = r.vec()?;
+            let kind = match (r.i32()?, r.i64()?) {
+                (0, e) => CreateKind::Plain { ephemeral: e != 0 },
+                (1, _) => CreateKind::Container,
+                (2, ttl) => CreateKind::Ttl(ttl),
+                (k, _) => return Err(bad("create kind", k.into())),
+            };
+            TxnOp::Create(CreateTxn {
+                path,
+                data,
+                acl,
+                kind,
+                parent_cversion: r.i32()?,
+            })
+        }
+        4 => TxnOp::Delete { path: r.string()? },
+        5 => TxnOp::SetData {
+            path: r.string()?,
+            data: Option::<Vec<u8>>::read(r)?,
+            version: r.i32()?,
+        },
+        6 => TxnOp::SetAcl {
+            path: r.string()?,
+            acl: r.vec()?,
+            version: r.i32()?,
+        },
+        7 => TxnOp::Check { path: r.string()? },
+        8 if depth == 0 => {
+            let n = r.i32()?;
+            let n = usize::try_from(n).map_err(|_| bad("multi length", n.into()))?;
+            if n > r.remaining() / 4 {
+                return Err(bad("multi length", n as i64));
+            }
+            let mut ops = Vec::with_capacity(n);
+            for _ in 0..n {
+                ops.push(read_op(r, depth + 1)?);
+            }
+            TxnOp::Multi(ops)
+        }
+        9 => TxnOp::Error(r.i32()?),
+        10 => TxnOp::MultiError(r.vec()?),
+        other => return Err(bad("txn op", other.into())),
+    })
+}
+
+impl Txn {
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.put_i64(self.zxid);
+        out.put_i64(self.time);
+        out.put_i64(self.session_id);
+        out.put_i32(self.cxid);
+        put_op(out, &self.op);
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Txn, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let txn = Txn {
+            zxid: r.i64()?,
+            time: r.i64()?,
+            session_id: r.i64()?,
+            cxid: r.i32()?,
+            op: read_op(&mut r, 0)?,
+        };
+        r.finish()?;
+        Ok(txn)
+    }
+}
+
+/// Appends one record (not padded).
+pub fn append_record(out: &mut Vec<u8>, term: u64, txn: &Txn) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    out.extend_from_slice(&term.to_be_bytes());
+    txn.write(out);
+    let payload = &out[start + HEADER..];
+    let len = u32::try_from(payload.len()).expect("record over 4 GiB");
+    let crc = crc32c::crc32c(payload);
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+}
+
+/// Pads a batch with zeros to a whole number of blocks.
+pub fn pad_to_block(out: &mut Vec<u8>) {
+    let padded = out.len().div_ceil(BLOCK) * BLOCK;
+    out.resize(padded, 0);
+}
+
+/// What scanning a log image found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub txns: Vec<(u64, Txn)>,
+    /// Bytes up to the end of the last valid batch (a block boundary): where
+    /// appending resumes. Anything after it is a torn or empty tail.
+    pub valid_len: usize,
+    /// Set when scanning stopped at damage rather than at a clean end.
+    pub torn_at: Option<usize>,
+}
+
+/// Scans a log image from its start. Records of a batch that is torn are
+/// dropped with it: appending resumes where that batch began.
+pub fn scan(image: &[u8]) -> Scan {
+    let mut scan = Scan::default();
+    let mut complete = 0; // txns up to `valid_len`
+    let mut pos = 0;
+    while pos + HEADER <= image.len() {
+        let len = u32::from_be_bytes(image[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        if len == 0 {
+            if pos % BLOCK == 0 {
+                break; // a block that starts empty: the end of the log
+            }
+            pos = pos.div_ceil(BLOCK) * BLOCK; // padding after a batch
+            scan.valid_len = pos;
+            complete = scan.txns.len();
+            continue;
+        }
+        let crc = u32::from_be_bytes(image[pos + 4..pos + 8].try_into().expect("4 bytes"));
+        let end = pos + HEADER + len;
+        let record = (len <= MAX_RECORD && len >= 8 && end <= image.len())
+            .then(|| &image[pos + HEADER..end])
+            .filter(|payload| crc32c::crc32c(payload) == crc)
+            .and_then(|payload| {
+                let term = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
+                Txn::decode(&payload[8..]).ok().map(|txn| (term, txn))
+            });
+        let Some(entry) = record else {
+            scan.torn_at = Some(pos);
+            break;
+        };
+        scan.txns.push(entry);
+        pos = end;
+        if pos % BLOCK == 0 {
+            scan.valid_len = pos;
+            complete = scan.txns.len();
+        }
+    }
+    if scan.torn_at.is_none() && pos % BLOCK != 0 && pos + HEADER > image.len() {
+        // The image ends inside a batch's padding: the batch is whole.
+        scan.valid_len = pos.div_ceil(BLOCK) * BLOCK;
+        complete = scan.txns.len();
+    }
+    scan.txns.truncate(complete);
+    scan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zoocore_net::consts::perms;
+
+    fn txns() -> Vec<Txn> {
+        let ops = vec![
+            TxnOp::CreateSession { timeout: 30_000 },
+            TxnOp::Create(CreateTxn {
+                path: "/a".into(),
+                data: Some(b"x".to_vec()),
+                acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+                kind: CreateKind::Ttl(5000),
+                parent_cversion: 1,
+            }),
+            TxnOp::SetData {
+                path: "/a".into(),
+                data: None,
+                version: 1,
+            },
+            TxnOp::Multi(vec![
+                TxnOp::Check { path: "/a".into() },
+                TxnOp::Delete { path: "/a".into() },
+            ]),
+            TxnOp::MultiError(vec![0, -101, -2]),
+            TxnOp::Error(-110),
+            TxnOp::CloseSession {
+                ephemerals: vec!["/e".into()],
+            },
+        ];
+        ops.into_iter()
+            .enumerate()
+            .map(|(i, op)| Txn {
+                zxid: i as i64 + 1,
+                time: 1000 + i as i64,
+                session_id: 42,
+                cxid: i as i32,
+                op,
+            })
+            .collect()
+    }
+
+    fn image(batches: &[&[Txn]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for batch in batches {
+            for txn in *batch {
+                append_record(&mut out, 1, txn);
+            }
+            pad_to_block(&mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn records_round_trip_through_batches() {
+        let all = txns();
+        let log = image(&[&all[..3], &all[3..]]);
+        let scan = scan(&log);
+        assert_eq!(scan.torn_at, None);
+        assert_eq!(scan.valid_len, log.len());
+        assert_eq!(
+            scan.txns.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
+            all
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_at_the_last_valid_batch() {
+        let all = txns();
+        let mut log = image(&[&all[..3], &all[3..]]);
+        let second = BLOCK;
+        // Tear the second batch: flip a byte inside its first record.
+        log[second + 12] ^= 0xff;
+        let scan = scan(&log);
+        assert_eq!(scan.torn_at, Some(second));
+        assert_eq!(scan.txns.len(), 3);
+        // Tearing the second record of a batch drops the whole batch.
+        let mut log = image(&[&all[..3], &all[3..]]);
+        let mut first = Vec::new();
+        append_record(&mut first, 1, &all[3]);
+        log[second + first.len() + 12] ^= 0xff;
+        let again = super::scan(&log);
+        assert_eq!((again.txns.len(), again.valid_len), (3, second));
+        assert_eq!(scan.valid_len, second);
+    }
+
+    #[test]
+    fn a_truncated_record_is_a_torn_tail() {
+        let all = txns();
+        let log = image(&[&all]);
+        let cut = &log[..20];
+        let scan = scan(cut);
+        assert_eq!(scan.torn_at, Some(0));
+        assert!(scan.txns.is_empty());
+        assert_eq!(scan.valid_len, 0);
+    }
+
+    #[test]
+    fn an_empty_or_zeroed_log_is_clean() {
+        assert_eq!(scan(&[]).txns.len(), 0);
+        let zeros = vec![0u8; BLOCK * 2];
+        let s = scan(&zeros);
+        assert_eq!((s.txns.len(), s.valid_len, s.torn_at), (0, 0, None));
+    }
+}

@@ -1,0 +1,285 @@
+//! Server configuration: ZooKeeper's `zoo.cfg` keys plus zoocore's own limits.
+//!
+//! As in ZooKeeper, a key it does not know as a config key is still honoured
+//! when it names a `zookeeper.*` system property it would set from the file
+//! (`extendedTypesEnabled`, `DigestAuthenticationProvider.superDigest`);
+//! anything else is warned about and ignored.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Inconsistent(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub client_port: u16,
+    pub client_port_address: IpAddr,
+    pub data_dir: PathBuf,
+    pub data_log_dir: PathBuf,
+    pub tick_time_ms: u32,
+    pub min_session_timeout_ms: u32,
+    pub max_session_timeout_ms: u32,
+    /// Connections per client IP; 0 = unlimited.
+    pub max_client_cnxns: u32,
+    pub jute_max_buffer: usize,
+    /// Four-letter words that may run; `*` allows all.
+    pub four_letter_words: Vec<String>,
+    /// Requests queued to the sequencer across the server before sockets stop being read.
+    pub global_outstanding_limit: usize,
+    pub extended_types: bool,
+    pub super_digest: Option<String>,
+    /// zoocore: shard executors (one per core).
+    pub shards: usize,
+    /// zoocore: CPU the sequencer executor is pinned to.
+    pub sequencer_cpu: usize,
+    /// zoocore: capacity of each shard's queue into the sequencer.
+    pub sequencer_queue: usize,
+    /// zoocore: capacity of each shard's queue of committed batches.
+    pub commit_queue: usize,
+    /// zoocore: most txns in one group commit.
+    pub max_batch_txns: usize,
+    /// zoocore: most bytes in one group commit.
+    pub max_batch_bytes: usize,
+    /// zoocore: segment size the log preallocates.
+    pub log_segment_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Config {
+            client_port: 2181,
+            client_port_address: IpAddr::from([0, 0, 0, 0]),
+            data_dir: PathBuf::from("zoocore-data"),
+            data_log_dir: PathBuf::from("zoocore-data"),
+            tick_time_ms: 2000,
+            min_session_timeout_ms: 4000,
+            max_session_timeout_ms: 40_000,
+            max_client_cnxns: 60,
+            jute_max_buffer: zoocore_net::consts::limits::DEFAULT_MAX_BUFFER,
+            four_letter_words: vec!["srvr".into()],
+            global_outstanding_limit: 1000,
+            extended_types: false,
+            super_digest: None,
+            shards: cpus,
+            sequencer_cpu: cpus - 1,
+            sequencer_queue: 1024,
+            commit_queue: 1024,
+            max_batch_txns: 1024,
+            max_batch_bytes: 1 << 20,
+            log_segment_bytes: 64 << 20,
+        }
+    }
+}
+
+impl Config {
+    pub fn client_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.client_port_address, self.client_port)
+    }
+
+    pub fn allows_word(&self, word: &str) -> bool {
+        self.four_letter_words.iter().any(|w| w == "*" || w == word)
+    }
+
+    /// Reads a `zoo.cfg`; returns the config and warnings for ignored keys.
+    pub fn from_file(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        let mut config = Config::default();
+        let mut warnings = Vec::new();
+        let mut min_set = false;
+        let mut max_set = false;
+        let mut log_dir_set = false;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (i, raw) in text.lines().enumerate() {
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let invalid = |message: String| ConfigError::Invalid {
+                path: path.to_owned(),
+                line: i + 1,
+                message,
+            };
+            let Some((key, value)) = line.split_once('=') else {
+                return Err(invalid(format!("expected key=value, got {line:?}")));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let number = |v: &str| -> Result<u64, ConfigError> {
+                v.parse::<u64>().map_err(|_| {
+                    invalid(format!("{key} must be a non-negative integer, got {v:?}"))
+                })
+            };
+            let dir = |v: &str| {
+                let p = PathBuf::from(v);
+                if p.is_absolute() {
+                    p
+                } else {
+                    base.join(p)
+                }
+            };
+            match key {
+                "clientPort" => {
+                    config.client_port = u16::try_from(number(value)?)
+                        .map_err(|_| invalid(format!("clientPort {value} out of range")))?
+                }
+                "clientPortAddress" => {
+                    config.client_port_address = value.parse().map_err(|_| {
+                        invalid(format!("clientPortAddress {value:?} is not an IP address"))
+                    })?
+                }
+                "dataDir" => config.data_dir = dir(value),
+                "dataLogDir" => {
+                    config.data_log_dir = dir(value);
+                    log_dir_set = true;
+                }
+                "tickTime" => config.tick_time_ms = number(value)? as u32,
+                "minSessionTimeout" => {
+                    config.min_session_timeout_ms = number(value)? as u32;
+                    min_set = true;
+                }
+                "maxSessionTimeout" => {
+                    config.max_session_timeout_ms = number(value)? as u32;
+                    max_set = true;
+                }
+                "maxClientCnxns" => config.max_client_cnxns = number(value)? as u32,
+                "jute.maxbuffer" => config.jute_max_buffer = number(value)? as usize,
+                "4lw.commands.whitelist" => {
+                    config.four_letter_words = value
+                        .split(',')
+                        .map(|w| w.trim().to_owned())
+                        .filter(|w| !w.is_empty())
+                        .collect()
+                }
+                "globalOutstandingLimit" => {
+                    config.global_outstanding_limit = number(value)? as usize
+                }
+                "extendedTypesEnabled" | "zookeeper.extendedTypesEnabled" => {
+                    config.extended_types = value == "true"
+                }
+                "DigestAuthenticationProvider.superDigest"
+                | "zookeeper.DigestAuthenticationProvider.superDigest" => {
+                    config.super_digest = Some(value.to_owned())
+                }
+                "zoocore.shards" => config.shards = number(value)? as usize,
+                "zoocore.sequencerCpu" => config.sequencer_cpu = number(value)? as usize,
+                "zoocore.sequencerQueue" => config.sequencer_queue = number(value)? as usize,
+                "zoocore.commitQueue" => config.commit_queue = number(value)? as usize,
+                "zoocore.maxBatchTxns" => config.max_batch_txns = number(value)? as usize,
+                "zoocore.maxBatchBytes" => config.max_batch_bytes = number(value)? as usize,
+                "zoocore.logSegmentBytes" => config.log_segment_bytes = number(value)?,
+                "initLimit"
+                | "syncLimit"
+                | "admin.enableServer"
+                | "admin.serverPort"
+                | "autopurge.snapRetainCount"
+                | "autopurge.purgeInterval"
+                | "standaloneEnabled"
+                | "reconfigEnabled"
+                | "snapCount"
+                | "preAllocSize" => warnings.push(format!(
+                    "{}:{}: {key} is accepted but has no effect yet",
+                    path.display(),
+                    i + 1
+                )),
+                _ => warnings.push(format!(
+                    "{}:{}: unknown key {key} ignored",
+                    path.display(),
+                    i + 1
+                )),
+            }
+        }
+        if !log_dir_set {
+            config.data_log_dir = config.data_dir.clone();
+        }
+        if !min_set {
+            config.min_session_timeout_ms = config.tick_time_ms * 2;
+        }
+        if !max_set {
+            config.max_session_timeout_ms = config.tick_time_ms * 20;
+        }
+        config.check()?;
+        Ok((config, warnings))
+    }
+
+    /// Rejects settings that cannot work together.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError::Inconsistent(m));
+        if self.min_session_timeout_ms > self.max_session_timeout_ms {
+            return fail(format!(
+                "minSessionTimeout {} is above maxSessionTimeout {}",
+                self.min_session_timeout_ms, self.max_session_timeout_ms
+            ));
+        }
+        if self.shards == 0
+            || self.sequencer_queue == 0
+            || self.commit_queue == 0
+            || self.max_batch_txns == 0
+        {
+            return fail("zoocore.shards and queue/batch limits must be at least 1".into());
+        }
+        if self.jute_max_buffer < 1024 {
+            return fail(format!(
+                "jute.maxbuffer {} is too small",
+                self.jute_max_buffer
+            ));
+        }
+        if self.tick_time_ms == 0 {
+            return fail("tickTime must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zookeeper_keys_and_derived_defaults() {
+        let text = "# comment\ntickTime=1000\nclientPort=2999\nclientPortAddress=127.0.0.1\n\
+                    dataDir=/var/zk\n4lw.commands.whitelist=ruok, srvr\nfoo=bar\nextendedTypesEnabled=true\n";
+        let (c, warnings) = Config::parse(text, Path::new("/etc/zoo.cfg")).unwrap();
+        assert_eq!(c.client_addr(), "127.0.0.1:2999".parse().unwrap());
+        assert_eq!(
+            (c.min_session_timeout_ms, c.max_session_timeout_ms),
+            (2000, 20_000)
+        );
+        assert_eq!(c.data_log_dir, PathBuf::from("/var/zk"));
+        assert!(c.allows_word("ruok") && !c.allows_word("stat"));
+        assert!(c.extended_types);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn bad_values_name_the_line() {
+        let err = Config::parse("clientPort=x\n", Path::new("zoo.cfg")).unwrap_err();
+        assert!(err.to_string().starts_with("zoo.cfg:1:"), "{err}");
+        assert!(
+            Config::parse("minSessionTimeout=9\nmaxSessionTimeout=5\n", Path::new("z")).is_err()
+        );
+    }
+}

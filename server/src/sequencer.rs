@@ -1,0 +1,266 @@
+//! The sequencer: the one place that validates writes against the
+//! authoritative tree, assigns zxids, group-commits them to the log and fans
+//! each durable batch out to every shard as one shared buffer.
+//!
+//! Per shard a task drains that shard's queue and validates each request at
+//! once (applying it to the sequencer's own tree, so later requests see it, as
+//! ZooKeeper's outstanding changes do). A committer task takes everything
+//! validated so far as one batch, writes and syncs it, and only then sends it
+//! on; while it waits for the disk the next batch fills.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use glommio::channels::local_channel;
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use glommio::sync::Semaphore;
+use zoocore_engine::acl::Identity;
+use zoocore_engine::txn::{Txn, TxnOp};
+use zoocore_engine::{prepare, session, DataTree, PrepContext};
+use zoocore_net::{ErrorCode, Request};
+
+use crate::stats::Stats;
+use crate::wal::LogWriter;
+
+/// Where a request came from, so its shard can answer it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub shard: usize,
+    pub conn: u64,
+}
+
+/// What shards ask of the sequencer.
+pub enum ToSequencer {
+    Write {
+        origin: Origin,
+        session_id: i64,
+        cxid: i32,
+        identity: Identity,
+        request: Request,
+    },
+    OpenSession {
+        origin: Origin,
+        timeout: i32,
+    },
+    /// Explicit close (with an origin) or expiry (without).
+    CloseSession {
+        origin: Option<Origin>,
+        session_id: i64,
+        cxid: i32,
+    },
+    /// A session reconnected on `shard`: other shards stop tracking it.
+    Attach {
+        session_id: i64,
+        shard: usize,
+    },
+    /// `sync`: answered once the shard has applied everything committed before it.
+    Sync {
+        origin: Origin,
+    },
+}
+
+/// One entry of a committed batch.
+pub enum Entry {
+    Txn {
+        txn: Txn,
+        origin: Option<Origin>,
+    },
+    Attached {
+        session_id: i64,
+        shard: usize,
+    },
+    /// A sync's turn: every earlier txn is in this or an earlier batch.
+    Synced {
+        origin: Origin,
+    },
+}
+
+/// A durable batch, shared read-only by every shard.
+pub struct CommitBatch {
+    pub entries: Vec<Entry>,
+}
+
+pub struct SequencerSetup {
+    pub tree: DataTree,
+    pub log: LogWriter,
+    pub inboxes: Vec<SharedReceiver<ToSequencer>>,
+    pub outboxes: Vec<SharedSender<Arc<CommitBatch>>>,
+    pub max_batch_txns: usize,
+    pub stats: Arc<Stats>,
+    pub server_id: u8,
+}
+
+struct State {
+    tree: DataTree,
+    next_zxid: i64,
+    next_session_id: i64,
+    open: Vec<Entry>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl State {
+    fn txn(&mut self, session_id: i64, cxid: i32, op: TxnOp, origin: Option<Origin>) {
+        let txn = Txn {
+            zxid: self.next_zxid,
+            time: now_ms(),
+            session_id,
+            cxid,
+            op,
+        };
+        self.next_zxid += 1;
+        self.tree.apply(&txn);
+        self.open.push(Entry::Txn { txn, origin });
+    }
+
+    fn accept(&mut self, message: ToSequencer) {
+        match message {
+            ToSequencer::Write {
+                origin,
+                session_id,
+                cxid,
+                identity,
+                request,
+            } => {
+                let op = if self.tree.sessions().contains_key(&session_id) {
+                    let ctx = PrepContext {
+                        session_id,
+                        identity: &identity,
+                        zxid: self.next_zxid,
+                        time: now_ms(),
+                    };
+                    prepare(&self.tree, &ctx, &request)
+                } else {
+                    TxnOp::Error(ErrorCode::SessionExpired.code())
+                };
+                self.txn(session_id, cxid, op, Some(origin));
+            }
+            ToSequencer::OpenSession { origin, timeout } => {
+                let id = self.next_session_id;
+                self.next_session_id += 1;
+                self.txn(id, 0, TxnOp::CreateSession { timeout }, Some(origin));
+            }
+            ToSequencer::CloseSession {
+                origin,
+                session_id,
+                cxid,
+            } => {
+                if self.tree.sessions().contains_key(&session_id) {
+                    let identity = Identity::default();
+                    let ctx = PrepContext {
+                        session_id,
+                        identity: &identity,
+                        zxid: self.next_zxid,
+                        time: now_ms(),
+                    };
+                    let op = prepare(&self.tree, &ctx, &Request::CloseSession);
+                    self.txn(session_id, cxid, op, origin);
+                } else if origin.is_some() {
+                    // Expired meanwhile: the close is answered by an error txn.
+                    self.txn(
+                        session_id,
+                        cxid,
+                        TxnOp::Error(ErrorCode::SessionExpired.code()),
+                        origin,
+                    );
+                }
+            }
+            ToSequencer::Attach { session_id, shard } => {
+                self.open.push(Entry::Attached { session_id, shard });
+            }
+            ToSequencer::Sync { origin } => self.open.push(Entry::Synced { origin }),
+        }
+    }
+}
+
+/// Runs the sequencer on the current executor until the process stops.
+pub async fn run(setup: SequencerSetup) {
+    let SequencerSetup {
+        tree,
+        mut log,
+        inboxes,
+        outboxes,
+        max_batch_txns,
+        stats,
+        server_id,
+    } = setup;
+    let state = Rc::new(RefCell::new(State {
+        next_zxid: tree.last_zxid() + 1,
+        next_session_id: session::first_session_id(server_id, now_ms()),
+        tree,
+        open: Vec::new(),
+    }));
+    // Room in the open batch: taken per request, returned per committed entry.
+    let room = Rc::new(Semaphore::new(max_batch_txns as u64));
+    let (kick_tx, kick_rx) = local_channel::new_bounded::<()>(1);
+    let kick_tx = Rc::new(kick_tx);
+    for inbox in inboxes {
+        let (state, room, kick_tx) = (state.clone(), room.clone(), kick_tx.clone());
+        glommio::spawn_local(async move {
+            let inbox = inbox.connect().await;
+            while let Some(message) = inbox.recv().await {
+                if room.acquire(1).await.is_err() {
+                    return;
+                }
+                state.borrow_mut().accept(message);
+                let _ = kick_tx.try_send(());
+            }
+        })
+        .detach();
+    }
+    let mut senders: Vec<ConnectedSender<Arc<CommitBatch>>> = Vec::new();
+    for outbox in outboxes {
+        senders.push(outbox.connect().await);
+    }
+    let term = 0;
+    loop {
+        let entries = { std::mem::take(&mut state.borrow_mut().open) };
+        if entries.is_empty() {
+            if crate::STOP.load(Ordering::Relaxed) {
+                tracing::info!("sequencer idle at shutdown; log is durable");
+                crate::terminate(0);
+            }
+            // Wake at least every 50 ms to notice a shutdown request.
+            futures_lite::future::or(
+                async {
+                    let _ = kick_rx.recv().await;
+                },
+                glommio::timer::sleep(std::time::Duration::from_millis(50)),
+            )
+            .await;
+            continue;
+        }
+        let txns: Vec<&Txn> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Txn { txn, .. } => Some(txn),
+                Entry::Attached { .. } | Entry::Synced { .. } => None,
+            })
+            .collect();
+        if !txns.is_empty() {
+            match log.append(term, &txns).await {
+                Ok(bytes) => stats.record_batch(txns.len(), bytes),
+                Err(e) => {
+                    // Nothing of this batch was acknowledged; stopping keeps the
+                    // log and the shards' replicas from diverging.
+                    tracing::error!(error = %e, "log write failed; stopping");
+                    crate::terminate(3);
+                }
+            }
+        }
+        room.signal(entries.len() as u64);
+        let batch = Arc::new(CommitBatch { entries });
+        for sender in &senders {
+            if sender.send(batch.clone()).await.is_err() {
+                tracing::error!("a shard is gone; stopping");
+                crate::terminate(3);
+            }
+        }
+    }
+}

@@ -1,0 +1,729 @@
+//! A shard core: accepts connections (SO_REUSEPORT, so every shard listens on
+//! the client port), keeps each connection and its session here, serves reads
+//! from its own replica without locks, sends writes and session changes to
+//! the sequencer, and applies every committed batch to its replica, firing
+//! the watches of its connections and answering its own writes.
+//!
+//! Per connection, requests are handled one at a time: a read waits while
+//! the connection's write is in flight, so a session always reads its own
+//! writes, and replies leave in request order (design invariant 3). Watch
+//! events of a txn are queued before any later reply (invariant 4) because
+//! the same task applies the txn, queues the events, then the reply.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use glommio::net::{TcpListener, TcpStream};
+use zoocore_engine::acl::{self, Identity};
+use zoocore_engine::tree::Applied;
+use zoocore_engine::{
+    handle_watch_request, read, session, watch_for, write_reply, DataTree, WatchTable,
+};
+use zoocore_net::consts::{perms, xid};
+use zoocore_net::frame::{four_letter_word, split_frame, write_frame};
+use zoocore_net::jute::Jute;
+use zoocore_net::records::{ConnectRequest, ConnectResponse, ReplyHeader, WatcherEvent};
+use zoocore_net::{decode_request, encode_reply, ErrorCode, Request, Response};
+
+use crate::config::Config;
+use crate::sequencer::{CommitBatch, Entry, Origin, ToSequencer};
+use crate::stats::Stats;
+
+pub struct ShardSetup {
+    pub index: usize,
+    pub config: Arc<Config>,
+    pub tree: DataTree,
+    pub to_sequencer: SharedSender<ToSequencer>,
+    pub commits: SharedReceiver<Arc<CommitBatch>>,
+    pub stats: Arc<Stats>,
+    /// Sessions recovered from the log that this shard expires unless they reconnect.
+    pub restored_sessions: Vec<(i64, i32)>,
+}
+
+struct Conn {
+    id: u64,
+    fd: i32,
+    peer_ip: IpAddr,
+    session_id: Cell<i64>,
+    identity: RefCell<Identity>,
+    out: RefCell<Vec<u8>>,
+    out_ready: LocalSender<()>,
+    /// Writes sent to the sequencer and not yet answered, oldest first.
+    inflight: RefCell<VecDeque<(i32, Request)>>,
+    done: LocalSender<()>,
+    closing: Cell<bool>,
+    read_only_byte: Cell<bool>,
+}
+
+impl Conn {
+    fn kick(&self) {
+        let _ = self.out_ready.try_send(());
+    }
+
+    fn reply(&self, header: ReplyHeader, body: &Response, stats: &Stats) {
+        write_frame(&mut self.out.borrow_mut(), |b| {
+            encode_reply(&header, body, b)
+        });
+        stats
+            .sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.kick();
+    }
+
+    fn event(&self, event: &WatcherEvent) {
+        write_frame(&mut self.out.borrow_mut(), |b| {
+            ReplyHeader {
+                xid: xid::NOTIFICATION,
+                zxid: -1,
+                err: 0,
+            }
+            .write(b);
+            event.write(b);
+        });
+        self.kick();
+    }
+
+    fn raw(&self, bytes: &[u8]) {
+        self.out.borrow_mut().extend_from_slice(bytes);
+        self.kick();
+    }
+
+    /// Stops the connection once what is queued has been written.
+    fn close(&self) {
+        self.closing.set(true);
+        self.kick();
+    }
+}
+
+struct Session {
+    timeout_ms: i32,
+    deadline: Instant,
+    conn: Option<u64>,
+    expiring: bool,
+}
+
+struct Shard {
+    index: usize,
+    config: Arc<Config>,
+    stats: Arc<Stats>,
+    replica: RefCell<DataTree>,
+    watches: RefCell<WatchTable<u64>>,
+    conns: RefCell<HashMap<u64, Rc<Conn>>>,
+    sessions: RefCell<HashMap<i64, Session>>,
+    /// Connections waiting for their new session: negotiated timeout.
+    opening: RefCell<HashMap<u64, i32>>,
+    to_sequencer: ConnectedSender<ToSequencer>,
+    next_conn: Cell<u64>,
+}
+
+/// Runs a shard on the current executor until the process stops.
+pub async fn run(setup: ShardSetup) {
+    let listener = match TcpListener::bind(setup.config.client_addr()) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(addr = %setup.config.client_addr(), error = %e, "cannot listen");
+            crate::terminate(1);
+        }
+    };
+    let now = Instant::now();
+    let sessions = setup
+        .restored_sessions
+        .iter()
+        .map(|&(id, timeout_ms)| {
+            let session = Session {
+                timeout_ms,
+                deadline: now + Duration::from_millis(timeout_ms as u64),
+                conn: None,
+                expiring: false,
+            };
+            (id, session)
+        })
+        .collect();
+    let shard = Rc::new(Shard {
+        index: setup.index,
+        stats: setup.stats,
+        replica: RefCell::new(setup.tree),
+        watches: RefCell::new(WatchTable::default()),
+        conns: RefCell::new(HashMap::new()),
+        sessions: RefCell::new(sessions),
+        opening: RefCell::new(HashMap::new()),
+        to_sequencer: setup.to_sequencer.connect().await,
+        next_conn: Cell::new(1),
+        config: setup.config,
+    });
+    glommio::spawn_local(apply_commits(shard.clone(), setup.commits)).detach();
+    glommio::spawn_local(expire_sessions(shard.clone())).detach();
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(serve(shard.clone(), stream)).detach();
+            }
+            Err(e) => tracing::warn!(error = %e, "accept failed"),
+        }
+    }
+}
+
+fn now_deadline(timeout_ms: i32) -> Instant {
+    Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64)
+}
+
+async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    let peer_ip = match stream.peer_addr() {
+        Ok(a) => a.ip(),
+        Err(_) => return,
+    };
+    if !shard.stats.admit(peer_ip, shard.config.max_client_cnxns) {
+        tracing::warn!(%peer_ip, limit = shard.config.max_client_cnxns, "too many connections from one address");
+        return;
+    }
+    let _ = stream.set_nodelay(true);
+    let fd = stream.as_raw_fd();
+    let (mut reader, mut writer) = futures_lite::io::split(stream);
+    let (out_ready, out_rx) = local_channel::new_bounded(1);
+    let (done, done_rx) = local_channel::new_bounded(16);
+    let id = shard.next_conn.get();
+    shard.next_conn.set(id + 1);
+    let conn = Rc::new(Conn {
+        id,
+        fd,
+        peer_ip,
+        session_id: Cell::new(0),
+        identity: RefCell::new(Identity::from_ip(&peer_ip.to_string())),
+        out: RefCell::new(Vec::new()),
+        out_ready,
+        inflight: RefCell::new(VecDeque::new()),
+        done,
+        closing: Cell::new(false),
+        read_only_byte: Cell::new(false),
+    });
+    shard.conns.borrow_mut().insert(id, conn.clone());
+    let writer_conn = conn.clone();
+    let writer_task = glommio::spawn_local(async move {
+        write_loop(&writer_conn, &mut writer, out_rx).await;
+        // Wake the reader: the connection is over.
+        // SAFETY: shutdown on a socket fd this connection still owns.
+        unsafe { libc::shutdown(writer_conn.fd, libc::SHUT_RDWR) };
+    });
+    if let Err(reason) = read_loop(&shard, &conn, &mut reader, &done_rx).await {
+        tracing::debug!(conn = id, %reason, "connection closed");
+    }
+    conn.close();
+    writer_task.await;
+    forget_connection(&shard, &conn);
+}
+
+async fn write_loop(
+    conn: &Conn,
+    writer: &mut (impl futures_lite::AsyncWrite + Unpin),
+    out_rx: LocalReceiver<()>,
+) {
+    loop {
+        let bytes = std::mem::take(&mut *conn.out.borrow_mut());
+        if !bytes.is_empty() && writer.write_all(&bytes).await.is_err() {
+            return;
+        }
+        if conn.closing.get() && conn.out.borrow().is_empty() {
+            let _ = writer.flush().await;
+            return;
+        }
+        if conn.out.borrow().is_empty() && out_rx.recv().await.is_none() {
+            return;
+        }
+    }
+}
+
+fn forget_connection(shard: &Shard, conn: &Conn) {
+    shard.conns.borrow_mut().remove(&conn.id);
+    shard.opening.borrow_mut().remove(&conn.id);
+    shard.watches.borrow_mut().remove_watcher(conn.id);
+    if let Some(s) = shard.sessions.borrow_mut().get_mut(&conn.session_id.get()) {
+        if s.conn == Some(conn.id) {
+            s.conn = None;
+        }
+    }
+    shard.stats.release(conn.peer_ip);
+}
+
+/// Reads frames until the connection ends; `Err` says why it was closed.
+async fn read_loop(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    reader: &mut (impl futures_lite::AsyncRead + Unpin),
+    done_rx: &LocalReceiver<()>,
+) -> Result<(), String> {
+    let max = shard.config.jute_max_buffer;
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut connected = false;
+    loop {
+        if conn.closing.get() {
+            return Ok(());
+        }
+        if !connected && buf.len() >= 4 {
+            let first: [u8; 4] = buf[..4].try_into().expect("4 bytes");
+            if let Some(word) = four_letter_word(&first) {
+                conn.raw(crate::fourlw::answer(word, &shard.config, &shard.stats).as_bytes());
+                return Ok(());
+            }
+        }
+        let frame = split_frame(&buf, max).map_err(|e| {
+            tracing::warn!(conn = conn.id, error = %e, "closing connection");
+            e.to_string()
+        })?;
+        let Some((payload, used)) = frame else {
+            let n = reader.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err("peer closed".into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            continue;
+        };
+        let payload = payload.to_vec();
+        buf.drain(..used);
+        if !connected {
+            connect(shard, conn, &payload, done_rx).await?;
+            connected = true;
+            continue;
+        }
+        handle_request(shard, conn, &payload, done_rx).await?;
+    }
+}
+
+fn invalid_session(conn: &Conn) -> ConnectResponse {
+    ConnectResponse {
+        protocol_version: 0,
+        timeout: 0,
+        session_id: 0,
+        passwd: vec![0; session::PASSWORD_LEN],
+        read_only: conn.read_only_byte.get().then_some(false),
+    }
+}
+
+fn send_connect_response(conn: &Conn, response: &ConnectResponse) {
+    write_frame(&mut conn.out.borrow_mut(), |b| response.write(b));
+    conn.kick();
+}
+
+async fn connect(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    payload: &[u8],
+    done_rx: &LocalReceiver<()>,
+) -> Result<(), String> {
+    let request =
+        ConnectRequest::decode(payload).map_err(|e| format!("bad connect request: {e}"))?;
+    conn.read_only_byte.set(request.read_only.is_some());
+    let config = &shard.config;
+    let timeout = session::negotiate_timeout(
+        request.timeout,
+        config.min_session_timeout_ms as i32,
+        config.max_session_timeout_ms as i32,
+    );
+    let origin = Origin {
+        shard: shard.index,
+        conn: conn.id,
+    };
+    if request.session_id == 0 {
+        shard.opening.borrow_mut().insert(conn.id, timeout);
+        send(shard, ToSequencer::OpenSession { origin, timeout }).await?;
+        done_rx.recv().await.ok_or("shard stopping")?;
+        return Ok(());
+    }
+    let id = request.session_id;
+    let (last_zxid, known) = {
+        let replica = shard.replica.borrow();
+        (replica.last_zxid(), replica.sessions().contains_key(&id))
+    };
+    if request.last_zxid_seen > last_zxid {
+        return Err(format!(
+            "client has seen zxid {:#x}, server only {last_zxid:#x}",
+            request.last_zxid_seen
+        ));
+    }
+    if !known || request.passwd != session::password(id) {
+        send_connect_response(conn, &invalid_session(conn));
+        return Err(format!("session {id:#x} expired or bad password"));
+    }
+    let previous = shard.sessions.borrow_mut().insert(
+        id,
+        Session {
+            timeout_ms: timeout,
+            deadline: now_deadline(timeout),
+            conn: Some(conn.id),
+            expiring: false,
+        },
+    );
+    if let Some(old) = previous.and_then(|s| s.conn) {
+        if let Some(old) = shard.conns.borrow().get(&old) {
+            old.close();
+        }
+    }
+    conn.session_id.set(id);
+    send(
+        shard,
+        ToSequencer::Attach {
+            session_id: id,
+            shard: shard.index,
+        },
+    )
+    .await?;
+    send_connect_response(
+        conn,
+        &ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: id,
+            passwd: session::password(id).to_vec(),
+            read_only: request.read_only.map(|_| false),
+        },
+    );
+    Ok(())
+}
+
+async fn send(shard: &Shard, message: ToSequencer) -> Result<(), String> {
+    shard
+        .to_sequencer
+        .send(message)
+        .await
+        .map_err(|_| "sequencer gone".to_owned())
+}
+
+async fn handle_request(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    payload: &[u8],
+    done_rx: &LocalReceiver<()>,
+) -> Result<(), String> {
+    let (header, request) = decode_request(payload).map_err(|e| {
+        tracing::warn!(conn = conn.id, error = %e, "malformed request; closing connection");
+        format!("malformed request: {e}")
+    })?;
+    shard
+        .stats
+        .received
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let session_id = conn.session_id.get();
+    if let Some(s) = shard.sessions.borrow_mut().get_mut(&session_id) {
+        s.deadline = now_deadline(s.timeout_ms);
+    }
+    let last_zxid = || shard.replica.borrow().last_zxid();
+    match &request {
+        Request::Ping => {
+            let h = ReplyHeader {
+                xid: xid::PING,
+                zxid: last_zxid(),
+                err: 0,
+            };
+            conn.reply(h, &Response::Empty, &shard.stats);
+        }
+        Request::Auth(auth) => {
+            let result = conn.identity.borrow_mut().authenticate(
+                &auth.scheme,
+                &auth.auth,
+                &conn.peer_ip.to_string(),
+                shard.config.super_digest.as_deref(),
+            );
+            let err = result.err().map_or(0, ErrorCode::code);
+            conn.reply(
+                ReplyHeader {
+                    xid: header.xid,
+                    zxid: 0,
+                    err,
+                },
+                &Response::Empty,
+                &shard.stats,
+            );
+            if err != 0 {
+                return Err("authentication failed".into());
+            }
+        }
+        Request::Unsupported { op } => {
+            let h = ReplyHeader {
+                xid: header.xid,
+                zxid: -1,
+                err: ErrorCode::Unimplemented.code(),
+            };
+            conn.reply(h, &Response::Empty, &shard.stats);
+            return Err(format!("unimplemented opcode {op}"));
+        }
+        Request::Sync(_) => {
+            conn.inflight
+                .borrow_mut()
+                .push_back((header.xid, request.clone()));
+            let origin = Origin {
+                shard: shard.index,
+                conn: conn.id,
+            };
+            send(shard, ToSequencer::Sync { origin }).await?;
+            done_rx.recv().await.ok_or("shard stopping")?;
+        }
+        Request::CloseSession => {
+            conn.inflight
+                .borrow_mut()
+                .push_back((header.xid, request.clone()));
+            let origin = Origin {
+                shard: shard.index,
+                conn: conn.id,
+            };
+            let close = ToSequencer::CloseSession {
+                origin: Some(origin),
+                session_id,
+                cxid: header.xid,
+            };
+            send(shard, close).await?;
+            done_rx.recv().await.ok_or("shard stopping")?;
+        }
+        r if r.is_write() => {
+            conn.inflight
+                .borrow_mut()
+                .push_back((header.xid, request.clone()));
+            let message = ToSequencer::Write {
+                origin: Origin {
+                    shard: shard.index,
+                    conn: conn.id,
+                },
+                session_id,
+                cxid: header.xid,
+                identity: conn.identity.borrow().clone(),
+                request,
+            };
+            send(shard, message).await?;
+            done_rx.recv().await.ok_or("shard stopping")?;
+        }
+        _ => {
+            let replica = shard.replica.borrow();
+            let watched = {
+                let mut watches = shard.watches.borrow_mut();
+                handle_watch_request(&mut watches, &replica, conn.id, &request)
+            };
+            let (err, body) = match watched {
+                Some(((err, body), events)) => {
+                    for event in &events {
+                        conn.event(event);
+                    }
+                    (err, body)
+                }
+                None => {
+                    let reply = read(&replica, session_id, &conn.identity.borrow(), &request);
+                    if let Some((table, path)) = watch_for(&request, reply.0) {
+                        shard.watches.borrow_mut().add(table, path, conn.id);
+                    }
+                    reply
+                }
+            };
+            let h = ReplyHeader {
+                xid: header.xid,
+                zxid: replica.last_zxid(),
+                err,
+            };
+            conn.reply(h, &body, &shard.stats);
+        }
+    }
+    Ok(())
+}
+
+/// Applies every committed batch to this shard's replica, in zxid order.
+async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch>>) {
+    let commits = commits.connect().await;
+    while let Some(batch) = commits.recv().await {
+        for entry in &batch.entries {
+            match entry {
+                Entry::Attached {
+                    session_id,
+                    shard: owner,
+                } => {
+                    if *owner != shard.index {
+                        let gone = shard.sessions.borrow_mut().remove(session_id);
+                        if let Some(conn) = gone.and_then(|s| s.conn) {
+                            if let Some(conn) = shard.conns.borrow().get(&conn) {
+                                conn.close();
+                            }
+                        }
+                    }
+                }
+                Entry::Txn { txn, origin } => apply_txn(&shard, txn, *origin),
+                Entry::Synced { origin } if origin.shard == shard.index => {
+                    let conn = shard.conns.borrow().get(&origin.conn).cloned();
+                    if let Some(conn) = conn {
+                        answer_sync(&shard, &conn);
+                    }
+                }
+                Entry::Synced { .. } => {}
+            }
+        }
+        let replica = shard.replica.borrow();
+        shard.stats.last_zxid.store(
+            replica.last_zxid() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        shard.stats.node_count.store(
+            replica.node_count() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+fn apply_txn(shard: &Rc<Shard>, txn: &zoocore_engine::Txn, origin: Option<Origin>) {
+    let applied = shard.replica.borrow_mut().apply(txn);
+    let conns = shard.conns.borrow();
+    let mut can_read = |w: u64, acl: &[zoocore_net::Acl]| {
+        conns
+            .get(&w)
+            .is_some_and(|c| acl::check(acl, perms::READ, &c.identity.borrow()))
+    };
+    let events = shard.watches.borrow_mut().fire(&applied, &mut can_read);
+    for (w, event) in &events {
+        if let Some(conn) = conns.get(w) {
+            conn.event(event);
+        }
+    }
+    let mine = origin
+        .filter(|o| o.shard == shard.index)
+        .and_then(|o| conns.get(&o.conn).cloned());
+    match &applied {
+        Applied::SessionCreated => {
+            let Some(conn) = mine else {
+                // The connection went away before its session was made; the
+                // session expires unless someone reconnects to it.
+                if origin.is_some_and(|o| o.shard == shard.index) {
+                    track(shard, txn.session_id, txn_timeout(txn), None);
+                }
+                return;
+            };
+            let timeout = shard
+                .opening
+                .borrow_mut()
+                .remove(&conn.id)
+                .unwrap_or_else(|| txn_timeout(txn));
+            track(shard, txn.session_id, timeout, Some(conn.id));
+            conn.session_id.set(txn.session_id);
+            send_connect_response(
+                &conn,
+                &ConnectResponse {
+                    protocol_version: 0,
+                    timeout,
+                    session_id: txn.session_id,
+                    passwd: session::password(txn.session_id).to_vec(),
+                    read_only: conn.read_only_byte.get().then_some(false),
+                },
+            );
+            let _ = conn.done.try_send(());
+        }
+        Applied::SessionClosed { .. } => {
+            let tracked = shard.sessions.borrow_mut().remove(&txn.session_id);
+            if let Some(conn) = mine {
+                reply_write(shard, &conn, txn, &applied);
+                conn.close();
+            } else if let Some(conn) = tracked.and_then(|s| s.conn).and_then(|c| conns.get(&c)) {
+                conn.close();
+            }
+        }
+        _ => {
+            if let Some(conn) = mine {
+                reply_write(shard, &conn, txn, &applied);
+                if matches!(conn.inflight.borrow().front(), None) && txn_closes(&applied) {
+                    conn.close();
+                }
+            }
+        }
+    }
+}
+
+fn txn_timeout(txn: &zoocore_engine::Txn) -> i32 {
+    match txn.op {
+        zoocore_engine::TxnOp::CreateSession { timeout } => timeout,
+        _ => 0,
+    }
+}
+
+/// A close answered with SessionExpired (the session was already gone).
+fn txn_closes(applied: &Applied) -> bool {
+    matches!(applied, Applied::Error(code) if *code == ErrorCode::SessionExpired.code())
+}
+
+fn track(shard: &Shard, session_id: i64, timeout_ms: i32, conn: Option<u64>) {
+    shard.sessions.borrow_mut().insert(
+        session_id,
+        Session {
+            timeout_ms,
+            deadline: now_deadline(timeout_ms),
+            conn,
+            expiring: false,
+        },
+    );
+}
+
+fn reply_write(shard: &Shard, conn: &Conn, txn: &zoocore_engine::Txn, applied: &Applied) {
+    let Some((xid, request)) = conn.inflight.borrow_mut().pop_front() else {
+        tracing::error!(
+            conn = conn.id,
+            "commit for a connection with no write in flight"
+        );
+        return;
+    };
+    debug_assert_eq!(xid, txn.cxid, "replies leave in request order");
+    let (err, body) = write_reply(&request, applied);
+    conn.reply(
+        ReplyHeader {
+            xid,
+            zxid: txn.zxid,
+            err,
+        },
+        &body,
+        &shard.stats,
+    );
+    let _ = conn.done.try_send(());
+}
+
+fn answer_sync(shard: &Shard, conn: &Conn) {
+    let Some((xid, Request::Sync(path))) = conn.inflight.borrow_mut().pop_front() else {
+        tracing::error!(conn = conn.id, "sync answered out of order");
+        conn.close();
+        return;
+    };
+    let zxid = shard.replica.borrow().last_zxid();
+    conn.reply(
+        ReplyHeader { xid, zxid, err: 0 },
+        &Response::Sync(path.path),
+        &shard.stats,
+    );
+    let _ = conn.done.try_send(());
+}
+
+/// Turns sessions that stopped talking into closeSession requests.
+async fn expire_sessions(shard: Rc<Shard>) {
+    let period = Duration::from_millis((shard.config.tick_time_ms / 4).clamp(10, 500) as u64);
+    loop {
+        glommio::timer::sleep(period).await;
+        let now = Instant::now();
+        let due: Vec<i64> = shard
+            .sessions
+            .borrow_mut()
+            .iter_mut()
+            .filter(|(_, s)| !s.expiring && s.deadline <= now)
+            .map(|(id, s)| {
+                s.expiring = true;
+                *id
+            })
+            .collect();
+        for session_id in due {
+            tracing::info!(session = format!("{session_id:#x}"), "session expired");
+            let close = ToSequencer::CloseSession {
+                origin: None,
+                session_id,
+                cxid: 0,
+            };
+            if send(&shard, close).await.is_err() {
+                return;
+            }
+        }
+    }
+}

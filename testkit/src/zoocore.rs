@@ -1,0 +1,179 @@
+//! A zoocore server process for tests (started from the binary cargo built,
+//! on a free loopback port, with its own data dir; killed and removed on
+//! drop), and the differential harness's [`Target`] that talks to it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zoocore_net::client::{Client, ConnectOptions};
+use zoocore_net::records::{PathRequest, WatcherEvent};
+use zoocore_net::{Request, Response};
+
+use crate::differential::Target;
+use crate::zk::{four_letter_word, free_port};
+
+pub struct ZoocoreProcess {
+    child: Option<Child>,
+    binary: PathBuf,
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+}
+
+impl ZoocoreProcess {
+    /// Starts `binary` with a zoo.cfg made of the defaults below plus `extra` lines.
+    pub fn start(binary: &Path, extra: &str) -> ZoocoreProcess {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("zoocore-test-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create test dir");
+        std::fs::write(
+            dir.join("zoo.cfg"),
+            format!(
+                "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+                 maxClientCnxns=0\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n{extra}\n",
+                dir.join("data").display()
+            ),
+        )
+        .expect("write zoo.cfg");
+        let mut process = ZoocoreProcess {
+            child: None,
+            binary: binary.to_owned(),
+            dir,
+            addr: ([127, 0, 0, 1], port).into(),
+        };
+        process.spawn();
+        process
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("zoocore.log"))
+            .expect("open server log");
+        let child = Command::new(&self.binary)
+            .arg("--config")
+            .arg(self.dir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start zoocore");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while four_letter_word(self.addr, "ruok")
+            .map(|a| a != "imok")
+            .unwrap_or(true)
+        {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "zoocore exited with {status}; log in {}",
+                    self.dir.display()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zoocore did not start; log in {}",
+                self.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same data dir and port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Stops with SIGTERM and returns the exit status code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        child.wait().ok().and_then(|s| s.code())
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("zoocore.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ZoocoreProcess {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// zoocore over the wire, one client connection per session.
+pub struct WireTarget {
+    pub server: ZoocoreProcess,
+    clients: HashMap<i64, Client>,
+    closed_events: HashMap<i64, Vec<WatcherEvent>>,
+}
+
+impl WireTarget {
+    pub fn new(server: ZoocoreProcess) -> WireTarget {
+        WireTarget {
+            server,
+            clients: HashMap::new(),
+            closed_events: HashMap::new(),
+        }
+    }
+}
+
+impl Target for WireTarget {
+    fn open_session(&mut self, timeout: i32, _now: i64) -> i64 {
+        let options = ConnectOptions {
+            timeout_ms: timeout,
+            io_timeout: Duration::from_secs(20),
+            ..Default::default()
+        };
+        let client = Client::connect(self.server.addr, &options).expect("connect to zoocore");
+        let id = client.session_id();
+        self.clients.insert(id, client);
+        id
+    }
+
+    fn request(&mut self, session: i64, request: &Request, _now: i64) -> (i32, Response, i64) {
+        let client = self
+            .clients
+            .get_mut(&session)
+            .expect("zoocore session is open");
+        let reply = client
+            .call(request)
+            .unwrap_or_else(|e| panic!("zoocore call failed: {e} for {request:?}"));
+        if matches!(request, Request::CloseSession) {
+            let mut client = self.clients.remove(&session).expect("open");
+            self.closed_events.insert(session, client.take_events());
+        }
+        (reply.header.err, reply.body, reply.header.zxid)
+    }
+
+    fn take_events(&mut self, session: i64) -> Vec<WatcherEvent> {
+        if let Some(events) = self.closed_events.remove(&session) {
+            return events;
+        }
+        let client = self
+            .clients
+            .get_mut(&session)
+            .expect("zoocore session is open");
+        // A sync is answered once this session's shard applied everything
+        // committed before it, so every event due has been queued ahead.
+        client
+            .call(&Request::Sync(PathRequest { path: "/".into() }))
+            .expect("sync");
+        client.take_events()
+    }
+}
