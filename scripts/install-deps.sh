@@ -6,7 +6,8 @@
 #     Netty jars come in via libzookeeper-java but are only needed for the
 #     Netty connection factory; we use the default NIO factory.
 #   * netcat-openbsd (4-letter-word checks: `echo ruok | nc 127.0.0.1 PORT`)
-#   * a Python venv at <repo>/.venv with kazoo (a real ZooKeeper client).
+#   * a Python venv at <repo>/.venv with kazoo (a real ZooKeeper client) and
+#     pytest (runs server/tests/kazoo, the kazoo recipe suite).
 #
 # Idempotent: when everything is present it only checks and exits (~1 s).
 # Runs as root, or via sudo when not root.
@@ -19,7 +20,7 @@ JAVA_DIR=/usr/share/java
 
 # Debian packages and, for the jars, the files they must provide.
 APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java python3 python3-venv)
-PY_PACKAGES=(kazoo)
+PY_PACKAGES=(kazoo pytest)
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
@@ -85,11 +86,11 @@ PY=/usr/bin/python3
 [[ -x "$PY" ]] || PY="$(command -v python3)"
 
 venv_ok() {
-    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import kazoo' >/dev/null 2>&1
+    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import kazoo, pytest' >/dev/null 2>&1
 }
 
 if venv_ok; then
-    log "venv: $VENV already has kazoo $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("kazoo"))' 2>/dev/null || echo '?')"
+    log "venv: $VENV already has kazoo $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("kazoo"))' 2>/dev/null || echo '?'), pytest $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("pytest"))' 2>/dev/null || echo '?')"
 else
     if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
         log "venv: creating $VENV with $PY"
@@ -98,8 +99,8 @@ else
     fi
     log "venv: pip installing ${PY_PACKAGES[*]}"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
-    venv_ok || { log "venv: kazoo still not importable"; exit 1; }
-    log "venv: kazoo $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("kazoo"))') installed"
+    venv_ok || { log "venv: kazoo or pytest still not importable"; exit 1; }
+    log "venv: kazoo $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("kazoo"))'), pytest $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("pytest"))') installed"
 fi
 
 log "zookeeper classpath: $("$SCRIPT_DIR/zk-classpath.sh")"

@@ -216,7 +216,7 @@ pub fn scan(image: &[u8]) -> Scan {
         }
         let crc = u32::from_be_bytes(image[pos + 4..pos + 8].try_into().expect("4 bytes"));
         let end = pos + HEADER + len;
-        let record = (len <= MAX_RECORD && len >= 8 && end <= image.len())
+        let record = ((8..=MAX_RECORD).contains(&len) && end <= image.len())
             .then(|| &image[pos + HEADER..end])
             .filter(|payload| crc32c::crc32c(payload) == crc)
             .and_then(|payload| {

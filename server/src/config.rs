@@ -59,6 +59,9 @@ pub struct Config {
     pub max_batch_bytes: usize,
     /// zoocore: segment size the log preallocates.
     pub log_segment_bytes: u64,
+    /// How often empty containers and expired TTL nodes are looked for
+    /// (ZooKeeper's `znode.container.checkIntervalMs`).
+    pub container_check_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -85,6 +88,7 @@ impl Default for Config {
             max_batch_txns: 1024,
             max_batch_bytes: 1 << 20,
             log_segment_bytes: 64 << 20,
+            container_check_interval_ms: 60_000,
         }
     }
 }
@@ -191,6 +195,9 @@ impl Config {
                 "zoocore.maxBatchTxns" => config.max_batch_txns = number(value)? as usize,
                 "zoocore.maxBatchBytes" => config.max_batch_bytes = number(value)? as usize,
                 "zoocore.logSegmentBytes" => config.log_segment_bytes = number(value)?,
+                "znode.container.checkIntervalMs" => {
+                    config.container_check_interval_ms = number(value)?.max(1)
+                }
                 "initLimit"
                 | "syncLimit"
                 | "admin.enableServer"

@@ -210,6 +210,8 @@ fn run(config: Config) -> Result<(), String> {
     let log_dir = config.data_log_dir.clone();
     let append_at = recovered.append_at;
     let max_batch_txns = config.max_batch_txns;
+    let container_check_interval =
+        std::time::Duration::from_millis(config.container_check_interval_ms);
     let sequencer_setup = move |log| sequencer::SequencerSetup {
         tree: recovered.tree,
         log,
@@ -218,6 +220,7 @@ fn run(config: Config) -> Result<(), String> {
         max_batch_txns,
         stats,
         server_id: 1,
+        container_check_interval,
     };
     let sequencer = LocalExecutorBuilder::new(Placement::Fixed(config.sequencer_cpu.min(cpus - 1)))
         .name("sequencer")

@@ -17,6 +17,7 @@ use glommio::channels::local_channel;
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
 use glommio::sync::Semaphore;
 use zoocore_engine::acl::Identity;
+use zoocore_engine::prep::prepare_expiry_delete;
 use zoocore_engine::txn::{Txn, TxnOp};
 use zoocore_engine::{prepare, session, DataTree, PrepContext};
 use zoocore_net::{ErrorCode, Request};
@@ -90,6 +91,7 @@ pub struct SequencerSetup {
     pub max_batch_txns: usize,
     pub stats: Arc<Stats>,
     pub server_id: u8,
+    pub container_check_interval: std::time::Duration,
 }
 
 struct State {
@@ -177,6 +179,16 @@ impl State {
             ToSequencer::Sync { origin } => self.open.push(Entry::Synced { origin }),
         }
     }
+
+    /// Deletes one container or TTL node found due, as ZooKeeper's container
+    /// manager does (the check is repeated against the current tree).
+    fn expire(&mut self, path: &str) {
+        let op = prepare_expiry_delete(&self.tree, self.next_zxid, path);
+        if !matches!(op, TxnOp::Error(_)) {
+            tracing::debug!(path, "expired node deleted");
+            self.txn(0, 0, op, None);
+        }
+    }
 }
 
 /// Runs the sequencer on the current executor until the process stops.
@@ -189,6 +201,7 @@ pub async fn run(setup: SequencerSetup) {
         max_batch_txns,
         stats,
         server_id,
+        container_check_interval,
     } = setup;
     let state = Rc::new(RefCell::new(State {
         next_zxid: tree.last_zxid() + 1,
@@ -210,6 +223,23 @@ pub async fn run(setup: SequencerSetup) {
                 }
                 state.borrow_mut().accept(message);
                 let _ = kick_tx.try_send(());
+            }
+        })
+        .detach();
+    }
+    {
+        let (state, room, kick_tx) = (state.clone(), room.clone(), kick_tx.clone());
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(container_check_interval).await;
+                let due = state.borrow().tree.expired_nodes(now_ms());
+                for path in due {
+                    if room.acquire(1).await.is_err() {
+                        return;
+                    }
+                    state.borrow_mut().expire(&path);
+                    let _ = kick_tx.try_send(());
+                }
             }
         })
         .detach();

@@ -629,7 +629,7 @@ fn apply_txn(shard: &Rc<Shard>, txn: &zoocore_engine::Txn, origin: Option<Origin
         _ => {
             if let Some(conn) = mine {
                 reply_write(shard, &conn, txn, &applied);
-                if matches!(conn.inflight.borrow().front(), None) && txn_closes(&applied) {
+                if conn.inflight.borrow().is_empty() && txn_closes(&applied) {
                     conn.close();
                 }
             }

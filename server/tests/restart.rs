@@ -1,0 +1,296 @@
+//! Durability and lifecycle of the zoocore binary: acknowledged writes survive
+//! SIGKILL, a torn log tail is cut, SIGTERM exits cleanly, sessions expire
+//! and reconnect, and bad input only closes the offending connection.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use zoocore_net::client::{Client, ConnectOptions};
+use zoocore_net::consts::perms;
+use zoocore_net::records::*;
+use zoocore_net::{Acl, ErrorCode, Request, Response};
+use zoocore_testkit::zoocore::ZoocoreProcess;
+
+fn server(extra: &str) -> ZoocoreProcess {
+    ZoocoreProcess::start(Path::new(env!("CARGO_BIN_EXE_zoocore")), extra)
+}
+
+fn client(server: &ZoocoreProcess, timeout_ms: i32) -> Client {
+    let options = ConnectOptions {
+        timeout_ms,
+        io_timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    Client::connect(server.addr, &options).expect("connect")
+}
+
+fn create(path: &str, data: &[u8], flags: i32) -> Request {
+    Request::Create(CreateRequest {
+        path: path.into(),
+        data: Some(data.to_vec()),
+        acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+        flags,
+    })
+}
+
+fn get(c: &mut Client, path: &str) -> (i32, Option<Vec<u8>>) {
+    let reply = c
+        .call(&Request::GetData(PathWatchRequest {
+            path: path.into(),
+            watch: false,
+        }))
+        .expect("getData");
+    match reply.body {
+        Response::GetData(r) => (reply.header.err, r.data),
+        _ => (reply.header.err, None),
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_sigkill() {
+    let mut s = server("zoocore.shards=2");
+    let mut c = client(&s, 30_000);
+    assert_eq!(c.call(&create("/r", b"root", 0)).unwrap().header.err, 0);
+    for i in 0..200 {
+        let reply = c
+            .call(&create(
+                &format!("/r/n{i:03}"),
+                format!("v{i}").as_bytes(),
+                0,
+            ))
+            .unwrap();
+        assert_eq!(reply.header.err, 0);
+    }
+    let set = Request::SetData(SetDataRequest {
+        path: "/r/n007".into(),
+        data: Some(b"changed".to_vec()),
+        version: 0,
+    });
+    assert_eq!(c.call(&set).unwrap().header.err, 0);
+    let seq = c.call(&create("/r/s-", b"", 2)).unwrap();
+    assert_eq!(seq.body, Response::Create("/r/s-0000000200".into()));
+    let last_zxid = c.last_zxid();
+    s.kill();
+    s.restart();
+    let mut c = client(&s, 30_000);
+    assert!(c.last_zxid() <= last_zxid);
+    for i in 0..200 {
+        let expected = if i == 7 {
+            b"changed".to_vec()
+        } else {
+            format!("v{i}").into_bytes()
+        };
+        assert_eq!(get(&mut c, &format!("/r/n{i:03}")), (0, Some(expected)));
+    }
+    // The sequence counter continues after the restart.
+    let next = c.call(&create("/r/s-", b"", 2)).unwrap();
+    assert_eq!(next.body, Response::Create("/r/s-0000000201".into()));
+    assert!(
+        c.last_zxid() > last_zxid,
+        "zxids keep increasing across restarts"
+    );
+}
+
+#[test]
+fn a_torn_log_tail_is_cut_and_the_server_starts() {
+    let mut s = server("zoocore.shards=1");
+    let mut c = client(&s, 30_000);
+    assert_eq!(c.call(&create("/kept", b"yes", 0)).unwrap().header.err, 0);
+    s.kill();
+    // Append garbage as a torn write would leave it.
+    let log = s.dir.join("data").join("zoocore.log");
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log)
+        .expect("open log");
+    file.write_all(&[0x00, 0x00, 0x01, 0x00, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3])
+        .unwrap();
+    drop(file);
+    s.restart();
+    assert!(s.log().contains("torn log tail cut"), "{}", s.log());
+    let mut c = client(&s, 30_000);
+    assert_eq!(get(&mut c, "/kept"), (0, Some(b"yes".to_vec())));
+    assert_eq!(c.call(&create("/after", b"", 0)).unwrap().header.err, 0);
+}
+
+#[test]
+fn sigterm_exits_cleanly_and_keeps_data() {
+    let mut s = server("");
+    let mut c = client(&s, 30_000);
+    assert_eq!(c.call(&create("/t", b"x", 0)).unwrap().header.err, 0);
+    assert_eq!(s.terminate(), Some(0));
+    s.restart();
+    let mut c = client(&s, 30_000);
+    assert_eq!(get(&mut c, "/t"), (0, Some(b"x".to_vec())));
+}
+
+#[test]
+fn sessions_expire_and_their_ephemerals_go() {
+    let s = server("tickTime=100\nminSessionTimeout=200\nmaxSessionTimeout=1000");
+    let mut owner = client(&s, 300);
+    assert_eq!(owner.negotiated_timeout(), 300);
+    assert_eq!(owner.call(&create("/eph", b"", 1)).unwrap().header.err, 0);
+    let id = owner.session_id();
+    let passwd = owner.passwd().to_vec();
+    drop(owner); // the connection drops; the session lives until it times out
+    let mut watcher = client(&s, 1000);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&mut watcher, "/eph").0 == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "ephemeral of an expired session still there"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Too late to reconnect: the session is gone.
+    let options = ConnectOptions {
+        session_id: id,
+        passwd,
+        ..Default::default()
+    };
+    assert!(Client::connect(s.addr, &options).is_err());
+}
+
+#[test]
+fn reconnect_keeps_the_session_and_a_bad_password_is_refused() {
+    let s = server("zoocore.shards=2");
+    let mut first = client(&s, 30_000);
+    assert_eq!(first.call(&create("/mine", b"", 1)).unwrap().header.err, 0);
+    let (id, passwd) = (first.session_id(), first.passwd().to_vec());
+    let options = ConnectOptions {
+        session_id: id,
+        passwd: passwd.clone(),
+        last_zxid_seen: first.last_zxid(),
+        ..Default::default()
+    };
+    let mut again = Client::connect(s.addr, &options).expect("reconnect");
+    assert_eq!(again.session_id(), id);
+    let eph = again
+        .call(&Request::GetEphemerals(PathRequest { path: "/".into() }))
+        .unwrap();
+    assert_eq!(eph.body, Response::Ephemerals(vec!["/mine".into()]));
+    let mut wrong = passwd;
+    wrong[0] ^= 1;
+    let bad = ConnectOptions {
+        session_id: id,
+        passwd: wrong,
+        ..Default::default()
+    };
+    assert!(Client::connect(s.addr, &bad).is_err());
+    // Seen a zxid from the future: refused.
+    let future = ConnectOptions {
+        session_id: id,
+        passwd: again.passwd().to_vec(),
+        last_zxid_seen: 1 << 40,
+        ..Default::default()
+    };
+    assert!(Client::connect(s.addr, &future).is_err());
+    again.close().expect("close");
+}
+
+#[test]
+fn malformed_and_oversized_frames_close_only_their_connection() {
+    let s = server("jute.maxbuffer=4096");
+    let mut healthy = client(&s, 30_000);
+    // Garbage after a valid handshake.
+    let mut bad = client(&s, 30_000);
+    let _ = bad.call(&Request::Unsupported { op: 9999 });
+    // A frame over jute.maxbuffer.
+    let mut raw = TcpStream::connect(s.addr).unwrap();
+    raw.write_all(&(1_000_000i32).to_be_bytes()).unwrap();
+    raw.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        raw.read(&mut buf).unwrap_or(0),
+        0,
+        "oversized frame closes the connection"
+    );
+    // A request body that does not decode.
+    let mut junk = client(&s, 30_000);
+    // getData's opcode with an empty body, which cannot decode.
+    let _ = junk.call(&Request::Unsupported {
+        op: zoocore_net::OpCode::GetData.code(),
+    });
+    assert_eq!(
+        healthy
+            .call(&create("/still-fine", b"", 0))
+            .unwrap()
+            .header
+            .err,
+        0
+    );
+}
+
+#[test]
+fn four_letter_words_follow_the_whitelist() {
+    let s = server("4lw.commands.whitelist=ruok,srvr");
+    let ask = |word: &str| zoocore_testkit::zk::four_letter_word(s.addr, word).unwrap();
+    assert_eq!(ask("ruok"), "imok");
+    let srvr = ask("srvr");
+    assert!(
+        srvr.contains("Zookeeper version: 3.9") && srvr.contains("Mode: standalone"),
+        "{srvr}"
+    );
+    assert_eq!(
+        ask("stat"),
+        "stat is not executed because it is not in the whitelist.\n"
+    );
+}
+
+#[test]
+fn unknown_opcodes_are_unimplemented() {
+    let s = server("");
+    let mut c = client(&s, 30_000);
+    let reply = c.call(&Request::Unsupported { op: 9999 }).unwrap();
+    assert_eq!(reply.header.err, ErrorCode::Unimplemented.code());
+}
+
+#[test]
+fn empty_containers_and_expired_ttl_nodes_are_deleted() {
+    let s = server("znode.container.checkIntervalMs=50");
+    let mut c = client(&s, 30_000);
+    let container = |path: &str| {
+        Request::CreateContainer(CreateRequest {
+            path: path.into(),
+            data: None,
+            acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+            flags: 4,
+        })
+    };
+    let ttl = |path: &str, ttl: i64| {
+        Request::CreateTtl(CreateTtlRequest {
+            path: path.into(),
+            data: None,
+            acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+            flags: 5,
+            ttl,
+        })
+    };
+    for request in [
+        container("/used"),
+        create("/used/kid", b"", 0),
+        container("/never-used"),
+        ttl("/short", 1),
+        ttl("/long", 3_600_000),
+    ] {
+        assert_eq!(c.call(&request).unwrap().header.err, 0, "{request:?}");
+    }
+    let delete = Request::Delete(DeleteRequest {
+        path: "/used/kid".into(),
+        version: -1,
+    });
+    assert_eq!(c.call(&delete).unwrap().header.err, 0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while get(&mut c, "/used").0 == 0 || get(&mut c, "/short").0 == 0 {
+        assert!(Instant::now() < deadline, "expired nodes were not deleted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        get(&mut c, "/never-used").0,
+        0,
+        "a never-used container stays"
+    );
+    assert_eq!(get(&mut c, "/long").0, 0, "an unexpired TTL node stays");
+}
