@@ -41,8 +41,6 @@ pub struct Config {
     pub jute_max_buffer: usize,
     /// Four-letter words that may run; `*` allows all.
     pub four_letter_words: Vec<String>,
-    /// Requests queued to the sequencer across the server before sockets stop being read.
-    pub global_outstanding_limit: usize,
     pub extended_types: bool,
     pub super_digest: Option<String>,
     /// zoocore: shard executors (one per core).
@@ -55,10 +53,6 @@ pub struct Config {
     pub commit_queue: usize,
     /// zoocore: most txns in one group commit.
     pub max_batch_txns: usize,
-    /// zoocore: most bytes in one group commit.
-    pub max_batch_bytes: usize,
-    /// zoocore: segment size the log preallocates.
-    pub log_segment_bytes: u64,
     /// How often empty containers and expired TTL nodes are looked for
     /// (ZooKeeper's `znode.container.checkIntervalMs`).
     pub container_check_interval_ms: u64,
@@ -78,7 +72,6 @@ impl Default for Config {
             max_client_cnxns: 60,
             jute_max_buffer: zoocore_net::consts::limits::DEFAULT_MAX_BUFFER,
             four_letter_words: vec!["srvr".into()],
-            global_outstanding_limit: 1000,
             extended_types: false,
             super_digest: None,
             shards: cpus,
@@ -86,8 +79,6 @@ impl Default for Config {
             sequencer_queue: 1024,
             commit_queue: 1024,
             max_batch_txns: 1024,
-            max_batch_bytes: 1 << 20,
-            log_segment_bytes: 64 << 20,
             container_check_interval_ms: 60_000,
         }
     }
@@ -178,9 +169,6 @@ impl Config {
                         .filter(|w| !w.is_empty())
                         .collect()
                 }
-                "globalOutstandingLimit" => {
-                    config.global_outstanding_limit = number(value)? as usize
-                }
                 "extendedTypesEnabled" | "zookeeper.extendedTypesEnabled" => {
                     config.extended_types = value == "true"
                 }
@@ -193,8 +181,6 @@ impl Config {
                 "zoocore.sequencerQueue" => config.sequencer_queue = number(value)? as usize,
                 "zoocore.commitQueue" => config.commit_queue = number(value)? as usize,
                 "zoocore.maxBatchTxns" => config.max_batch_txns = number(value)? as usize,
-                "zoocore.maxBatchBytes" => config.max_batch_bytes = number(value)? as usize,
-                "zoocore.logSegmentBytes" => config.log_segment_bytes = number(value)?,
                 "znode.container.checkIntervalMs" => {
                     config.container_check_interval_ms = number(value)?.max(1)
                 }
@@ -207,7 +193,10 @@ impl Config {
                 | "standaloneEnabled"
                 | "reconfigEnabled"
                 | "snapCount"
-                | "preAllocSize" => warnings.push(format!(
+                | "preAllocSize"
+                | "globalOutstandingLimit"
+                | "snapSizeLimitInKb"
+                | "fsync.warningthresholdms" => warnings.push(format!(
                     "{}:{}: {key} is accepted but has no effect yet",
                     path.display(),
                     i + 1
