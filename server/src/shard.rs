@@ -234,7 +234,9 @@ async fn write_loop(
             let _ = writer.flush().await;
             return;
         }
-        if conn.out.borrow().is_empty() && out_rx.recv().await.is_none() {
+        // Not `borrow()` inside the condition: its guard would live across the await.
+        let idle = conn.out.borrow().is_empty();
+        if idle && out_rx.recv().await.is_none() {
             return;
         }
     }
