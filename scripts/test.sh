@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check the project has: installs the test dependencies (Apache
-# ZooKeeper, kazoo; idempotent), then formatting, clippy, and the whole test
-# suite, including the differential test against Apache ZooKeeper.
+# ZooKeeper, kazoo; idempotent), then formatting, clippy, the whole Rust test
+# suite (including the differential tests against Apache ZooKeeper), and the
+# kazoo suite, which runs against both zoocore and Apache ZooKeeper.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -9,3 +10,4 @@ bash scripts/install-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+bash scripts/test-kazoo.sh

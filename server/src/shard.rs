@@ -61,6 +61,8 @@ struct Conn {
     done: LocalSender<()>,
     closing: Cell<bool>,
     read_only_byte: Cell<bool>,
+    /// Waiting, during a reconnect, for this replica to catch up.
+    catching_up: Cell<bool>,
 }
 
 impl Conn {
@@ -203,6 +205,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         done,
         closing: Cell::new(false),
         read_only_byte: Cell::new(false),
+        catching_up: Cell::new(false),
     });
     shard.conns.borrow_mut().insert(id, conn.clone());
     let writer_conn = conn.clone();
@@ -340,10 +343,19 @@ async fn connect(
         return Ok(());
     }
     let id = request.session_id;
-    let (last_zxid, known) = {
+    let state = || {
         let replica = shard.replica.borrow();
         (replica.last_zxid(), replica.sessions().contains_key(&id))
     };
+    let (mut last_zxid, mut known) = state();
+    if !known || request.last_zxid_seen > last_zxid {
+        // Another shard may have committed more than this replica has applied
+        // (the session's creation, or what the client saw): catch up first.
+        conn.catching_up.set(true);
+        send(shard, ToSequencer::Sync { origin }).await?;
+        done_rx.recv().await.ok_or("shard stopping")?;
+        (last_zxid, known) = state();
+    }
     if request.last_zxid_seen > last_zxid {
         return Err(format!(
             "client has seen zxid {:#x}, server only {last_zxid:#x}",
@@ -554,8 +566,12 @@ async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch
                 Entry::Txn { txn, origin } => apply_txn(&shard, txn, *origin),
                 Entry::Synced { origin } if origin.shard == shard.index => {
                     let conn = shard.conns.borrow().get(&origin.conn).cloned();
-                    if let Some(conn) = conn {
-                        answer_sync(&shard, &conn);
+                    match conn {
+                        Some(conn) if conn.catching_up.replace(false) => {
+                            let _ = conn.done.try_send(());
+                        }
+                        Some(conn) => answer_sync(&shard, &conn),
+                        None => {}
                     }
                 }
                 Entry::Synced { .. } => {}
