@@ -43,7 +43,7 @@ pub struct Config {
     pub four_letter_words: Vec<String>,
     pub extended_types: bool,
     pub super_digest: Option<String>,
-    /// zoocore: shard executors (one per core).
+    /// zoocore: shard executors, one per core (default: all CPUs but the sequencer's).
     pub shards: usize,
     /// zoocore: CPU the sequencer executor is pinned to.
     pub sequencer_cpu: usize,
@@ -74,7 +74,9 @@ impl Default for Config {
             four_letter_words: vec!["srvr".into()],
             extended_types: false,
             super_digest: None,
-            shards: cpus,
+            // Measured on 2 cores (ARCHITECTURE.md): the sequencer on a core of
+            // its own beat sharing one with a shard for reads and writes.
+            shards: cpus.saturating_sub(1).max(1),
             sequencer_cpu: cpus - 1,
             sequencer_queue: 1024,
             commit_queue: 1024,

@@ -1,6 +1,10 @@
 //! The transaction log on disk: recovery at start (plain reads, before any
 //! executor runs) and appends of whole commit batches through io_uring with
-//! O_DIRECT, each followed by fdatasync before anything is acknowledged.
+//! O_DIRECT | O_DSYNC, durable before anything in them is acknowledged.
+//!
+//! The file is kept zero-filled ahead of the append position: writing into
+//! blocks that exist makes each sync a data-only sync (no size or extent
+//! change to journal), and zeros after the last batch read as "end of log".
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +13,10 @@ use zoocore_engine::log::{self, BLOCK};
 use zoocore_engine::{DataTree, Txn};
 
 pub const LOG_FILE: &str = "zoocore.log";
+/// How far ahead of the append position the file is zero-filled.
+const PREALLOCATE: u64 = 64 << 20;
+/// Zero-filling is done in writes of this size.
+const ZERO_CHUNK: usize = 1 << 20;
 
 /// State rebuilt from the log.
 pub struct Recovered {
@@ -47,7 +55,8 @@ pub fn recover(dir: &Path, extended_types: bool) -> std::io::Result<Recovered> {
         }
         tree.apply(txn);
     }
-    if image.len() != scan.valid_len {
+    if scan.torn_at.is_some() {
+        // Cut the damage; zero-filling starts again from the cut.
         let file = std::fs::OpenOptions::new().write(true).open(&path)?;
         file.set_len(scan.valid_len as u64)?;
         file.sync_all()?;
@@ -63,6 +72,8 @@ pub fn recover(dir: &Path, extended_types: bool) -> std::io::Result<Recovered> {
 pub struct LogWriter {
     file: DmaFile,
     position: u64,
+    /// The file is zero-filled up to here.
+    zeroed_to: u64,
 }
 
 impl LogWriter {
@@ -75,7 +86,36 @@ impl LogWriter {
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         assert_eq!(position % BLOCK as u64, 0, "appends start on a block");
-        Ok(LogWriter { file, position })
+        let size = file
+            .file_size()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut log = LogWriter {
+            file,
+            position,
+            zeroed_to: size.max(position) / BLOCK as u64 * BLOCK as u64,
+        };
+        log.zero_fill(position + PREALLOCATE).await?;
+        Ok(log)
+    }
+
+    /// Extends the zero-filled region to at least `end`.
+    async fn zero_fill(&mut self, end: u64) -> std::io::Result<()> {
+        while self.zeroed_to < end {
+            let buffer = self.file.alloc_dma_buffer(ZERO_CHUNK);
+            let mut buffer = buffer;
+            buffer.as_bytes_mut().fill(0);
+            let written = self
+                .file
+                .write_at(buffer, self.zeroed_to)
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            if written == 0 {
+                return Err(std::io::Error::other("zero-filling the log wrote nothing"));
+            }
+            self.zeroed_to += written as u64;
+        }
+        Ok(())
     }
 
     /// Writes one batch (records already encoded) and makes it durable.
@@ -85,6 +125,11 @@ impl LogWriter {
             log::append_record(&mut bytes, term, txn);
         }
         log::pad_to_block(&mut bytes);
+        if self.position + bytes.len() as u64 > self.zeroed_to {
+            // Rare (once per PREALLOCATE bytes): stalls this batch while it fills.
+            self.zero_fill(self.position + bytes.len() as u64 + PREALLOCATE)
+                .await?;
+        }
         let mut buffer = self.file.alloc_dma_buffer(bytes.len());
         buffer.as_bytes_mut().copy_from_slice(&bytes);
         let written = self
