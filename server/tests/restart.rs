@@ -3,6 +3,7 @@
 //! and reconnect, and bad input only closes the offending connection.
 
 use std::io::{Read, Write};
+
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -99,15 +100,19 @@ fn a_torn_log_tail_is_cut_and_the_server_starts() {
     let mut c = client(&s, 30_000);
     assert_eq!(c.call(&create("/kept", b"yes", 0)).unwrap().header.err, 0);
     s.kill();
-    // Append garbage as a torn write would leave it.
+    // A torn write leaves a partial record right after the last batch; the
+    // file is zero-filled beyond it.
     let log = s.dir.join("data").join("zoocore.log");
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log)
-        .expect("open log");
-    file.write_all(&[0x00, 0x00, 0x01, 0x00, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3])
-        .unwrap();
-    drop(file);
+    let mut image = std::fs::read(&log).expect("read log");
+    let end = image
+        .chunks(4096)
+        .position(|block| block.iter().all(|&b| b == 0))
+        .expect("zero-filled tail")
+        * 4096;
+    assert!(end > 0, "the create is in the log");
+    image[end..end + 11]
+        .copy_from_slice(&[0x00, 0x00, 0x01, 0x00, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]);
+    std::fs::write(&log, &image).expect("write log");
     s.restart();
     assert!(s.log().contains("torn log tail cut"), "{}", s.log());
     let mut c = client(&s, 30_000);
