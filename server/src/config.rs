@@ -53,6 +53,11 @@ pub struct Config {
     pub commit_queue: usize,
     /// zoocore: most txns in one group commit.
     pub max_batch_txns: usize,
+    /// zoocore: most bytes of records in one group commit (a single larger
+    /// txn still makes a batch of its own).
+    pub max_batch_bytes: usize,
+    /// zoocore: microseconds to wait for a batch that is not full to grow.
+    pub commit_linger_us: u64,
     /// How often empty containers and expired TTL nodes are looked for
     /// (ZooKeeper's `znode.container.checkIntervalMs`).
     pub container_check_interval_ms: u64,
@@ -81,6 +86,8 @@ impl Default for Config {
             sequencer_queue: 1024,
             commit_queue: 1024,
             max_batch_txns: 1024,
+            max_batch_bytes: 1 << 20,
+            commit_linger_us: 0,
             container_check_interval_ms: 60_000,
         }
     }
@@ -183,6 +190,8 @@ impl Config {
                 "zoocore.sequencerQueue" => config.sequencer_queue = number(value)? as usize,
                 "zoocore.commitQueue" => config.commit_queue = number(value)? as usize,
                 "zoocore.maxBatchTxns" => config.max_batch_txns = number(value)? as usize,
+                "zoocore.maxBatchBytes" => config.max_batch_bytes = number(value)? as usize,
+                "zoocore.commitLingerMicros" => config.commit_linger_us = number(value)?,
                 "znode.container.checkIntervalMs" => {
                     config.container_check_interval_ms = number(value)?.max(1)
                 }

@@ -210,6 +210,8 @@ fn run(config: Config) -> Result<(), String> {
     let log_dir = config.data_log_dir.clone();
     let append_at = recovered.append_at;
     let max_batch_txns = config.max_batch_txns;
+    let max_batch_bytes = config.max_batch_bytes;
+    let linger = std::time::Duration::from_micros(config.commit_linger_us);
     let container_check_interval =
         std::time::Duration::from_millis(config.container_check_interval_ms);
     let sequencer_setup = move |log| sequencer::SequencerSetup {
@@ -218,6 +220,8 @@ fn run(config: Config) -> Result<(), String> {
         inboxes,
         outboxes,
         max_batch_txns,
+        max_batch_bytes,
+        linger,
         stats,
         server_id: 1,
         container_check_interval,

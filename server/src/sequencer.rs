@@ -89,6 +89,9 @@ pub struct SequencerSetup {
     pub inboxes: Vec<SharedReceiver<ToSequencer>>,
     pub outboxes: Vec<SharedSender<Arc<CommitBatch>>>,
     pub max_batch_txns: usize,
+    pub max_batch_bytes: usize,
+    /// Wait this long before taking a batch that is not full, to let it grow.
+    pub linger: std::time::Duration,
     pub stats: Arc<Stats>,
     pub server_id: u8,
     pub container_check_interval: std::time::Duration,
@@ -199,6 +202,8 @@ pub async fn run(setup: SequencerSetup) {
         inboxes,
         outboxes,
         max_batch_txns,
+        max_batch_bytes,
+        linger,
         stats,
         server_id,
         container_check_interval,
@@ -250,7 +255,10 @@ pub async fn run(setup: SequencerSetup) {
     }
     let term = 0;
     loop {
-        let entries = { std::mem::take(&mut state.borrow_mut().open) };
+        if !linger.is_zero() && (1..max_batch_txns).contains(&state.borrow().open.len()) {
+            glommio::timer::sleep(linger).await;
+        }
+        let mut entries = std::mem::take(&mut state.borrow_mut().open);
         if entries.is_empty() {
             if crate::STOP.load(Ordering::Relaxed) {
                 tracing::info!("sequencer idle at shutdown; log is durable");
@@ -266,16 +274,18 @@ pub async fn run(setup: SequencerSetup) {
             .await;
             continue;
         }
-        let txns: Vec<&Txn> = entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Txn { txn, .. } => Some(txn),
-                Entry::Attached { .. } | Entry::Synced { .. } => None,
-            })
-            .collect();
-        if !txns.is_empty() {
-            match log.append(term, &txns).await {
-                Ok(bytes) => stats.record_batch(txns.len(), bytes),
+        let (records, txns, cut) = encode_batch(&entries, term, max_batch_bytes);
+        if cut < entries.len() {
+            // Over the byte limit: the rest goes first into the next batch.
+            let rest = entries.split_off(cut);
+            let mut s = state.borrow_mut();
+            let newer = std::mem::take(&mut s.open);
+            s.open = rest;
+            s.open.extend(newer);
+        }
+        if txns > 0 {
+            match log.append(records).await {
+                Ok(bytes) => stats.record_batch(txns, bytes),
                 Err(e) => {
                     // Nothing of this batch was acknowledged; stopping keeps the
                     // log and the shards' replicas from diverging.
@@ -292,5 +302,67 @@ pub async fn run(setup: SequencerSetup) {
                 crate::terminate(3);
             }
         }
+    }
+}
+
+/// Encodes the txns of a batch, stopping before the entry that would take it
+/// past `max_bytes` (a batch always holds at least one txn). Returns the
+/// records, how many txns they hold, and how many entries they cover.
+fn encode_batch(entries: &[Entry], term: u64, max_bytes: usize) -> (Vec<u8>, usize, usize) {
+    let mut records = Vec::with_capacity(zoocore_engine::log::BLOCK);
+    let mut txns = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        if let Entry::Txn { txn, .. } = entry {
+            let before = records.len();
+            zoocore_engine::log::append_record(&mut records, term, txn);
+            if records.len() > max_bytes && txns > 0 {
+                records.truncate(before);
+                return (records, txns, i);
+            }
+            txns += 1;
+        }
+    }
+    (records, txns, entries.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zoocore_engine::txn::TxnOp;
+
+    fn txn(zxid: i64, size: usize) -> Entry {
+        Entry::Txn {
+            txn: Txn {
+                zxid,
+                time: 0,
+                session_id: 1,
+                cxid: 0,
+                op: TxnOp::SetData {
+                    path: "/a".into(),
+                    data: Some(vec![0; size]),
+                    version: 1,
+                },
+            },
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn batches_are_cut_at_the_byte_limit_but_hold_at_least_one_txn() {
+        let entries = vec![
+            txn(1, 100),
+            Entry::Attached {
+                session_id: 1,
+                shard: 0,
+            },
+            txn(2, 100),
+            txn(3, 100),
+        ];
+        let (_, txns, cut) = encode_batch(&entries, 0, 400);
+        assert_eq!((txns, cut), (2, 3), "a record is ~162 bytes: the third would pass 400");
+        let (_, txns, cut) = encode_batch(&[txn(1, 5000)], 0, 300);
+        assert_eq!((txns, cut), (1, 1), "an oversized txn still makes a batch");
+        let (_, txns, cut) = encode_batch(&entries, 0, 1 << 20);
+        assert_eq!((txns, cut), (3, 4));
     }
 }

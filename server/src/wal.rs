@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use glommio::io::{DmaFile, OpenOptions};
 use zoocore_engine::log::{self, BLOCK};
-use zoocore_engine::{DataTree, Txn};
+use zoocore_engine::DataTree;
 
 pub const LOG_FILE: &str = "zoocore.log";
 /// How far ahead of the append position the file is zero-filled.
@@ -118,12 +118,9 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Writes one batch (records already encoded) and makes it durable.
-    pub async fn append(&mut self, term: u64, txns: &[&Txn]) -> std::io::Result<usize> {
-        let mut bytes = Vec::with_capacity(BLOCK);
-        for txn in txns {
-            log::append_record(&mut bytes, term, txn);
-        }
+    /// Writes one batch of encoded records (see `zoocore_engine::log`) and
+    /// makes it durable; returns the bytes written, padding included.
+    pub async fn append(&mut self, mut bytes: Vec<u8>) -> std::io::Result<usize> {
         log::pad_to_block(&mut bytes);
         if self.position + bytes.len() as u64 > self.zeroed_to {
             // Rare (once per PREALLOCATE bytes): stalls this batch while it fills.
