@@ -47,7 +47,8 @@ pub struct Config {
     pub shards: usize,
     /// zoocore: CPU the sequencer executor is pinned to.
     pub sequencer_cpu: usize,
-    /// zoocore: capacity of each shard's queue into the sequencer.
+    /// zoocore: capacity of each shard's queue into the sequencer
+    /// (`globalOutstandingLimit` divided among the shards, when given).
     pub sequencer_queue: usize,
     /// zoocore: capacity of each shard's queue of committed batches.
     pub commit_queue: usize,
@@ -117,6 +118,7 @@ impl Config {
         let mut min_set = false;
         let mut max_set = false;
         let mut log_dir_set = false;
+        let mut global_outstanding = None;
         let base = path.parent().unwrap_or(Path::new("."));
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
@@ -188,6 +190,9 @@ impl Config {
                 "zoocore.shards" => config.shards = number(value)? as usize,
                 "zoocore.sequencerCpu" => config.sequencer_cpu = number(value)? as usize,
                 "zoocore.sequencerQueue" => config.sequencer_queue = number(value)? as usize,
+                // ZooKeeper's bound on requests in flight server-wide; here it
+                // bounds the shards' queues into the sequencer together.
+                "globalOutstandingLimit" => global_outstanding = Some(number(value)? as usize),
                 "zoocore.commitQueue" => config.commit_queue = number(value)? as usize,
                 "zoocore.maxBatchTxns" => config.max_batch_txns = number(value)? as usize,
                 "zoocore.maxBatchBytes" => config.max_batch_bytes = number(value)? as usize,
@@ -205,7 +210,6 @@ impl Config {
                 | "reconfigEnabled"
                 | "snapCount"
                 | "preAllocSize"
-                | "globalOutstandingLimit"
                 | "snapSizeLimitInKb"
                 | "fsync.warningthresholdms" => warnings.push(format!(
                     "{}:{}: {key} is accepted but has no effect yet",
@@ -221,6 +225,9 @@ impl Config {
         }
         if !log_dir_set {
             config.data_log_dir = config.data_dir.clone();
+        }
+        if let Some(limit) = global_outstanding {
+            config.sequencer_queue = (limit / config.shards.max(1)).max(1);
         }
         if !min_set {
             config.min_session_timeout_ms = config.tick_time_ms * 2;
@@ -279,6 +286,16 @@ mod tests {
         assert!(c.allows_word("ruok") && !c.allows_word("stat"));
         assert!(c.extended_types);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn global_outstanding_limit_is_shared_by_the_shards() {
+        let (c, _) = Config::parse(
+            "globalOutstandingLimit=1000\nzoocore.shards=4\n",
+            Path::new("z"),
+        )
+        .unwrap();
+        assert_eq!(c.sequencer_queue, 250);
     }
 
     #[test]

@@ -258,12 +258,14 @@ pub async fn run(setup: SequencerSetup) {
         if !linger.is_zero() && (1..max_batch_txns).contains(&state.borrow().open.len()) {
             glommio::timer::sleep(linger).await;
         }
+        if crate::STOP.load(Ordering::Relaxed) {
+            // Every batch taken so far is durable and handed to the shards;
+            // what is still open was never acknowledged.
+            tracing::info!("shutting down; the log is durable");
+            crate::terminate(0);
+        }
         let mut entries = std::mem::take(&mut state.borrow_mut().open);
         if entries.is_empty() {
-            if crate::STOP.load(Ordering::Relaxed) {
-                tracing::info!("sequencer idle at shutdown; log is durable");
-                crate::terminate(0);
-            }
             // Wake at least every 50 ms to notice a shutdown request.
             futures_lite::future::or(
                 async {
@@ -359,7 +361,11 @@ mod tests {
             txn(3, 100),
         ];
         let (_, txns, cut) = encode_batch(&entries, 0, 400);
-        assert_eq!((txns, cut), (2, 3), "a record is ~162 bytes: the third would pass 400");
+        assert_eq!(
+            (txns, cut),
+            (2, 3),
+            "a record is ~162 bytes: the third would pass 400"
+        );
         let (_, txns, cut) = encode_batch(&[txn(1, 5000)], 0, 300);
         assert_eq!((txns, cut), (1, 1), "an oversized txn still makes a batch");
         let (_, txns, cut) = encode_batch(&entries, 0, 1 << 20);

@@ -132,6 +132,44 @@ fn sigterm_exits_cleanly_and_keeps_data() {
 }
 
 #[test]
+fn sigterm_under_write_load_exits_cleanly_and_keeps_every_acknowledged_write() {
+    let mut s = server("zoocore.shards=2");
+    let addr = s.addr;
+    let writer = std::thread::spawn(move || {
+        let options = ConnectOptions {
+            io_timeout: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let mut c = Client::connect(addr, &options).expect("connect");
+        let mut acknowledged = Vec::new();
+        for i in 0.. {
+            match c.call(&create(&format!("/w{i}"), b"", 0)) {
+                Ok(reply) if reply.header.err == 0 => acknowledged.push(i),
+                _ => break,
+            }
+        }
+        acknowledged
+    });
+    // Let the writer get going, then stop the server under its load.
+    let mut probe = client(&s, 30_000);
+    while get(&mut probe, "/w100").0 != 0 {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(s.terminate(), Some(0));
+    let acknowledged = writer.join().expect("writer");
+    assert!(acknowledged.len() > 100);
+    s.restart();
+    let mut c = client(&s, 30_000);
+    for i in acknowledged {
+        assert_eq!(
+            get(&mut c, &format!("/w{i}")).0,
+            0,
+            "acknowledged /w{i} lost"
+        );
+    }
+}
+
+#[test]
 fn sessions_expire_and_their_ephemerals_go() {
     let s = server("tickTime=100\nminSessionTimeout=200\nmaxSessionTimeout=1000");
     let mut owner = client(&s, 300);
