@@ -11,25 +11,14 @@ use zoocore_net::consts::perms;
 use zoocore_net::records::*;
 use zoocore_net::{Acl, Request};
 use zoocore_testkit::differential::{
-    compare_trees, connect, env_u64, now_ms, run_seed, Run, SESSION_TIMEOUT,
+    compare_trees, connect, now_ms, run_random, Run, SESSION_TIMEOUT,
 };
 use zoocore_testkit::model::Model;
 
 #[test]
 fn random_operations_match_apache_zookeeper() {
-    let first = env_u64("ZOOCORE_DIFF_FIRST_SEED", 1);
-    let seeds = env_u64("ZOOCORE_DIFF_SEEDS", 50);
-    let ops = env_u64("ZOOCORE_DIFF_OPS", 250);
     let mut run = Run::start(86_400_000, |digest, t0| Model::new(Some(digest), t0));
-    let mut checker = run.open(0);
-    for seed in first..first + seeds {
-        run_seed(&mut run, &mut checker, seed, ops);
-    }
-    compare_trees(&mut run, 0, &mut checker, "/zookeeper");
-    let total = run.ops;
-    run.close(0, checker);
-    eprintln!("differential: {seeds} seeds, {total} operations, 0 divergences");
-    assert!(total >= seeds * ops, "ran fewer operations than planned");
+    run_random(&mut run, "differential (engine)");
 }
 
 fn create(path: &str, acl: Acl, flags: i32) -> CreateRequest {

@@ -429,6 +429,10 @@ async fn handle_request(
         s.deadline = now_deadline(s.timeout_ms);
     }
     let last_zxid = || shard.replica.borrow().last_zxid();
+    let origin = Origin {
+        shard: shard.index,
+        conn: conn.id,
+    };
     match &request {
         Request::Ping => {
             let h = ReplyHeader {
@@ -469,48 +473,26 @@ async fn handle_request(
             return Err(format!("unimplemented opcode {op}"));
         }
         Request::Sync(_) => {
-            conn.inflight
-                .borrow_mut()
-                .push_back((header.xid, request.clone()));
-            let origin = Origin {
-                shard: shard.index,
-                conn: conn.id,
-            };
-            send(shard, ToSequencer::Sync { origin }).await?;
-            done_rx.recv().await.ok_or("shard stopping")?;
+            let message = ToSequencer::Sync { origin };
+            through_sequencer(shard, conn, header.xid, request, message, done_rx).await?;
         }
         Request::CloseSession => {
-            conn.inflight
-                .borrow_mut()
-                .push_back((header.xid, request.clone()));
-            let origin = Origin {
-                shard: shard.index,
-                conn: conn.id,
-            };
-            let close = ToSequencer::CloseSession {
+            let message = ToSequencer::CloseSession {
                 origin: Some(origin),
                 session_id,
                 cxid: header.xid,
             };
-            send(shard, close).await?;
-            done_rx.recv().await.ok_or("shard stopping")?;
+            through_sequencer(shard, conn, header.xid, request, message, done_rx).await?;
         }
         r if r.is_write() => {
-            conn.inflight
-                .borrow_mut()
-                .push_back((header.xid, request.clone()));
             let message = ToSequencer::Write {
-                origin: Origin {
-                    shard: shard.index,
-                    conn: conn.id,
-                },
+                origin,
                 session_id,
                 cxid: header.xid,
                 identity: conn.identity.borrow().clone(),
-                request,
+                request: request.clone(),
             };
-            send(shard, message).await?;
-            done_rx.recv().await.ok_or("shard stopping")?;
+            through_sequencer(shard, conn, header.xid, request, message, done_rx).await?;
         }
         _ => {
             let replica = shard.replica.borrow();
@@ -542,6 +524,25 @@ async fn handle_request(
         }
     }
     Ok(())
+}
+
+/// Sends a request that the sequencer orders (a write, a close, a sync) and
+/// waits until this shard has answered it, so the connection's next request
+/// sees its effect.
+async fn through_sequencer(
+    shard: &Shard,
+    conn: &Conn,
+    xid: i32,
+    request: Request,
+    message: ToSequencer,
+    done_rx: &LocalReceiver<()>,
+) -> Result<(), String> {
+    conn.inflight.borrow_mut().push_back((xid, request));
+    send(shard, message).await?;
+    done_rx
+        .recv()
+        .await
+        .ok_or_else(|| "shard stopping".to_owned())
 }
 
 /// Applies every committed batch to this shard's replica, in zxid order.

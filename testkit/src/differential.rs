@@ -862,3 +862,20 @@ pub fn run_seed<T: Target>(run: &mut Run<T>, checker: &mut Pair, seed: u64, ops:
     run.sync_events(seed, std::slice::from_mut(checker));
     compare_trees(run, seed, checker, &base);
 }
+
+/// Runs the random sequences the environment asks for (default 50 seeds x 250
+/// ops), then compares `/zookeeper` and checks the planned count ran.
+pub fn run_random<T: Target>(run: &mut Run<T>, label: &str) {
+    let first = env_u64("ZOOCORE_DIFF_FIRST_SEED", 1);
+    let seeds = env_u64("ZOOCORE_DIFF_SEEDS", 50);
+    let ops = env_u64("ZOOCORE_DIFF_OPS", 250);
+    let mut checker = run.open(0);
+    for seed in first..first + seeds {
+        run_seed(run, &mut checker, seed, ops);
+    }
+    compare_trees(run, 0, &mut checker, "/zookeeper");
+    let total = run.ops;
+    run.close(0, checker);
+    eprintln!("{label}: {seeds} seeds, {total} operations, 0 divergences");
+    assert!(total >= seeds * ops, "ran fewer operations than planned");
+}
