@@ -337,3 +337,29 @@ fn empty_containers_and_expired_ttl_nodes_are_deleted() {
     );
     assert_eq!(get(&mut c, "/long").0, 0, "an unexpired TTL node stays");
 }
+
+#[test]
+fn max_client_cnxns_limits_connections_per_address() {
+    let s = server("maxClientCnxns=2");
+    let first = client(&s, 30_000);
+    let second = client(&s, 30_000);
+    let options = ConnectOptions {
+        io_timeout: Duration::from_secs(5),
+        ..Default::default()
+    };
+    assert!(
+        Client::connect(s.addr, &options).is_err(),
+        "a third connection from 127.0.0.1 is refused"
+    );
+    drop(first);
+    // Once one closes, a new one is admitted (the count drops when the server sees the close).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let third = loop {
+        if let Ok(c) = Client::connect(s.addr, &options) {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "a slot did not free up");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop((second, third));
+}
