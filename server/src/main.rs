@@ -9,6 +9,7 @@ mod fourlw;
 mod sequencer;
 mod shard;
 mod stats;
+mod tools;
 mod wal;
 
 use std::path::PathBuf;
@@ -52,6 +53,22 @@ struct Cli {
     /// Overrides dataDir (and dataLogDir).
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// A tool to run instead of the server.
+    #[command(subcommand)]
+    tool: Option<Tool>,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Tool {
+    /// The transaction log.
+    #[command(subcommand)]
+    Log(LogTool),
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum LogTool {
+    /// Prints every txn of the log in dataLogDir, one per line.
+    Dump,
 }
 
 fn main() -> ExitCode {
@@ -91,6 +108,15 @@ fn main() -> ExitCode {
     if let Some(dir) = cli.data_dir {
         config.data_log_dir = dir.clone();
         config.data_dir = dir;
+    }
+    if let Some(Tool::Log(LogTool::Dump)) = cli.tool {
+        return match tools::dump_log(&config.data_log_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("zoocore: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,

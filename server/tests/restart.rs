@@ -363,3 +363,30 @@ fn max_client_cnxns_limits_connections_per_address() {
     };
     drop((second, third));
 }
+
+#[test]
+fn log_dump_lists_every_txn() {
+    let mut s = server("");
+    let mut c = client(&s, 30_000);
+    assert_eq!(c.call(&create("/dumped", b"abc", 0)).unwrap().header.err, 0);
+    assert_eq!(
+        c.call(&create("/dumped", b"abc", 0)).unwrap().header.err,
+        ErrorCode::NodeExists.code()
+    );
+    s.kill();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .args(["--config"])
+        .arg(s.dir.join("zoo.cfg"))
+        .args(["log", "dump"])
+        .output()
+        .expect("run zoocore log dump");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("createSession timeout"), "{text}");
+    assert!(
+        text.contains("create /dumped persistent data 3 bytes acl [world:anyone:31]"),
+        "{text}"
+    );
+    assert!(text.contains("error NodeExists"), "{text}");
+    assert!(text.contains("3 txns;"), "{text}");
+}
