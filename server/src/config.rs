@@ -59,6 +59,8 @@ pub struct Config {
     pub max_batch_bytes: usize,
     /// zoocore: microseconds to wait for a batch that is not full to grow.
     pub commit_linger_us: u64,
+    /// zoocore: how far ahead of the last batch the log file is zero-filled.
+    pub log_preallocate_bytes: u64,
     /// How often empty containers and expired TTL nodes are looked for
     /// (ZooKeeper's `znode.container.checkIntervalMs`).
     pub container_check_interval_ms: u64,
@@ -89,6 +91,7 @@ impl Default for Config {
             max_batch_txns: 1024,
             max_batch_bytes: 1 << 20,
             commit_linger_us: 0,
+            log_preallocate_bytes: 64 << 20,
             container_check_interval_ms: 60_000,
         }
     }
@@ -197,6 +200,10 @@ impl Config {
                 "zoocore.maxBatchTxns" => config.max_batch_txns = number(value)? as usize,
                 "zoocore.maxBatchBytes" => config.max_batch_bytes = number(value)? as usize,
                 "zoocore.commitLingerMicros" => config.commit_linger_us = number(value)?,
+                "zoocore.logPreallocateBytes" => {
+                    config.log_preallocate_bytes =
+                        number(value)?.next_multiple_of(1 << 20).max(1 << 20)
+                }
                 "znode.container.checkIntervalMs" => {
                     config.container_check_interval_ms = number(value)?.max(1)
                 }

@@ -175,6 +175,8 @@ fn handle_signals() {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // Over a file-size limit a write must fail (as on a full disk), not kill us.
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
         std::thread::spawn(move || {
             let mut signal = 0;
             libc::sigwait(&set, &mut signal);
@@ -235,6 +237,9 @@ fn run(config: Config) -> Result<(), String> {
     }
     let log_dir = config.data_log_dir.clone();
     let append_at = recovered.append_at;
+    let preallocate = config.log_preallocate_bytes;
+    let extended_types = config.extended_types;
+    let sequencer_log_dir = log_dir.clone();
     let max_batch_txns = config.max_batch_txns;
     let max_batch_bytes = config.max_batch_bytes;
     let linger = std::time::Duration::from_micros(config.commit_linger_us);
@@ -251,12 +256,14 @@ fn run(config: Config) -> Result<(), String> {
         stats,
         server_id: 1,
         container_check_interval,
+        log_dir: sequencer_log_dir,
+        extended_types,
     };
     let sequencer = LocalExecutorBuilder::new(Placement::Fixed(config.sequencer_cpu.min(cpus - 1)))
         .name("sequencer")
         .io_memory(io_memory)
         .spawn(move || async move {
-            match wal::LogWriter::open(&log_dir, append_at).await {
+            match wal::LogWriter::open(&log_dir, append_at, preallocate).await {
                 Ok(log) => sequencer::run(sequencer_setup(log)).await,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot open the log");

@@ -76,6 +76,12 @@ pub enum Entry {
     Synced {
         origin: Origin,
     },
+    /// A write or session change that could not be made durable (the log
+    /// could not be written): its shard answers it with an error.
+    Rejected {
+        origin: Option<Origin>,
+        session_id: i64,
+    },
 }
 
 /// A durable batch, shared read-only by every shard.
@@ -95,6 +101,9 @@ pub struct SequencerSetup {
     pub stats: Arc<Stats>,
     pub server_id: u8,
     pub container_check_interval: std::time::Duration,
+    /// To rebuild the durable state after a failed log write.
+    pub log_dir: std::path::PathBuf,
+    pub extended_types: bool,
 }
 
 struct State {
@@ -207,6 +216,8 @@ pub async fn run(setup: SequencerSetup) {
         stats,
         server_id,
         container_check_interval,
+        log_dir,
+        extended_types,
     } = setup;
     let state = Rc::new(RefCell::new(State {
         next_zxid: tree.last_zxid() + 1,
@@ -289,21 +300,53 @@ pub async fn run(setup: SequencerSetup) {
             match log.append(records).await {
                 Ok(bytes) => stats.record_batch(txns, bytes),
                 Err(e) => {
-                    // Nothing of this batch was acknowledged; stopping keeps the
-                    // log and the shards' replicas from diverging.
-                    tracing::error!(error = %e, "log write failed; stopping");
-                    crate::terminate(3);
+                    // Disk full or failing: nothing of this batch is acknowledged.
+                    // Return to what the log holds and refuse what was built on
+                    // top of it; reads go on, and the next batch tries again.
+                    tracing::error!(error = %e, "log write failed; rejecting writes until it succeeds");
+                    let durable =
+                        match crate::wal::durable_state(&log_dir, log.position(), extended_types) {
+                            Ok(tree) => tree,
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot reread the log; stopping");
+                                crate::terminate(3);
+                            }
+                        };
+                    let open = {
+                        let mut s = state.borrow_mut();
+                        s.next_zxid = durable.last_zxid() + 1;
+                        s.tree = durable;
+                        std::mem::take(&mut s.open)
+                    };
+                    room.signal((entries.len() + open.len()) as u64);
+                    let rejected = entries.into_iter().chain(open).map(reject).collect();
+                    fan_out(&senders, Arc::new(CommitBatch { entries: rejected })).await;
+                    continue;
                 }
             }
         }
         room.signal(entries.len() as u64);
-        let batch = Arc::new(CommitBatch { entries });
-        for sender in &senders {
-            if sender.send(batch.clone()).await.is_err() {
-                tracing::error!("a shard is gone; stopping");
-                crate::terminate(3);
-            }
+        fan_out(&senders, Arc::new(CommitBatch { entries })).await;
+    }
+}
+
+async fn fan_out(senders: &[ConnectedSender<Arc<CommitBatch>>], batch: Arc<CommitBatch>) {
+    for sender in senders {
+        if sender.send(batch.clone()).await.is_err() {
+            tracing::error!("a shard is gone; stopping");
+            crate::terminate(3);
         }
+    }
+}
+
+/// A txn that did not reach the log becomes a rejection; other entries stand.
+fn reject(entry: Entry) -> Entry {
+    match entry {
+        Entry::Txn { txn, origin } => Entry::Rejected {
+            origin,
+            session_id: txn.session_id,
+        },
+        other => other,
     }
 }
 

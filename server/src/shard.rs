@@ -576,6 +576,7 @@ async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch
                     }
                 }
                 Entry::Synced { .. } => {}
+                Entry::Rejected { origin, session_id } => reject(&shard, *origin, *session_id),
             }
         }
         let replica = shard.replica.borrow();
@@ -699,6 +700,38 @@ fn reply_write(shard: &Shard, conn: &Conn, txn: &zoocore_engine::Txn, applied: &
         &body,
         &shard.stats,
     );
+    let _ = conn.done.try_send(());
+}
+
+/// A request the log could not take: writes get SystemError, a new session
+/// loses its connection, an expiry is retried later.
+fn reject(shard: &Shard, origin: Option<Origin>, session_id: i64) {
+    let Some(origin) = origin else {
+        if let Some(s) = shard.sessions.borrow_mut().get_mut(&session_id) {
+            s.expiring = false;
+        }
+        return;
+    };
+    if origin.shard != shard.index {
+        return;
+    }
+    let Some(conn) = shard.conns.borrow().get(&origin.conn).cloned() else {
+        return;
+    };
+    if shard.opening.borrow_mut().remove(&conn.id).is_some() {
+        conn.close();
+        return;
+    }
+    let Some((xid, _)) = conn.inflight.borrow_mut().pop_front() else {
+        return;
+    };
+    let zxid = shard.replica.borrow().last_zxid();
+    let header = ReplyHeader {
+        xid,
+        zxid,
+        err: ErrorCode::SystemError.code(),
+    };
+    conn.reply(header, &Response::Empty, &shard.stats);
     let _ = conn.done.try_send(());
 }
 

@@ -13,8 +13,6 @@ use zoocore_engine::log::{self, BLOCK};
 use zoocore_engine::DataTree;
 
 pub const LOG_FILE: &str = "zoocore.log";
-/// How far ahead of the append position the file is zero-filled.
-const PREALLOCATE: u64 = 64 << 20;
 /// Zero-filling is done in writes of this size.
 const ZERO_CHUNK: usize = 1 << 20;
 
@@ -43,18 +41,8 @@ pub fn recover(dir: &Path, extended_types: bool) -> std::io::Result<Recovered> {
     if let Some(at) = scan.torn_at {
         tracing::warn!(file = %path.display(), offset = at, kept = scan.valid_len, "torn log tail cut");
     }
-    let mut tree = DataTree::new(extended_types);
-    for (_, txn) in &scan.txns {
-        if txn.zxid <= tree.last_zxid() {
-            return Err(std::io::Error::other(format!(
-                "{}: zxid {:#x} out of order after {:#x}",
-                path.display(),
-                txn.zxid,
-                tree.last_zxid()
-            )));
-        }
-        tree.apply(txn);
-    }
+    let tree = replay(&scan, extended_types)
+        .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
     if scan.torn_at.is_some() {
         // Cut the damage; zero-filling starts again from the cut.
         let file = std::fs::OpenOptions::new().write(true).open(&path)?;
@@ -68,16 +56,40 @@ pub fn recover(dir: &Path, extended_types: bool) -> std::io::Result<Recovered> {
     })
 }
 
+fn replay(scan: &log::Scan, extended_types: bool) -> Result<DataTree, String> {
+    let mut tree = DataTree::new(extended_types);
+    for (_, txn) in &scan.txns {
+        if txn.zxid <= tree.last_zxid() {
+            return Err(format!(
+                "zxid {:#x} out of order after {:#x}",
+                txn.zxid,
+                tree.last_zxid()
+            ));
+        }
+        tree.apply(txn);
+    }
+    Ok(tree)
+}
+
+/// The state the log holds durably up to `end`: what the sequencer returns
+/// to when a batch could not be written.
+pub fn durable_state(dir: &Path, end: u64, extended_types: bool) -> std::io::Result<DataTree> {
+    let image = std::fs::read(log_path(dir))?;
+    let end = (end as usize).min(image.len());
+    replay(&log::scan(&image[..end]), extended_types).map_err(std::io::Error::other)
+}
+
 /// The open log, appended to by the sequencer only.
 pub struct LogWriter {
     file: DmaFile,
     position: u64,
     /// The file is zero-filled up to here.
     zeroed_to: u64,
+    preallocate: u64,
 }
 
 impl LogWriter {
-    pub async fn open(dir: &Path, position: u64) -> std::io::Result<LogWriter> {
+    pub async fn open(dir: &Path, position: u64, preallocate: u64) -> std::io::Result<LogWriter> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -94,8 +106,9 @@ impl LogWriter {
             file,
             position,
             zeroed_to: size.max(position) / BLOCK as u64 * BLOCK as u64,
+            preallocate,
         };
-        log.zero_fill(position + PREALLOCATE).await?;
+        log.zero_fill(position + preallocate).await?;
         Ok(log)
     }
 
@@ -110,12 +123,20 @@ impl LogWriter {
                 .write_at(buffer, self.zeroed_to)
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            if written == 0 {
+            // A short write (file-size limit, full disk) counts in whole blocks,
+            // so appends stay aligned for O_DIRECT.
+            let whole = (written / BLOCK * BLOCK) as u64;
+            if whole == 0 {
                 return Err(std::io::Error::other("zero-filling the log wrote nothing"));
             }
-            self.zeroed_to += written as u64;
+            self.zeroed_to += whole;
         }
         Ok(())
+    }
+
+    /// Where the next batch goes; everything before it is durable.
+    pub fn position(&self) -> u64 {
+        self.position
     }
 
     /// Writes one batch of encoded records (see `zoocore_engine::log`) and
@@ -123,8 +144,8 @@ impl LogWriter {
     pub async fn append(&mut self, mut bytes: Vec<u8>) -> std::io::Result<usize> {
         log::pad_to_block(&mut bytes);
         if self.position + bytes.len() as u64 > self.zeroed_to {
-            // Rare (once per PREALLOCATE bytes): stalls this batch while it fills.
-            self.zero_fill(self.position + bytes.len() as u64 + PREALLOCATE)
+            // Rare (once per `preallocate` bytes): stalls this batch while it fills.
+            self.zero_fill(self.position + bytes.len() as u64 + self.preallocate)
                 .await?;
         }
         let mut buffer = self.file.alloc_dma_buffer(bytes.len());

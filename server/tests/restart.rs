@@ -390,3 +390,60 @@ fn log_dump_lists_every_txn() {
     assert!(text.contains("error NodeExists"), "{text}");
     assert!(text.contains("3 txns;"), "{text}");
 }
+
+/// Caps (or lifts) the server's file-size limit, so growing the log fails as
+/// it would on a full disk.
+fn limit_file_size(s: &ZoocoreProcess, bytes: Option<u64>) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    let pid = s.pid().expect("server running") as i32;
+    // SAFETY: prlimit on our own child with a valid rlimit value.
+    let rc = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_full_disk_stops_writes_not_the_server_and_writes_resume() {
+    let mut s = server("zoocore.logPreallocateBytes=1048576");
+    let mut c = client(&s, 30_000);
+    assert_eq!(c.call(&create("/before", b"x", 0)).unwrap().header.err, 0);
+    // The log is zero-filled to 1 MiB; it may not grow past 2 MiB.
+    limit_file_size(&s, Some(2 << 20));
+    let mut acknowledged = Vec::new();
+    let mut rejected = None;
+    for i in 0..4000 {
+        let path = format!("/n{i}");
+        let reply = c
+            .call(&create(&path, &[b'x'; 1000], 0))
+            .expect("the server answers");
+        match reply.header.err {
+            0 => acknowledged.push(path),
+            e if e == ErrorCode::SystemError.code() => {
+                rejected = Some(path);
+                break;
+            }
+            e => panic!("unexpected error {e} for {path}"),
+        }
+    }
+    let rejected = rejected.expect("writes fail once the log cannot grow");
+    assert!(s.log().contains("log write failed"), "{}", s.log());
+    // Reads keep working, the server keeps answering, nothing of the failed write exists.
+    assert_eq!(get(&mut c, "/before"), (0, Some(b"x".to_vec())));
+    assert_eq!(get(&mut c, &rejected).0, ErrorCode::NoNode.code());
+    assert_eq!(
+        zoocore_testkit::zk::four_letter_word(s.addr, "ruok").unwrap(),
+        "imok"
+    );
+    // Space comes back: writes resume.
+    limit_file_size(&s, None);
+    assert_eq!(c.call(&create("/after", b"y", 0)).unwrap().header.err, 0);
+    assert_eq!(c.call(&create(&rejected, b"z", 0)).unwrap().header.err, 0);
+    s.kill();
+    s.restart();
+    let mut c = client(&s, 30_000);
+    for path in acknowledged.iter().chain([&"/after".to_owned(), &rejected]) {
+        assert_eq!(get(&mut c, path).0, 0, "acknowledged {path} lost");
+    }
+}

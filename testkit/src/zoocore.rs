@@ -115,6 +115,11 @@ impl ZoocoreProcess {
         }
     }
 
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("zoocore.log")).unwrap_or_default()
     }
