@@ -44,14 +44,20 @@ fn hostname() -> String {
 }
 
 fn server_summary(stats: &Arc<Stats>, with_clients: bool) -> String {
-    let clients = if with_clients { "Clients:\n\n" } else { "" };
+    let clients = if with_clients {
+        format!("Clients:\n{}\n", stats.client_lines())
+    } else {
+        String::new()
+    };
     format!(
-        "Zookeeper version: {}, built on unknown\n{clients}Latency min/avg/max: 0/0.0/0\n\
-         Received: {}\nSent: {}\nConnections: {}\nOutstanding: 0\nZxid: {:#x}\nMode: standalone\nNode count: {}\n",
+        "Zookeeper version: {}, built on unknown\n{clients}Latency min/avg/max: {}\n\
+         Received: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: {:#x}\nMode: standalone\nNode count: {}\n",
         version_line(),
+        stats.latency_line(),
         Stats::get(&stats.received),
         Stats::get(&stats.sent),
         Stats::get(&stats.connections),
+        stats.outstanding.load(std::sync::atomic::Ordering::Relaxed).max(0),
         Stats::get(&stats.last_zxid),
         Stats::get(&stats.node_count),
     )

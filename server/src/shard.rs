@@ -35,7 +35,7 @@ use zoocore_net::{decode_request, encode_reply, ErrorCode, Request, Response};
 
 use crate::config::Config;
 use crate::sequencer::{CommitBatch, Entry, Origin, ToSequencer};
-use crate::stats::Stats;
+use crate::stats::{ClientStats, Stats};
 
 pub struct ShardSetup {
     pub index: usize,
@@ -63,6 +63,9 @@ struct Conn {
     read_only_byte: Cell<bool>,
     /// Waiting, during a reconnect, for this replica to catch up.
     catching_up: Cell<bool>,
+    /// When the request being handled arrived (requests are handled one at a time).
+    request_arrived: Cell<Instant>,
+    counters: Arc<ClientStats>,
 }
 
 impl Conn {
@@ -77,6 +80,10 @@ impl Conn {
         stats
             .sent
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .sent
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats.record_latency(self.request_arrived.get().elapsed());
         self.kick();
     }
 
@@ -178,10 +185,10 @@ fn now_deadline(timeout_ms: i32) -> Instant {
 }
 
 async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let peer_ip = match stream.peer_addr() {
-        Ok(a) => a.ip(),
-        Err(_) => return,
+    let Ok(peer_addr) = stream.peer_addr() else {
+        return;
     };
+    let peer_ip = peer_addr.ip();
     if !shard.stats.admit(peer_ip, shard.config.max_client_cnxns) {
         tracing::warn!(%peer_ip, limit = shard.config.max_client_cnxns, "too many connections from one address");
         return;
@@ -206,7 +213,16 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         closing: Cell::new(false),
         read_only_byte: Cell::new(false),
         catching_up: Cell::new(false),
+        request_arrived: Cell::new(Instant::now()),
+        counters: Arc::new(ClientStats {
+            peer: peer_addr,
+            received: Default::default(),
+            sent: Default::default(),
+        }),
     });
+    shard
+        .stats
+        .add_client(shard.index, id, conn.counters.clone());
     shard.conns.borrow_mut().insert(id, conn.clone());
     let writer_conn = conn.clone();
     let writer_task = glommio::spawn_local(async move {
@@ -247,6 +263,7 @@ async fn write_loop(
 
 fn forget_connection(shard: &Shard, conn: &Conn) {
     shard.conns.borrow_mut().remove(&conn.id);
+    shard.stats.remove_client(shard.index, conn.id);
     shard.opening.borrow_mut().remove(&conn.id);
     shard.watches.borrow_mut().remove_watcher(conn.id);
     if let Some(s) = shard.sessions.borrow_mut().get_mut(&conn.session_id.get()) {
@@ -420,8 +437,12 @@ async fn handle_request(
         tracing::warn!(conn = conn.id, error = %e, "malformed request; closing connection");
         format!("malformed request: {e}")
     })?;
+    conn.request_arrived.set(Instant::now());
     shard
         .stats
+        .received
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    conn.counters
         .received
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let session_id = conn.session_id.get();
@@ -538,11 +559,32 @@ async fn through_sequencer(
     done_rx: &LocalReceiver<()>,
 ) -> Result<(), String> {
     conn.inflight.borrow_mut().push_back((xid, request));
+    let _outstanding = Outstanding::new(&shard.stats);
     send(shard, message).await?;
     done_rx
         .recv()
         .await
         .ok_or_else(|| "shard stopping".to_owned())
+}
+
+/// Counts a request as outstanding (for `srvr`) while it lives.
+struct Outstanding<'a>(&'a Stats);
+
+impl<'a> Outstanding<'a> {
+    fn new(stats: &'a Stats) -> Self {
+        stats
+            .outstanding
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Outstanding(stats)
+    }
+}
+
+impl Drop for Outstanding<'_> {
+    fn drop(&mut self) {
+        self.0
+            .outstanding
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Applies every committed batch to this shard's replica, in zxid order.

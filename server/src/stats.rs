@@ -1,11 +1,18 @@
 //! Counters shared by all cores, read by the four-letter words.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-#[derive(Default)]
+/// Counters of one connection, listed by `stat`. Only its shard writes them.
+pub struct ClientStats {
+    pub peer: SocketAddr,
+    pub received: AtomicU64,
+    pub sent: AtomicU64,
+}
+
 pub struct Stats {
     pub received: AtomicU64,
     pub sent: AtomicU64,
@@ -19,6 +26,37 @@ pub struct Stats {
     /// Open connections per client address (`maxClientCnxns`); touched only
     /// when a connection opens or closes, never per request.
     per_ip: Mutex<HashMap<IpAddr, u32>>,
+    /// Requests sent to the sequencer and not yet answered.
+    pub outstanding: AtomicI64,
+    latency_min_us: AtomicU64,
+    latency_max_us: AtomicU64,
+    latency_sum_us: AtomicU64,
+    latency_count: AtomicU64,
+    /// Open connections by (shard, connection id); changed on open and close only.
+    clients: Mutex<BTreeMap<(usize, u64), Arc<ClientStats>>>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            batched_txns: AtomicU64::new(0),
+            batched_bytes: AtomicU64::new(0),
+            max_batch_txns: AtomicU64::new(0),
+            last_zxid: AtomicU64::new(0),
+            node_count: AtomicU64::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            outstanding: AtomicI64::new(0),
+            latency_min_us: AtomicU64::new(u64::MAX),
+            latency_max_us: AtomicU64::new(0),
+            latency_sum_us: AtomicU64::new(0),
+            latency_count: AtomicU64::new(0),
+            clients: Mutex::new(BTreeMap::new()),
+        }
+    }
 }
 
 impl Stats {
@@ -62,6 +100,55 @@ impl Stats {
                 "group commit"
             );
         }
+    }
+
+    /// Time from a request's arrival to its reply.
+    pub fn record_latency(&self, latency: Duration) {
+        let us = latency.as_micros() as u64;
+        self.latency_min_us.fetch_min(us, Ordering::Relaxed);
+        self.latency_max_us.fetch_max(us, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `min/avg/max` in milliseconds, as ZooKeeper prints them.
+    pub fn latency_line(&self) -> String {
+        let count = self.latency_count.load(Ordering::Relaxed);
+        if count == 0 {
+            return "0/0.0/0".into();
+        }
+        let avg = self.latency_sum_us.load(Ordering::Relaxed) as f64 / count as f64 / 1000.0;
+        format!(
+            "{}/{avg:.4}/{}",
+            self.latency_min_us.load(Ordering::Relaxed) / 1000,
+            self.latency_max_us.load(Ordering::Relaxed) / 1000
+        )
+    }
+
+    pub fn add_client(&self, shard: usize, conn: u64, client: Arc<ClientStats>) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.insert((shard, conn), client);
+    }
+
+    pub fn remove_client(&self, shard: usize, conn: u64) {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients.remove(&(shard, conn));
+    }
+
+    /// One line per open connection, as ZooKeeper's `stat` lists them.
+    pub fn client_lines(&self) -> String {
+        let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        clients
+            .values()
+            .map(|c| {
+                format!(
+                    " /{}[1](queued=0,recved={},sent={})\n",
+                    c.peer,
+                    c.received.load(Ordering::Relaxed),
+                    c.sent.load(Ordering::Relaxed)
+                )
+            })
+            .collect()
     }
 
     pub fn get(counter: &AtomicU64) -> u64 {

@@ -447,3 +447,42 @@ fn a_full_disk_stops_writes_not_the_server_and_writes_resume() {
         assert_eq!(get(&mut c, path).0, 0, "acknowledged {path} lost");
     }
 }
+
+#[test]
+fn srvr_and_stat_report_real_counters_and_clients() {
+    let s = server("");
+    let mut c = client(&s, 30_000);
+    for i in 0..3 {
+        assert_eq!(
+            c.call(&create(&format!("/s{i}"), b"", 0))
+                .unwrap()
+                .header
+                .err,
+            0
+        );
+    }
+    let stat = zoocore_testkit::zk::four_letter_word(s.addr, "stat").unwrap();
+    assert!(
+        field(&stat, "Received:").parse::<u64>().unwrap() >= 3,
+        "{stat}"
+    );
+    assert_eq!(field(&stat, "Outstanding:"), "0");
+    assert_eq!(field(&stat, "Mode:"), "standalone");
+    let latency: Vec<&str> = field(&stat, "Latency min/avg/max:").split('/').collect();
+    assert_eq!(latency.len(), 3, "{stat}");
+    let avg: f64 = latency[1].parse().unwrap();
+    assert!(avg > 0.0, "writes take time: {stat}");
+    let client_line = stat
+        .lines()
+        .find(|l| l.starts_with(" /127.0.0.1:"))
+        .unwrap_or_else(|| panic!("the client is not listed: {stat}"));
+    assert!(client_line.contains("recved=3,sent=3"), "{client_line}");
+}
+
+/// The value after `name` on its line of a four-letter word's answer.
+fn field<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+}
