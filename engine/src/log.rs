@@ -6,7 +6,9 @@
 //! [`BLOCK`] so it can be written with O_DIRECT; the next batch starts on the
 //! next block. A zero length therefore means "padding: skip to the next
 //! block", and a block that starts with zero ends the log. Scanning stops at
-//! the first record whose length or checksum is wrong: that is a torn tail.
+//! the first record whose length or checksum is wrong: a torn tail, unless a
+//! valid record starts at a later block, which makes it corruption in the
+//! middle (the server then refuses to start rather than drop data).
 
 use zoocore_net::jute::{Jute, Reader, WriteJute};
 use zoocore_net::{Acl, DecodeError};
@@ -195,6 +197,25 @@ pub struct Scan {
     pub valid_len: usize,
     /// Set when scanning stopped at damage rather than at a clean end.
     pub torn_at: Option<usize>,
+    /// A valid record found after the damage: the damage is not a torn tail
+    /// but corruption in the middle, and cutting there would lose data.
+    pub valid_after_damage: Option<usize>,
+}
+
+/// The record at `pos`, if a whole valid one starts there.
+fn read_record(image: &[u8], pos: usize) -> Option<(u64, Txn)> {
+    let header = image.get(pos..pos + HEADER)?;
+    let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    let crc = u32::from_be_bytes(header[4..].try_into().expect("4 bytes"));
+    if !(8..=MAX_RECORD).contains(&len) {
+        return None;
+    }
+    let payload = image.get(pos + HEADER..pos + HEADER + len)?;
+    if crc32c::crc32c(payload) != crc {
+        return None;
+    }
+    let term = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
+    Txn::decode(&payload[8..]).ok().map(|txn| (term, txn))
 }
 
 /// Scans a log image from its start. Records of a batch that is torn are
@@ -214,17 +235,13 @@ pub fn scan(image: &[u8]) -> Scan {
             complete = scan.txns.len();
             continue;
         }
-        let crc = u32::from_be_bytes(image[pos + 4..pos + 8].try_into().expect("4 bytes"));
         let end = pos + HEADER + len;
-        let record = ((8..=MAX_RECORD).contains(&len) && end <= image.len())
-            .then(|| &image[pos + HEADER..end])
-            .filter(|payload| crc32c::crc32c(payload) == crc)
-            .and_then(|payload| {
-                let term = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
-                Txn::decode(&payload[8..]).ok().map(|txn| (term, txn))
-            });
+        let record = read_record(image, pos);
         let Some(entry) = record else {
             scan.torn_at = Some(pos);
+            scan.valid_after_damage = (pos.div_ceil(BLOCK).max(1) * BLOCK..image.len())
+                .step_by(BLOCK)
+                .find(|&b| read_record(image, b).is_some());
             break;
         };
         scan.txns.push(entry);
@@ -327,6 +344,19 @@ mod tests {
         let again = super::scan(&log);
         assert_eq!((again.txns.len(), again.valid_len), (3, second));
         assert_eq!(scan.valid_len, second);
+    }
+
+    #[test]
+    fn damage_followed_by_valid_batches_is_corruption_not_a_torn_tail() {
+        let all = txns();
+        let mut log = image(&[&all[..2], &all[2..4], &all[4..]]);
+        log[BLOCK + 12] ^= 0xff; // inside the second batch
+        let scan = scan(&log);
+        assert_eq!(scan.torn_at, Some(BLOCK));
+        assert_eq!(scan.valid_after_damage, Some(2 * BLOCK));
+        let mut tail = image(&[&all[..2], &all[2..4]]);
+        tail[BLOCK + 12] ^= 0xff; // the last batch: a torn tail
+        assert_eq!(super::scan(&tail).valid_after_damage, None);
     }
 
     #[test]

@@ -38,6 +38,14 @@ pub fn recover(dir: &Path, extended_types: bool) -> std::io::Result<Recovered> {
         Err(e) => return Err(e),
     };
     let scan = log::scan(&image);
+    if let (Some(at), Some(valid)) = (scan.torn_at, scan.valid_after_damage) {
+        return Err(std::io::Error::other(format!(
+            "{}: corrupt record at byte {at} with valid records after it (byte {valid}); \
+             refusing to start rather than drop committed data: restore the file or \
+             move it aside",
+            path.display()
+        )));
+    }
     if let Some(at) = scan.torn_at {
         tracing::warn!(file = %path.display(), offset = at, kept = scan.valid_len, "torn log tail cut");
     }

@@ -486,3 +486,52 @@ fn field<'a>(text: &'a str, name: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {name} in {text}"))
         .trim()
 }
+
+#[test]
+fn corruption_in_the_middle_of_the_log_refuses_to_start() {
+    let mut s = server("");
+    let mut c = client(&s, 30_000);
+    for i in 0..5 {
+        assert_eq!(
+            c.call(&create(&format!("/k{i}"), b"v", 0))
+                .unwrap()
+                .header
+                .err,
+            0
+        );
+    }
+    s.kill();
+    let log = s.dir.join("data").join("zoocore.log");
+    let mut image = std::fs::read(&log).expect("read log");
+    image[4096 + 12] ^= 0xff; // a record of the second batch; later batches are intact
+    std::fs::write(&log, &image).expect("write log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .arg("--config")
+        .arg(s.dir.join("zoo.cfg"))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start zoocore");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("zoocore started on a log corrupt in the middle");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(
+        stderr.contains("zoocore.log") && stderr.contains("corrupt record at byte 4096"),
+        "{stderr}"
+    );
+}
