@@ -38,7 +38,7 @@ pub enum ToSequencer {
         origin: Origin,
         session_id: i64,
         cxid: i32,
-        identity: Identity,
+        identity: Arc<Identity>,
         request: Request,
     },
     OpenSession {

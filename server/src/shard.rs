@@ -53,7 +53,8 @@ struct Conn {
     fd: i32,
     peer_ip: IpAddr,
     session_id: Cell<i64>,
-    identity: RefCell<Identity>,
+    /// Shared with the sequencer per write; replaced (copy on write) on auth.
+    identity: RefCell<Arc<Identity>>,
     out: RefCell<Vec<u8>>,
     out_ready: LocalSender<()>,
     /// Writes sent to the sequencer and not yet answered, oldest first.
@@ -205,7 +206,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         fd,
         peer_ip,
         session_id: Cell::new(0),
-        identity: RefCell::new(Identity::from_ip(&peer_ip.to_string())),
+        identity: RefCell::new(Arc::new(Identity::from_ip(&peer_ip.to_string()))),
         out: RefCell::new(Vec::new()),
         out_ready,
         inflight: RefCell::new(VecDeque::new()),
@@ -308,14 +309,14 @@ async fn read_loop(
             buf.extend_from_slice(&chunk[..n]);
             continue;
         };
-        let payload = payload.to_vec();
-        buf.drain(..used);
-        if !connected {
-            connect(shard, conn, &payload, done_rx).await?;
+        // Decoded straight from the read buffer; the frame leaves it after.
+        if connected {
+            handle_request(shard, conn, payload, done_rx).await?;
+        } else {
+            connect(shard, conn, payload, done_rx).await?;
             connected = true;
-            continue;
         }
-        handle_request(shard, conn, &payload, done_rx).await?;
+        buf.drain(..used);
     }
 }
 
@@ -464,7 +465,7 @@ async fn handle_request(
             conn.reply(h, &Response::Empty, &shard.stats);
         }
         Request::Auth(auth) => {
-            let result = conn.identity.borrow_mut().authenticate(
+            let result = Arc::make_mut(&mut conn.identity.borrow_mut()).authenticate(
                 &auth.scheme,
                 &auth.auth,
                 &conn.peer_ip.to_string(),
@@ -634,7 +635,17 @@ async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch
 }
 
 fn apply_txn(shard: &Rc<Shard>, txn: &zoocore_engine::Txn, origin: Option<Origin>) {
-    let applied = shard.replica.borrow_mut().apply(txn);
+    let mut replica = shard.replica.borrow_mut();
+    // Design invariant 1: every replica applies every txn, in order, none
+    // skipped (the sequencer hands out consecutive zxids).
+    assert_eq!(
+        txn.zxid,
+        replica.last_zxid() + 1,
+        "shard {} replica out of step with the sequencer",
+        shard.index
+    );
+    let applied = replica.apply(txn);
+    drop(replica);
     let conns = shard.conns.borrow();
     let mut can_read = |w: u64, acl: &[zoocore_net::Acl]| {
         conns
