@@ -54,10 +54,10 @@ fn server_summary(stats: &Arc<Stats>, with_clients: bool) -> String {
          Received: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: {:#x}\nMode: standalone\nNode count: {}\n",
         version_line(),
         stats.latency_line(),
-        Stats::get(&stats.received),
-        Stats::get(&stats.sent),
+        stats.received(),
+        stats.sent(),
         Stats::get(&stats.connections),
-        stats.outstanding.load(std::sync::atomic::Ordering::Relaxed).max(0),
+        stats.outstanding(),
         Stats::get(&stats.last_zxid),
         Stats::get(&stats.node_count),
     )

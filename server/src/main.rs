@@ -200,7 +200,7 @@ fn run(config: Config) -> Result<(), String> {
         "recovered from log"
     );
     let config = Arc::new(config);
-    let stats = Arc::new(stats::Stats::default());
+    let stats = Arc::new(stats::Stats::new(config.shards));
     let restored: Vec<(i64, i32)> = recovered
         .tree
         .sessions()

@@ -35,7 +35,7 @@ use zoocore_net::{decode_request, encode_reply, ErrorCode, Request, Response};
 
 use crate::config::Config;
 use crate::sequencer::{CommitBatch, Entry, Origin, ToSequencer};
-use crate::stats::{ClientStats, Stats};
+use crate::stats::{ClientStats, ShardCounters, Stats};
 
 pub struct ShardSetup {
     pub index: usize,
@@ -74,7 +74,7 @@ impl Conn {
         let _ = self.out_ready.try_send(());
     }
 
-    fn reply(&self, header: ReplyHeader, body: &Response, stats: &Stats) {
+    fn reply(&self, header: ReplyHeader, body: &Response, stats: &ShardCounters) {
         write_frame(&mut self.out.borrow_mut(), |b| {
             encode_reply(&header, body, b)
         });
@@ -132,6 +132,12 @@ struct Shard {
     opening: RefCell<HashMap<u64, i32>>,
     to_sequencer: ConnectedSender<ToSequencer>,
     next_conn: Cell<u64>,
+}
+
+impl Shard {
+    fn counters(&self) -> &ShardCounters {
+        self.stats.shard(self.index)
+    }
 }
 
 /// Runs a shard on the current executor until the process stops.
@@ -440,7 +446,7 @@ async fn handle_request(
     })?;
     conn.request_arrived.set(Instant::now());
     shard
-        .stats
+        .counters()
         .received
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     conn.counters
@@ -462,7 +468,7 @@ async fn handle_request(
                 zxid: last_zxid(),
                 err: 0,
             };
-            conn.reply(h, &Response::Empty, &shard.stats);
+            conn.reply(h, &Response::Empty, shard.counters());
         }
         Request::Auth(auth) => {
             let result = Arc::make_mut(&mut conn.identity.borrow_mut()).authenticate(
@@ -479,7 +485,7 @@ async fn handle_request(
                     err,
                 },
                 &Response::Empty,
-                &shard.stats,
+                shard.counters(),
             );
             if err != 0 {
                 return Err("authentication failed".into());
@@ -491,7 +497,7 @@ async fn handle_request(
                 zxid: -1,
                 err: ErrorCode::Unimplemented.code(),
             };
-            conn.reply(h, &Response::Empty, &shard.stats);
+            conn.reply(h, &Response::Empty, shard.counters());
             return Err(format!("unimplemented opcode {op}"));
         }
         Request::Sync(_) => {
@@ -542,7 +548,7 @@ async fn handle_request(
                 zxid: replica.last_zxid(),
                 err,
             };
-            conn.reply(h, &body, &shard.stats);
+            conn.reply(h, &body, shard.counters());
         }
     }
     Ok(())
@@ -560,7 +566,7 @@ async fn through_sequencer(
     done_rx: &LocalReceiver<()>,
 ) -> Result<(), String> {
     conn.inflight.borrow_mut().push_back((xid, request));
-    let _outstanding = Outstanding::new(&shard.stats);
+    let _outstanding = Outstanding::new(shard.counters());
     send(shard, message).await?;
     done_rx
         .recv()
@@ -569,10 +575,10 @@ async fn through_sequencer(
 }
 
 /// Counts a request as outstanding (for `srvr`) while it lives.
-struct Outstanding<'a>(&'a Stats);
+struct Outstanding<'a>(&'a ShardCounters);
 
 impl<'a> Outstanding<'a> {
-    fn new(stats: &'a Stats) -> Self {
+    fn new(stats: &'a ShardCounters) -> Self {
         stats
             .outstanding
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -751,7 +757,7 @@ fn reply_write(shard: &Shard, conn: &Conn, txn: &zoocore_engine::Txn, applied: &
             err,
         },
         &body,
-        &shard.stats,
+        shard.counters(),
     );
     let _ = conn.done.try_send(());
 }
@@ -784,7 +790,7 @@ fn reject(shard: &Shard, origin: Option<Origin>, session_id: i64) {
         zxid,
         err: ErrorCode::SystemError.code(),
     };
-    conn.reply(header, &Response::Empty, &shard.stats);
+    conn.reply(header, &Response::Empty, shard.counters());
     let _ = conn.done.try_send(());
 }
 
@@ -798,7 +804,7 @@ fn answer_sync(shard: &Shard, conn: &Conn) {
     conn.reply(
         ReplyHeader { xid, zxid, err: 0 },
         &Response::Sync(path.path),
-        &shard.stats,
+        shard.counters(),
     );
     let _ = conn.done.try_send(());
 }

@@ -1,10 +1,14 @@
-//! Counters shared by all cores, read by the four-letter words.
+//! Counters read by the four-letter words. What changes per request is kept
+//! per shard, on its own cache line, so no two cores write the same one;
+//! readers add the shards up.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
 
 /// Counters of one connection, listed by `stat`. Only its shard writes them.
 pub struct ClientStats {
@@ -13,9 +17,43 @@ pub struct ClientStats {
     pub sent: AtomicU64,
 }
 
-pub struct Stats {
+/// Per-request counters of one shard; only that shard writes them.
+pub struct ShardCounters {
     pub received: AtomicU64,
     pub sent: AtomicU64,
+    /// Requests sent to the sequencer and not yet answered.
+    pub outstanding: AtomicI64,
+    latency_min_us: AtomicU64,
+    latency_max_us: AtomicU64,
+    latency_sum_us: AtomicU64,
+    latency_count: AtomicU64,
+}
+
+impl ShardCounters {
+    fn new() -> Self {
+        ShardCounters {
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            outstanding: AtomicI64::new(0),
+            latency_min_us: AtomicU64::new(u64::MAX),
+            latency_max_us: AtomicU64::new(0),
+            latency_sum_us: AtomicU64::new(0),
+            latency_count: AtomicU64::new(0),
+        }
+    }
+
+    /// Time from a request's arrival to its reply.
+    pub fn record_latency(&self, latency: Duration) {
+        let us = latency.as_micros() as u64;
+        self.latency_min_us.fetch_min(us, Ordering::Relaxed);
+        self.latency_max_us.fetch_max(us, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub struct Stats {
+    shards: Vec<CachePadded<ShardCounters>>,
     pub connections: AtomicU64,
     pub batches: AtomicU64,
     pub batched_txns: AtomicU64,
@@ -26,21 +64,16 @@ pub struct Stats {
     /// Open connections per client address (`maxClientCnxns`); touched only
     /// when a connection opens or closes, never per request.
     per_ip: Mutex<HashMap<IpAddr, u32>>,
-    /// Requests sent to the sequencer and not yet answered.
-    pub outstanding: AtomicI64,
-    latency_min_us: AtomicU64,
-    latency_max_us: AtomicU64,
-    latency_sum_us: AtomicU64,
-    latency_count: AtomicU64,
     /// Open connections by (shard, connection id); changed on open and close only.
     clients: Mutex<BTreeMap<(usize, u64), Arc<ClientStats>>>,
 }
 
-impl Default for Stats {
-    fn default() -> Self {
+impl Stats {
+    pub fn new(shards: usize) -> Self {
         Stats {
-            received: AtomicU64::new(0),
-            sent: AtomicU64::new(0),
+            shards: (0..shards)
+                .map(|_| CachePadded::new(ShardCounters::new()))
+                .collect(),
             connections: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             batched_txns: AtomicU64::new(0),
@@ -49,17 +82,31 @@ impl Default for Stats {
             last_zxid: AtomicU64::new(0),
             node_count: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
-            outstanding: AtomicI64::new(0),
-            latency_min_us: AtomicU64::new(u64::MAX),
-            latency_max_us: AtomicU64::new(0),
-            latency_sum_us: AtomicU64::new(0),
-            latency_count: AtomicU64::new(0),
             clients: Mutex::new(BTreeMap::new()),
         }
     }
-}
 
-impl Stats {
+    /// The counters shard `index` writes.
+    pub fn shard(&self, index: usize) -> &ShardCounters {
+        &self.shards[index]
+    }
+
+    fn sum(&self, counter: impl Fn(&ShardCounters) -> u64) -> u64 {
+        self.shards.iter().map(|s| counter(s)).sum()
+    }
+
+    pub fn received(&self) -> u64 {
+        self.sum(|s| s.received.load(Ordering::Relaxed))
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.sum(|s| s.sent.load(Ordering::Relaxed))
+    }
+
+    pub fn outstanding(&self) -> u64 {
+        self.sum(|s| s.outstanding.load(Ordering::Relaxed).max(0) as u64)
+    }
+
     /// Counts a new connection from `ip`; false if it is over `limit` (0 = none).
     pub fn admit(&self, ip: IpAddr, limit: u32) -> bool {
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|p| p.into_inner());
@@ -102,27 +149,27 @@ impl Stats {
         }
     }
 
-    /// Time from a request's arrival to its reply.
-    pub fn record_latency(&self, latency: Duration) {
-        let us = latency.as_micros() as u64;
-        self.latency_min_us.fetch_min(us, Ordering::Relaxed);
-        self.latency_max_us.fetch_max(us, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// `min/avg/max` in milliseconds, as ZooKeeper prints them.
     pub fn latency_line(&self) -> String {
-        let count = self.latency_count.load(Ordering::Relaxed);
+        let count = self.sum(|s| s.latency_count.load(Ordering::Relaxed));
         if count == 0 {
             return "0/0.0/0".into();
         }
-        let avg = self.latency_sum_us.load(Ordering::Relaxed) as f64 / count as f64 / 1000.0;
-        format!(
-            "{}/{avg:.4}/{}",
-            self.latency_min_us.load(Ordering::Relaxed) / 1000,
-            self.latency_max_us.load(Ordering::Relaxed) / 1000
-        )
+        let sum = self.sum(|s| s.latency_sum_us.load(Ordering::Relaxed));
+        let min = self
+            .shards
+            .iter()
+            .map(|s| s.latency_min_us.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0);
+        let max = self
+            .shards
+            .iter()
+            .map(|s| s.latency_max_us.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0);
+        let avg = sum as f64 / count as f64 / 1000.0;
+        format!("{}/{avg:.4}/{}", min / 1000, max / 1000)
     }
 
     pub fn add_client(&self, shard: usize, conn: u64, client: Arc<ClientStats>) {
