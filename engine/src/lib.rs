@@ -15,6 +15,7 @@ pub mod path;
 pub mod prep;
 pub mod read;
 pub mod session;
+pub mod snapshot;
 pub mod tree;
 pub mod txn;
 pub mod watch;

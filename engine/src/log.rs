@@ -192,6 +192,8 @@ pub fn pad_to_block(out: &mut Vec<u8>) {
 #[derive(Debug, Default)]
 pub struct Scan {
     pub txns: Vec<(u64, Txn)>,
+    /// For each txn, where its batch starts: a place scanning can resume from.
+    pub batch_starts: Vec<usize>,
     /// Bytes up to the end of the last valid batch (a block boundary): where
     /// appending resumes. Anything after it is a torn or empty tail.
     pub valid_len: usize,
@@ -245,6 +247,7 @@ pub fn scan(image: &[u8]) -> Scan {
             break;
         };
         scan.txns.push(entry);
+        scan.batch_starts.push(scan.valid_len);
         pos = end;
         if pos % BLOCK == 0 {
             scan.valid_len = pos;
@@ -257,6 +260,7 @@ pub fn scan(image: &[u8]) -> Scan {
         complete = scan.txns.len();
     }
     scan.txns.truncate(complete);
+    scan.batch_starts.truncate(complete);
     scan
 }
 
@@ -320,6 +324,7 @@ mod tests {
         let scan = scan(&log);
         assert_eq!(scan.torn_at, None);
         assert_eq!(scan.valid_len, log.len());
+        assert_eq!(scan.batch_starts, [0, 0, 0, BLOCK, BLOCK, BLOCK, BLOCK]);
         assert_eq!(
             scan.txns.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
             all

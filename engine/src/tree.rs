@@ -51,6 +51,15 @@ pub struct Node {
     pub children: BTreeSet<Box<str>>,
 }
 
+/// Why a snapshot's nodes do not make a tree.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    #[error("node {0} appears twice")]
+    Duplicate(String),
+    #[error("node {0} comes before its parent")]
+    Orphan(String),
+}
+
 /// A deleted node, with the ACLs that decide who may see the events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Deletion {
@@ -421,6 +430,114 @@ impl DataTree {
             path: p.to_owned(),
             acl,
             parent_acl,
+        }
+    }
+
+    /// An empty tree, without even `/`, to be filled by [`DataTree::restore_node`]
+    /// (parents first) from a snapshot taken at `last_zxid`.
+    pub fn restored(extended_types: bool, last_zxid: i64) -> Self {
+        DataTree {
+            nodes: HashMap::new(),
+            ephemerals: HashMap::new(),
+            containers: BTreeSet::new(),
+            ttls: BTreeSet::new(),
+            acls: HashSet::new(),
+            sessions: HashMap::new(),
+            last_zxid,
+            extended_types,
+        }
+    }
+
+    /// Adds a node read from a snapshot. Its parent must already be there;
+    /// `/` comes first. Errors name what is wrong with the snapshot.
+    pub fn restore_node(
+        &mut self,
+        p: &str,
+        data: Option<&[u8]>,
+        acl: &[Acl],
+        stat: StatPersisted,
+    ) -> Result<(), RestoreError> {
+        if self.nodes.contains_key(p) {
+            return Err(RestoreError::Duplicate(p.to_owned()));
+        }
+        if p != "/" {
+            let parent = path::split(p)
+                .filter(|(_, child)| !child.is_empty())
+                .map(|(parent, _)| parent);
+            match parent {
+                Some(parent) if self.get(parent).is_some() => {}
+                _ => return Err(RestoreError::Orphan(p.to_owned())),
+            }
+        } else if !self.nodes.is_empty() {
+            return Err(RestoreError::Orphan(p.to_owned()));
+        }
+        let acl = self.intern_acl(acl);
+        self.insert_node(p, data.map(Into::into), acl, stat);
+        match kind_of(stat.ephemeral_owner, self.extended_types) {
+            EphemeralKind::Container => {
+                self.containers.insert(p.to_owned());
+            }
+            EphemeralKind::Ttl(_) => {
+                self.ttls.insert(p.to_owned());
+            }
+            EphemeralKind::Normal => {
+                self.ephemerals
+                    .entry(stat.ephemeral_owner)
+                    .or_default()
+                    .insert(p.to_owned());
+            }
+            EphemeralKind::Void => {}
+        }
+        Ok(())
+    }
+
+    /// Adds a live session read from a snapshot.
+    pub fn restore_session(&mut self, id: i64, timeout: i32) {
+        self.sessions.insert(id, timeout);
+    }
+
+    /// The distinct ACL lists in use (each node's list is one of them).
+    pub fn acl_lists(&self) -> impl Iterator<Item = &AclList> {
+        self.acls.iter()
+    }
+
+    /// Applies a txn logged after a *fuzzy* snapshot began, as Apache
+    /// ZooKeeper replays its own: the snapshot may already reflect it, so
+    /// ops that no longer fit are skipped instead of asserted, and a create
+    /// that finds its node still advances the parent's cversion and pzxid.
+    pub fn apply_over_fuzzy(&mut self, txn: &Txn) {
+        assert!(txn.zxid > self.last_zxid, "replay goes forward");
+        self.last_zxid = txn.zxid;
+        self.apply_op_over_fuzzy(txn, &txn.op);
+    }
+
+    fn apply_op_over_fuzzy(&mut self, txn: &Txn, op: &TxnOp) {
+        let fits = match op {
+            TxnOp::Create(create) => match self.get(&create.path) {
+                Some(_) => {
+                    let (parent, _) = path::split(&create.path).expect("logged path");
+                    if let Some(parent) = self.nodes.get_mut(lookup_key(parent)) {
+                        if create.parent_cversion > parent.stat.cversion {
+                            parent.stat.cversion = create.parent_cversion;
+                            parent.stat.pzxid = txn.zxid;
+                        }
+                    }
+                    false
+                }
+                None => path::split(&create.path).is_some_and(|(p, _)| self.get(p).is_some()),
+            },
+            TxnOp::Delete { path } => self.get(path).is_some_and(|n| n.children.is_empty()),
+            TxnOp::SetData { path, .. } | TxnOp::SetAcl { path, .. } => self.get(path).is_some(),
+            TxnOp::Multi(ops) => {
+                for op in ops {
+                    self.apply_op_over_fuzzy(txn, op);
+                }
+                false
+            }
+            _ => true,
+        };
+        if fits {
+            self.apply_op(txn, op);
         }
     }
 

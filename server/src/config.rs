@@ -59,8 +59,16 @@ pub struct Config {
     pub max_batch_bytes: usize,
     /// zoocore: microseconds to wait for a batch that is not full to grow.
     pub commit_linger_us: u64,
-    /// zoocore: how far ahead of the last batch the log file is zero-filled.
-    pub log_preallocate_bytes: u64,
+    /// zoocore: size of a log segment, zero-filled before it is written.
+    pub log_segment_bytes: u64,
+    /// Txns between snapshots (taken after half of it plus a random part of the other half).
+    pub snap_count: u64,
+    /// Bytes of log between snapshots, likewise (`snapSizeLimitInKb`; 0 = no limit).
+    pub snap_size_limit_bytes: u64,
+    /// Snapshots `autopurge` keeps (at least 3, as in ZooKeeper).
+    pub snap_retain_count: usize,
+    /// Hours between purges; 0 turns autopurge off.
+    pub purge_interval_hours: u64,
     /// How often empty containers and expired TTL nodes are looked for
     /// (ZooKeeper's `znode.container.checkIntervalMs`).
     pub container_check_interval_ms: u64,
@@ -91,7 +99,11 @@ impl Default for Config {
             max_batch_txns: 1024,
             max_batch_bytes: 1 << 20,
             commit_linger_us: 0,
-            log_preallocate_bytes: 64 << 20,
+            log_segment_bytes: 64 << 20,
+            snap_count: 100_000,
+            snap_size_limit_bytes: 4 << 40,
+            snap_retain_count: 3,
+            purge_interval_hours: 0,
             container_check_interval_ms: 60_000,
         }
     }
@@ -200,10 +212,25 @@ impl Config {
                 "zoocore.maxBatchTxns" => config.max_batch_txns = number(value)? as usize,
                 "zoocore.maxBatchBytes" => config.max_batch_bytes = number(value)? as usize,
                 "zoocore.commitLingerMicros" => config.commit_linger_us = number(value)?,
-                "zoocore.logPreallocateBytes" => {
-                    config.log_preallocate_bytes =
-                        number(value)?.next_multiple_of(1 << 20).max(1 << 20)
+                "zoocore.logSegmentBytes" => {
+                    config.log_segment_bytes = number(value)?.next_multiple_of(1 << 20)
                 }
+                "snapCount" | "zookeeper.snapCount" => config.snap_count = number(value)?.max(2),
+                "snapSizeLimitInKb" | "zookeeper.snapSizeLimitInKb" => {
+                    config.snap_size_limit_bytes = number(value)?.saturating_mul(1024)
+                }
+                "autopurge.snapRetainCount" => {
+                    let count = number(value)? as usize;
+                    if count < 3 {
+                        warnings.push(format!(
+                            "{}:{}: autopurge.snapRetainCount {count} raised to the minimum, 3",
+                            path.display(),
+                            i + 1
+                        ));
+                    }
+                    config.snap_retain_count = count.max(3);
+                }
+                "autopurge.purgeInterval" => config.purge_interval_hours = number(value)?,
                 "znode.container.checkIntervalMs" => {
                     config.container_check_interval_ms = number(value)?.max(1)
                 }
@@ -211,13 +238,9 @@ impl Config {
                 | "syncLimit"
                 | "admin.enableServer"
                 | "admin.serverPort"
-                | "autopurge.snapRetainCount"
-                | "autopurge.purgeInterval"
                 | "standaloneEnabled"
                 | "reconfigEnabled"
-                | "snapCount"
                 | "preAllocSize"
-                | "snapSizeLimitInKb"
                 | "fsync.warningthresholdms" => warnings.push(format!(
                     "{}:{}: {key} is accepted but has no effect yet",
                     path.display(),
@@ -268,6 +291,15 @@ impl Config {
                 self.jute_max_buffer
             ));
         }
+        // A batch of max_batch_bytes plus one txn of up to jute.maxbuffer must fit a segment.
+        let batch_room = (self.max_batch_bytes + self.jute_max_buffer) as u64 + (1 << 16);
+        if self.log_segment_bytes < batch_room {
+            return fail(format!(
+                "zoocore.logSegmentBytes {} must be at least {batch_room} \
+                 (zoocore.maxBatchBytes + jute.maxbuffer + 64 KiB)",
+                self.log_segment_bytes
+            ));
+        }
         if self.tick_time_ms == 0 {
             return fail("tickTime must be positive".into());
         }
@@ -284,7 +316,10 @@ mod tests {
         let text = "# comment\ntickTime=1000\nclientPort=2999\nclientPortAddress=127.0.0.1\n\
                     dataDir=/var/zk\n4lw.commands.whitelist=ruok, srvr\nfoo=bar\nextendedTypesEnabled=true\n";
         let (c, warnings) = Config::parse(text, Path::new("/etc/zoo.cfg")).unwrap();
-        assert_eq!(c.client_addr(), "127.0.0.1:2999".parse().unwrap());
+        assert_eq!(
+            c.client_addr(),
+            "127.0.0.1:2999".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(
             (c.min_session_timeout_ms, c.max_session_timeout_ms),
             (2000, 20_000)
@@ -293,6 +328,21 @@ mod tests {
         assert!(c.allows_word("ruok") && !c.allows_word("stat"));
         assert!(c.extended_types);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn snapshot_and_retention_keys() {
+        let (c, warnings) = Config::parse(
+            "snapCount=1\nsnapSizeLimitInKb=10\nautopurge.snapRetainCount=1\nautopurge.purgeInterval=24\n",
+            Path::new("z"),
+        )
+        .unwrap();
+        assert_eq!(c.snap_count, 2, "ZooKeeper's minimum");
+        assert_eq!(c.snap_size_limit_bytes, 10 * 1024);
+        assert_eq!((c.snap_retain_count, c.purge_interval_hours), (3, 24));
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        let err = Config::parse("zoocore.logSegmentBytes=1048576\n", Path::new("z")).unwrap_err();
+        assert!(err.to_string().contains("zoocore.logSegmentBytes"), "{err}");
     }
 
     #[test]

@@ -8,6 +8,8 @@ mod config;
 mod fourlw;
 mod sequencer;
 mod shard;
+mod snapfile;
+mod snapshotter;
 mod stats;
 mod tools;
 mod wal;
@@ -63,12 +65,25 @@ enum Tool {
     /// The transaction log.
     #[command(subcommand)]
     Log(LogTool),
+    /// Snapshots.
+    #[command(subcommand)]
+    Snapshot(SnapshotTool),
 }
 
 #[derive(clap::Subcommand, Debug)]
 enum LogTool {
-    /// Prints every txn of the log in dataLogDir, one per line.
+    /// Prints every txn of the log segments in dataLogDir, one per line.
     Dump,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum SnapshotTool {
+    /// Prints a snapshot's nodes (with Stat) and sessions: the newest in
+    /// dataDir, or FILE.
+    Dump {
+        #[arg(value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -78,6 +93,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // A panic on any core leaves the others unable to make progress safely:
     // stop the whole process so a supervisor restarts it from the log.
@@ -109,8 +126,14 @@ fn main() -> ExitCode {
         config.data_log_dir = dir.clone();
         config.data_dir = dir;
     }
-    if let Some(Tool::Log(LogTool::Dump)) = cli.tool {
-        return match tools::dump_log(&config.data_log_dir) {
+    if let Some(tool) = cli.tool {
+        let done = match tool {
+            Tool::Log(LogTool::Dump) => tools::dump_log(&config.data_log_dir),
+            Tool::Snapshot(SnapshotTool::Dump { file }) => {
+                tools::dump_snapshot(&config.data_dir, file.as_deref(), config.extended_types)
+            }
+        };
+        return match done {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("zoocore: {e}");
@@ -166,6 +189,28 @@ fn size_io_memory(executors: usize) -> Result<usize, String> {
     Ok(per_executor)
 }
 
+/// ZooKeeper's autopurge: at start, then every `autopurge.purgeInterval` hours.
+fn spawn_autopurge(config: &Config) -> Result<(), String> {
+    let (data_dir, log_dir) = (config.data_dir.clone(), config.data_log_dir.clone());
+    let retain = config.snap_retain_count;
+    let interval = std::time::Duration::from_secs(config.purge_interval_hours * 3600);
+    std::thread::Builder::new()
+        .name("autopurge".into())
+        .spawn(move || loop {
+            match wal::purge(&data_dir, &log_dir, retain) {
+                Ok(removed) => {
+                    for file in removed {
+                        tracing::info!(file = %file.display(), "purged");
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "autopurge failed"),
+            }
+            std::thread::sleep(interval);
+        })
+        .map(|_| ())
+        .map_err(|e| format!("starting autopurge: {e}"))
+}
+
 /// Blocks SIGINT/SIGTERM in every thread and waits for them on one.
 fn handle_signals() {
     // SAFETY: signal masks manipulated before any other thread exists.
@@ -191,14 +236,47 @@ fn run(config: Config) -> Result<(), String> {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let io_memory = size_io_memory(config.shards + 1)?;
     handle_signals();
-    let recovered = wal::recover(&config.data_log_dir, config.extended_types)
-        .map_err(|e| format!("recovering {}: {e}", config.data_log_dir.display()))?;
+    let started = std::time::Instant::now();
+    let recovered = wal::recover(
+        &config.data_dir,
+        &config.data_log_dir,
+        config.extended_types,
+    )
+    .map_err(|e| format!("recovering {}: {e}", config.data_log_dir.display()))?;
     tracing::info!(
+        snapshot = %recovered.snapshot.as_deref().map_or("none".into(), |p| p.display().to_string()),
         txns = recovered.txns,
         zxid = format!("{:#x}", recovered.tree.last_zxid()),
         nodes = recovered.tree.node_count(),
-        "recovered from log"
+        ms = started.elapsed().as_millis() as u64,
+        "recovered"
     );
+    if config.purge_interval_hours > 0 {
+        spawn_autopurge(&config)?;
+    }
+    let log_end = recovered.append.unwrap_or(wal::LogPosition {
+        segment: recovered.tree.last_zxid() + 1,
+        offset: 0,
+    });
+    let durable = Arc::new(std::sync::Mutex::new(snapshotter::Durable {
+        zxid: recovered.tree.last_zxid(),
+        end: log_end,
+    }));
+    let (snapshot_wake, wake) = std::sync::mpsc::sync_channel(1);
+    if recovered.txns > 0 {
+        // Replaying a long log once is enough: snapshot what was recovered.
+        let _ = snapshot_wake.try_send(());
+    }
+    snapshotter::spawn(snapshotter::SnapshotterSetup {
+        tree: recovered.tree.clone(),
+        snapshot_zxid: recovered.snapshot_zxid,
+        data_dir: config.data_dir.clone(),
+        log_dir: config.data_log_dir.clone(),
+        log_end,
+        durable: durable.clone(),
+        wake,
+    })
+    .map_err(|e| format!("starting the snapshotter: {e}"))?;
     let config = Arc::new(config);
     let stats = Arc::new(stats::Stats::new(config.shards));
     let restored: Vec<(i64, i32)> = recovered
@@ -236,10 +314,14 @@ fn run(config: Config) -> Result<(), String> {
         handles.push(handle);
     }
     let log_dir = config.data_log_dir.clone();
-    let append_at = recovered.append_at;
-    let preallocate = config.log_preallocate_bytes;
+    let append = recovered.append;
+    let next_zxid = recovered.tree.last_zxid() + 1;
+    let segment_bytes = config.log_segment_bytes;
     let extended_types = config.extended_types;
     let sequencer_log_dir = log_dir.clone();
+    let data_dir = config.data_dir.clone();
+    let snapshot_policy =
+        snapshotter::SnapshotPolicy::new(config.snap_count, config.snap_size_limit_bytes);
     let max_batch_txns = config.max_batch_txns;
     let max_batch_bytes = config.max_batch_bytes;
     let linger = std::time::Duration::from_micros(config.commit_linger_us);
@@ -256,14 +338,18 @@ fn run(config: Config) -> Result<(), String> {
         stats,
         server_id: 1,
         container_check_interval,
+        data_dir,
         log_dir: sequencer_log_dir,
         extended_types,
+        durable,
+        snapshot_policy,
+        snapshot_wake,
     };
     let sequencer = LocalExecutorBuilder::new(Placement::Fixed(config.sequencer_cpu.min(cpus - 1)))
         .name("sequencer")
         .io_memory(io_memory)
         .spawn(move || async move {
-            match wal::LogWriter::open(&log_dir, append_at, preallocate).await {
+            match wal::LogWriter::open(&log_dir, append, next_zxid, segment_bytes).await {
                 Ok(log) => sequencer::run(sequencer_setup(log)).await,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot open the log");

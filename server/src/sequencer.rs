@@ -22,6 +22,7 @@ use zoocore_engine::txn::{Txn, TxnOp};
 use zoocore_engine::{prepare, session, DataTree, PrepContext};
 use zoocore_net::{ErrorCode, Request};
 
+use crate::snapshotter::{Durable, SharedDurable, SnapshotPolicy};
 use crate::stats::Stats;
 use crate::wal::LogWriter;
 
@@ -102,8 +103,13 @@ pub struct SequencerSetup {
     pub server_id: u8,
     pub container_check_interval: std::time::Duration,
     /// To rebuild the durable state after a failed log write.
+    pub data_dir: std::path::PathBuf,
     pub log_dir: std::path::PathBuf,
     pub extended_types: bool,
+    /// Where the snapshotter learns what it may read of the log.
+    pub durable: SharedDurable,
+    pub snapshot_policy: SnapshotPolicy,
+    pub snapshot_wake: std::sync::mpsc::SyncSender<()>,
 }
 
 struct State {
@@ -216,8 +222,12 @@ pub async fn run(setup: SequencerSetup) {
         stats,
         server_id,
         container_check_interval,
+        data_dir,
         log_dir,
         extended_types,
+        durable,
+        mut snapshot_policy,
+        snapshot_wake,
     } = setup;
     let state = Rc::new(RefCell::new(State {
         next_zxid: tree.last_zxid() + 1,
@@ -288,6 +298,11 @@ pub async fn run(setup: SequencerSetup) {
             continue;
         }
         let (records, txns, cut) = encode_batch(&entries, term, max_batch_bytes);
+        let zxids = entries[..cut].iter().filter_map(|e| match e {
+            Entry::Txn { txn, .. } => Some(txn.zxid),
+            _ => None,
+        });
+        let (first_zxid, last_zxid) = (zxids.clone().min(), zxids.max());
         if cut < entries.len() {
             // Over the byte limit: the rest goes first into the next batch.
             let rest = entries.split_off(cut);
@@ -296,22 +311,37 @@ pub async fn run(setup: SequencerSetup) {
             s.open = rest;
             s.open.extend(newer);
         }
-        if txns > 0 {
-            match log.append(records).await {
-                Ok(bytes) => stats.record_batch(txns, bytes),
+        if let (Some(first_zxid), Some(last_zxid)) = (first_zxid, last_zxid) {
+            let record_bytes = records.len() as u64;
+            match log.append(records, first_zxid).await {
+                Ok(bytes) => {
+                    stats.record_batch(txns, bytes);
+                    *durable.lock().unwrap_or_else(|e| e.into_inner()) = Durable {
+                        zxid: last_zxid,
+                        end: log.position(),
+                    };
+                    if snapshot_policy.record(txns as u64, record_bytes) {
+                        // Coalesces with a wake-up still pending.
+                        let _ = snapshot_wake.try_send(());
+                    }
+                }
                 Err(e) => {
                     // Disk full or failing: nothing of this batch is acknowledged.
                     // Return to what the log holds and refuse what was built on
                     // top of it; reads go on, and the next batch tries again.
                     tracing::error!(error = %e, "log write failed; rejecting writes until it succeeds");
-                    let durable =
-                        match crate::wal::durable_state(&log_dir, log.position(), extended_types) {
-                            Ok(tree) => tree,
-                            Err(e) => {
-                                tracing::error!(error = %e, "cannot reread the log; stopping");
-                                crate::terminate(3);
-                            }
-                        };
+                    let durable = match crate::wal::durable_state(
+                        &data_dir,
+                        &log_dir,
+                        log.position(),
+                        extended_types,
+                    ) {
+                        Ok(tree) => tree,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot reread the log; stopping");
+                            crate::terminate(3);
+                        }
+                    };
                     let open = {
                         let mut s = state.borrow_mut();
                         s.next_zxid = durable.last_zxid() + 1;

@@ -1,4 +1,5 @@
-//! Operator tools run instead of the server (`zoocore log dump`).
+//! Operator tools run instead of the server (`zoocore log dump`,
+//! `zoocore snapshot dump`).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -7,36 +8,114 @@ use zoocore_engine::log;
 use zoocore_engine::txn::{CreateKind, TxnOp};
 use zoocore_net::{Acl, ErrorCode};
 
-use crate::wal::log_path;
+use crate::{snapfile, wal};
 
-/// Prints every txn of the log in `dir`, one line each, like ZooKeeper's
-/// LogFormatter, then where the log ends and whether its tail is torn.
+/// Prints every txn of the log segments in `dir`, one line each, like
+/// ZooKeeper's LogFormatter, then where each segment ends and whether its
+/// tail is torn.
 pub fn dump_log(dir: &Path) -> Result<(), String> {
-    let path = log_path(dir);
-    let image = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let scan = log::scan(&image);
+    let segments = wal::segments(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    if segments.is_empty() {
+        return Err(format!("{}: no log segments", dir.display()));
+    }
     let mut out = String::new();
-    for (term, txn) in &scan.txns {
+    for (_, path) in segments {
+        let image = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let scan = log::scan(&image);
+        let _ = writeln!(out, "{}:", path.display());
+        for (term, txn) in &scan.txns {
+            let _ = writeln!(
+                out,
+                "zxid {:#x} term {term} time {} session {:#x} cxid {:#x} {}",
+                txn.zxid,
+                txn.time,
+                txn.session_id,
+                txn.cxid,
+                describe(&txn.op)
+            );
+        }
         let _ = writeln!(
             out,
-            "zxid {:#x} term {term} time {} session {:#x} cxid {:#x} {}",
-            txn.zxid,
-            txn.time,
-            txn.session_id,
-            txn.cxid,
-            describe(&txn.op)
+            "{} txns; data ends at byte {}",
+            scan.txns.len(),
+            scan.valid_len
         );
+        if let Some(at) = scan.torn_at {
+            let _ = writeln!(
+                out,
+                "torn or corrupt record at byte {at}: the server cuts the log there"
+            );
+        }
     }
+    print!("{out}");
+    Ok(())
+}
+
+/// Prints a snapshot like ZooKeeper's SnapshotFormatter: every node with its
+/// Stat (parents first), then the sessions with their ephemeral counts.
+pub fn dump_snapshot(
+    data_dir: &Path,
+    file: Option<&Path>,
+    extended_types: bool,
+) -> Result<(), String> {
+    let (zxid, path) = match file {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let header = zoocore_engine::snapshot::header(&bytes)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            (header.zxid, path.to_owned())
+        }
+        None => snapfile::list(data_dir)
+            .map_err(|e| format!("{}: {e}", data_dir.display()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no snapshots", data_dir.display()))?,
+    };
+    let tree = snapfile::load(&path, zxid, extended_types)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = String::new();
     let _ = writeln!(
         out,
-        "{} txns; log data ends at byte {}",
-        scan.txns.len(),
-        scan.valid_len
+        "{}: zxid {zxid:#x}\nZNode Details (count={}):",
+        path.display(),
+        tree.node_count()
     );
-    if let Some(at) = scan.torn_at {
+    let mut stack = vec![String::from("/")];
+    while let Some(p) = stack.pop() {
+        let node = tree.get(&p).expect("children are nodes");
+        let base = if p == "/" { "" } else { p.as_str() };
+        stack.extend(node.children.iter().rev().map(|c| format!("{base}/{c}")));
+        let stat = tree.stat_of(node);
         let _ = writeln!(
             out,
-            "torn or corrupt record at byte {at}: the server cuts the log there"
+            "----\n{p}\n  cZxid = {:#x}\n  ctime = {}\n  mZxid = {:#x}\n  mtime = {}\n  \
+             pZxid = {:#x}\n  cversion = {}\n  dataVersion = {}\n  aclVersion = {}\n  \
+             ephemeralOwner = {:#x}\n  dataLength = {}\n  acl = {}",
+            stat.czxid,
+            stat.ctime,
+            stat.mzxid,
+            stat.mtime,
+            stat.pzxid,
+            stat.cversion,
+            stat.version,
+            stat.aversion,
+            node.stat.ephemeral_owner,
+            stat.data_length,
+            acl(&node.acl)
+        );
+    }
+    let mut sessions: Vec<(i64, i32)> = tree.sessions().iter().map(|(&id, &t)| (id, t)).collect();
+    sessions.sort();
+    let _ = writeln!(
+        out,
+        "----\nSession Details (sid, timeout, ephemeralCount): {}",
+        sessions.len()
+    );
+    for (id, timeout) in sessions {
+        let _ = writeln!(
+            out,
+            "{id:#x}, {timeout}, {}",
+            tree.ephemerals_of(id).count()
         );
     }
     print!("{out}");

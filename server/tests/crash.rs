@@ -238,8 +238,13 @@ fn acknowledged_writes_survive_random_sigkills() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(7);
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut server =
-        ZoocoreProcess::start(Path::new(env!("CARGO_BIN_EXE_zoocore")), "zoocore.shards=2");
+    // Small segments and frequent snapshots, purged at every start: crashes
+    // land mid-snapshot and mid-roll, and recovery goes through all of it.
+    let mut server = ZoocoreProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_zoocore")),
+        "zoocore.shards=2\nsnapCount=300\nzoocore.logSegmentBytes=1048576\n\
+         zoocore.maxBatchBytes=65536\njute.maxbuffer=262144\nautopurge.purgeInterval=1\n",
+    );
     {
         let mut c = Client::connect(server.addr, &options()).expect("connect");
         for p in ["/c", "/m", "/e", "/seq"] {
@@ -291,4 +296,13 @@ fn acknowledged_writes_survive_random_sigkills() {
         a.created.len() > cycles,
         "the load made too little progress to test anything"
     );
+    let log = server.log();
+    for event in [
+        "snapshot taken",
+        "log segment rolled",
+        "purged",
+        "recovered",
+    ] {
+        assert!(log.contains(event), "the run never saw {event:?}");
+    }
 }

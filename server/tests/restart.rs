@@ -49,6 +49,21 @@ fn get(c: &mut Client, path: &str) -> (i32, Option<Vec<u8>>) {
     }
 }
 
+/// The one log segment of a server that has written little.
+fn only_segment(s: &ZoocoreProcess) -> std::path::PathBuf {
+    let mut segments: Vec<_> = std::fs::read_dir(s.dir.join("data"))
+        .expect("data dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("zoocore.log.") && n != "zoocore.log.next")
+        })
+        .collect();
+    assert_eq!(segments.len(), 1, "{segments:?}");
+    segments.pop().expect("one segment")
+}
+
 #[test]
 fn acknowledged_writes_survive_sigkill() {
     let mut s = server("zoocore.shards=2");
@@ -102,7 +117,7 @@ fn a_torn_log_tail_is_cut_and_the_server_starts() {
     s.kill();
     // A torn write leaves a partial record right after the last batch; the
     // file is zero-filled beyond it.
-    let log = s.dir.join("data").join("zoocore.log");
+    let log = only_segment(&s);
     let mut image = std::fs::read(&log).expect("read log");
     let end = image
         .chunks(4096)
@@ -406,11 +421,12 @@ fn limit_file_size(s: &ZoocoreProcess, bytes: Option<u64>) {
 
 #[test]
 fn a_full_disk_stops_writes_not_the_server_and_writes_resume() {
-    let mut s = server("zoocore.logPreallocateBytes=1048576");
+    let mut s = server("zoocore.logSegmentBytes=4194304");
     let mut c = client(&s, 30_000);
     assert_eq!(c.call(&create("/before", b"x", 0)).unwrap().header.err, 0);
-    // The log is zero-filled to 1 MiB; it may not grow past 2 MiB.
-    limit_file_size(&s, Some(2 << 20));
+    // Segments are zero-filled 4 MiB files; no write may now reach past 1 MiB
+    // in any file, so the log fills up within its first segment.
+    limit_file_size(&s, Some(1 << 20));
     let mut acknowledged = Vec::new();
     let mut rejected = None;
     for i in 0..4000 {
@@ -501,7 +517,7 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
         );
     }
     s.kill();
-    let log = s.dir.join("data").join("zoocore.log");
+    let log = only_segment(&s);
     let mut image = std::fs::read(&log).expect("read log");
     image[4096 + 12] ^= 0xff; // a record of the second batch; later batches are intact
     std::fs::write(&log, &image).expect("write log");
@@ -531,7 +547,8 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
         .read_to_string(&mut stderr)
         .unwrap();
     assert!(
-        stderr.contains("zoocore.log") && stderr.contains("corrupt record at byte 4096"),
+        stderr.contains("zoocore.log.0000000000000001")
+            && stderr.contains("corrupt record at byte 4096"),
         "{stderr}"
     );
 }

@@ -1,0 +1,78 @@
+//! Snapshot files in dataDir: `zoocore.snap.<zxid as 16 hex digits>`, the
+//! format of `zoocore_engine::snapshot`. Written to a temporary name,
+//! fsynced, renamed and the directory fsynced, so a crash leaves either the
+//! whole file or none; read through mmap and validated once.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use zoocore_engine::{snapshot, DataTree};
+
+const PREFIX: &str = "zoocore.snap.";
+const TEMPORARY: &str = ".tmp";
+
+pub fn snapshot_name(zxid: i64) -> String {
+    format!("{PREFIX}{zxid:016x}")
+}
+
+/// Snapshots in `dir`, newest first.
+pub fn list(dir: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
+    let mut found = crate::wal::files_named(dir, PREFIX)?;
+    found.reverse();
+    Ok(found)
+}
+
+/// Removes temporaries a crash left behind mid-write.
+pub fn remove_temporaries(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(PREFIX) && name.ends_with(TEMPORARY) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `tree` as the snapshot of its last zxid; returns its path.
+pub fn write_snapshot(dir: &Path, tree: &DataTree) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(snapshot_name(tree.last_zxid()));
+    let temporary = dir.join(format!("{}{TEMPORARY}", snapshot_name(tree.last_zxid())));
+    let file = std::fs::File::create(&temporary)?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    snapshot::write(tree, &mut out)?;
+    out.flush()?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, &path)?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Reads a snapshot file: maps it, checks that its header names the zxid its
+/// file name does, and validates and rebuilds the whole tree.
+pub fn load(path: &Path, zxid: i64, extended_types: bool) -> Result<DataTree, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // SAFETY: snapshot files are never modified once renamed into place.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
+    let header = snapshot::header(&map).map_err(|e| e.to_string())?;
+    if header.zxid != zxid {
+        return Err(format!(
+            "header says zxid {:#x}, file name {zxid:#x}",
+            header.zxid
+        ));
+    }
+    snapshot::read(&map, extended_types).map_err(|e| e.to_string())
+}

@@ -1,0 +1,171 @@
+//! Snapshots, off the serving path. The sequencer only counts: after
+//! `snapCount` txns or `snapSizeLimitInKb` of log (each with ZooKeeper's
+//! random jitter, so that servers do not snapshot in step) it wakes the
+//! snapshotter, a plain thread at low CPU priority that follows the log on
+//! disk into a tree of its own and writes that tree out. Nothing on a shard
+//! or the sequencer waits for it.
+
+use std::hash::BuildHasher;
+use std::path::PathBuf;
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex};
+
+use zoocore_engine::DataTree;
+
+use crate::snapfile;
+use crate::wal::{LogFollower, LogPosition};
+
+/// What the log holds durably; published by the sequencer after each sync.
+#[derive(Debug, Clone, Copy)]
+pub struct Durable {
+    pub zxid: i64,
+    pub end: LogPosition,
+}
+
+pub type SharedDurable = Arc<Mutex<Durable>>;
+
+/// When the next snapshot is due, as ZooKeeper's SyncRequestProcessor decides.
+pub struct SnapshotPolicy {
+    snap_count: u64,
+    size_limit: u64,
+    txns: u64,
+    bytes: u64,
+    txn_goal: u64,
+    byte_goal: u64,
+    random: std::collections::hash_map::RandomState,
+    rolls: u64,
+}
+
+impl SnapshotPolicy {
+    /// `size_limit` in bytes; 0 turns the size trigger off.
+    pub fn new(snap_count: u64, size_limit: u64) -> SnapshotPolicy {
+        let mut policy = SnapshotPolicy {
+            snap_count: snap_count.max(2),
+            size_limit,
+            txns: 0,
+            bytes: 0,
+            txn_goal: 0,
+            byte_goal: 0,
+            random: std::collections::hash_map::RandomState::new(),
+            rolls: 0,
+        };
+        policy.roll();
+        policy
+    }
+
+    /// Half the limit plus a random part of the other half.
+    fn roll(&mut self) {
+        self.rolls += 1;
+        let r = self.random.hash_one(self.rolls);
+        let half = self.snap_count / 2;
+        self.txn_goal = half + r % half.max(1);
+        self.byte_goal = if self.size_limit == 0 {
+            u64::MAX
+        } else {
+            let half = self.size_limit / 2;
+            half + (r >> 32) % half.max(1)
+        };
+        self.txns = 0;
+        self.bytes = 0;
+    }
+
+    /// Counts a durable batch; true when a snapshot is due.
+    pub fn record(&mut self, txns: u64, bytes: u64) -> bool {
+        self.txns += txns;
+        self.bytes += bytes;
+        if self.txns > self.txn_goal || self.bytes > self.byte_goal {
+            self.roll();
+            return true;
+        }
+        false
+    }
+}
+
+pub struct SnapshotterSetup {
+    /// The tree as recovered, and the snapshot it came from (0: none).
+    pub tree: DataTree,
+    pub snapshot_zxid: i64,
+    pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    /// Where the recovered log ends.
+    pub log_end: LogPosition,
+    pub durable: SharedDurable,
+    pub wake: Receiver<()>,
+}
+
+pub fn spawn(setup: SnapshotterSetup) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("snapshotter".into())
+        .spawn(move || run(setup))
+}
+
+fn run(setup: SnapshotterSetup) {
+    let SnapshotterSetup {
+        mut tree,
+        mut snapshot_zxid,
+        data_dir,
+        log_dir,
+        log_end,
+        durable,
+        wake,
+    } = setup;
+    // Serving threads come first; a snapshot only needs to finish eventually.
+    // SAFETY: setpriority on this thread's own id.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
+    let mut follower = LogFollower::new(&log_dir, log_end);
+    while wake.recv().is_ok() {
+        let started = std::time::Instant::now();
+        let target = *durable.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = follower.catch_up(&mut tree, target.zxid, target.end) {
+            tracing::error!(error = %e, "snapshot skipped: cannot follow the log");
+            continue;
+        }
+        if tree.last_zxid() <= snapshot_zxid {
+            continue;
+        }
+        match snapfile::write_snapshot(&data_dir, &tree) {
+            Ok(path) => {
+                snapshot_zxid = tree.last_zxid();
+                tracing::info!(
+                    file = %path.display(),
+                    zxid = format!("{snapshot_zxid:#x}"),
+                    nodes = tree.node_count(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "snapshot taken"
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "snapshot failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_come_between_half_and_all_of_snap_count() {
+        let mut policy = SnapshotPolicy::new(100, 0);
+        let mut gaps = Vec::new();
+        let mut since = 0;
+        for _ in 0..10_000 {
+            since += 1;
+            if policy.record(1, 10) {
+                gaps.push(since);
+                since = 0;
+            }
+        }
+        assert!(gaps.len() > 100, "{gaps:?}");
+        assert!(gaps.iter().all(|&g| (51..=101).contains(&g)), "{gaps:?}");
+        assert!(gaps.iter().any(|&g| g != gaps[0]), "jittered: {gaps:?}");
+    }
+
+    #[test]
+    fn the_log_size_limit_triggers_too() {
+        let mut policy = SnapshotPolicy::new(1_000_000, 1000);
+        let fired = (0..20).filter(|_| policy.record(1, 100)).count();
+        assert!((2..=4).contains(&fired), "{fired}");
+    }
+}
