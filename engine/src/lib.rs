@@ -27,3 +27,4 @@ pub use tree::{Applied, DataTree};
 pub use txn::{Txn, TxnOp};
 pub use watch::{handle_watch_request, WatchTable};
 pub mod log;
+pub mod zk_import;

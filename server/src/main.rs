@@ -47,13 +47,13 @@ const MIN_IO_MEMORY: usize = 512 << 10;
 struct Cli {
     /// A ZooKeeper config file (zoo.cfg). Without one, ZooKeeper's defaults
     /// apply: client port 2181, tickTime 2000, data in ./zoocore-data.
-    #[arg(long, short = 'c', value_name = "FILE")]
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Overrides clientPort.
     #[arg(long, value_name = "PORT")]
     client_port: Option<u16>,
     /// Overrides dataDir (and dataLogDir).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// A tool to run instead of the server.
     #[command(subcommand)]
@@ -68,6 +68,15 @@ enum Tool {
     /// Snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotTool),
+    /// Converts an Apache ZooKeeper 3.5-3.9 data dir (snapshots and
+    /// transaction logs) into a snapshot in dataDir, which must hold no
+    /// zoocore files yet. Stop ZooKeeper first.
+    ImportZk {
+        /// ZooKeeper's dataDir (or its version-2 dir); give --from twice
+        /// when its dataLogDir is separate.
+        #[arg(long, value_name = "DIR", required = true)]
+        from: Vec<PathBuf>,
+    },
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -132,6 +141,12 @@ fn main() -> ExitCode {
             Tool::Snapshot(SnapshotTool::Dump { file }) => {
                 tools::dump_snapshot(&config.data_dir, file.as_deref(), config.extended_types)
             }
+            Tool::ImportZk { from } => tools::import_zk(
+                &from,
+                &config.data_dir,
+                &config.data_log_dir,
+                config.extended_types,
+            ),
         };
         return match done {
             Ok(()) => ExitCode::SUCCESS,
