@@ -534,6 +534,19 @@ impl DataTree {
                 }
                 false
             }
+            TxnOp::CloseSession { ephemerals } => {
+                // A listed path may since have become someone else's node.
+                let owned = ephemerals
+                    .iter()
+                    .filter(|p| {
+                        self.get(p)
+                            .is_some_and(|n| n.stat.ephemeral_owner == txn.session_id)
+                    })
+                    .cloned()
+                    .collect();
+                self.apply_op(txn, &TxnOp::CloseSession { ephemerals: owned });
+                false
+            }
             _ => true,
         };
         if fits {
@@ -565,5 +578,102 @@ fn lookup_key(p: &str) -> &str {
         "/"
     } else {
         p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zoocore_net::consts::perms;
+
+    fn txn(zxid: i64, session_id: i64, op: TxnOp) -> Txn {
+        Txn {
+            zxid,
+            time: zxid,
+            session_id,
+            cxid: 0,
+            op,
+        }
+    }
+
+    fn create(path: &str, ephemeral: bool, parent_cversion: i32) -> TxnOp {
+        TxnOp::Create(CreateTxn {
+            path: path.into(),
+            data: None,
+            acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+            kind: CreateKind::Plain { ephemeral },
+            parent_cversion,
+        })
+    }
+
+    #[test]
+    fn replay_over_a_fuzzy_snapshot_skips_what_the_snapshot_already_holds() {
+        // The "snapshot" already has /a (created at zxid 1) and /a/x, whose
+        // later deletion and the session's re-created /e are also replayed.
+        let mut tree = DataTree::new(false);
+        tree.apply(&txn(1, 0, create("/a", false, 1)));
+        tree.apply(&txn(2, 0, create("/a/x", false, 1)));
+        tree.apply(&txn(3, 0, create("/e", false, 2)));
+        tree.apply(&txn(4, 0, create("/e/child", false, 1)));
+        // Create of a node that exists: skipped, but the parent's cversion
+        // and pzxid move forward as ZooKeeper's replay does.
+        tree.apply_over_fuzzy(&txn(5, 0, create("/a/x", false, 3)));
+        let a = tree.get("/a").unwrap();
+        assert_eq!((a.stat.cversion, a.stat.pzxid), (3, 5));
+        // Ops on nodes that are gone are skipped.
+        tree.apply_over_fuzzy(&txn(
+            6,
+            0,
+            TxnOp::Delete {
+                path: "/gone".into(),
+            },
+        ));
+        tree.apply_over_fuzzy(&txn(
+            7,
+            0,
+            TxnOp::SetData {
+                path: "/gone".into(),
+                data: None,
+                version: 1,
+            },
+        ));
+        // A session's close lists /e, which is now a persistent node with a
+        // child: it stays.
+        tree.apply_over_fuzzy(&txn(
+            8,
+            42,
+            TxnOp::CloseSession {
+                ephemerals: vec!["/e".into()],
+            },
+        ));
+        assert!(tree.get("/e/child").is_some());
+        assert_eq!(tree.last_zxid(), 8);
+        // A delete that fits is applied.
+        tree.apply_over_fuzzy(&txn(
+            9,
+            0,
+            TxnOp::Delete {
+                path: "/a/x".into(),
+            },
+        ));
+        assert!(tree.get("/a/x").is_none());
+    }
+
+    #[test]
+    fn restore_refuses_orphans_and_duplicates() {
+        let mut tree = DataTree::restored(false, 10);
+        let acl = [Acl::new(perms::ALL, "world", "anyone")];
+        let stat = StatPersisted::default();
+        assert_eq!(
+            tree.restore_node("/a", None, &acl, stat),
+            Err(RestoreError::Orphan("/a".into()))
+        );
+        tree.restore_node("/", None, &acl, stat).unwrap();
+        tree.restore_node("/a", Some(b"x"), &acl, stat).unwrap();
+        assert_eq!(
+            tree.restore_node("/a", None, &acl, stat),
+            Err(RestoreError::Duplicate("/a".into()))
+        );
+        assert_eq!(tree.get("/").unwrap().children.len(), 1);
     }
 }

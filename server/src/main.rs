@@ -283,17 +283,25 @@ fn run(config: Config) -> Result<(), String> {
         let _ = snapshot_wake.try_send(());
     }
     snapshotter::spawn(snapshotter::SnapshotterSetup {
-        tree: recovered.tree.clone(),
         snapshot_zxid: recovered.snapshot_zxid,
         data_dir: config.data_dir.clone(),
         log_dir: config.data_log_dir.clone(),
-        log_end,
+        extended_types: config.extended_types,
         durable: durable.clone(),
         wake,
     })
     .map_err(|e| format!("starting the snapshotter: {e}"))?;
     let config = Arc::new(config);
     let stats = Arc::new(stats::Stats::new(config.shards));
+    // srvr/stat/mntr show the recovered state before the first write.
+    stats.last_zxid.store(
+        recovered.tree.last_zxid() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    stats.node_count.store(
+        recovered.tree.node_count() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let restored: Vec<(i64, i32)> = recovered
         .tree
         .sessions()

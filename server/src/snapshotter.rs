@@ -82,13 +82,11 @@ impl SnapshotPolicy {
 }
 
 pub struct SnapshotterSetup {
-    /// The tree as recovered, and the snapshot it came from (0: none).
-    pub tree: DataTree,
+    /// The zxid of the newest snapshot at start (0: none).
     pub snapshot_zxid: i64,
     pub data_dir: PathBuf,
     pub log_dir: PathBuf,
-    /// Where the recovered log ends.
-    pub log_end: LogPosition,
+    pub extended_types: bool,
     pub durable: SharedDurable,
     pub wake: Receiver<()>,
 }
@@ -101,11 +99,10 @@ pub fn spawn(setup: SnapshotterSetup) -> std::io::Result<std::thread::JoinHandle
 
 fn run(setup: SnapshotterSetup) {
     let SnapshotterSetup {
-        mut tree,
         mut snapshot_zxid,
         data_dir,
         log_dir,
-        log_end,
+        extended_types,
         durable,
         wake,
     } = setup;
@@ -114,18 +111,33 @@ fn run(setup: SnapshotterSetup) {
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
     }
-    let mut follower = LogFollower::new(&log_dir, log_end);
+    // Built from disk at the first snapshot, not cloned at start: a clone of
+    // a big tree would delay serving, and this also re-checks recovery.
+    let mut state: Option<(DataTree, LogFollower)> = None;
     while wake.recv().is_ok() {
         let started = std::time::Instant::now();
         let target = *durable.lock().unwrap_or_else(|e| e.into_inner());
-        if let Err(e) = follower.catch_up(&mut tree, target.zxid, target.end) {
+        let (tree, follower) = match &mut state {
+            Some(state) => state,
+            None => {
+                match crate::wal::durable_state(&data_dir, &log_dir, target.end, extended_types) {
+                    Ok(tree) => state.insert((tree, LogFollower::new(&log_dir, target.end))),
+                    Err(e) => {
+                        tracing::error!(error = %e, "snapshot skipped: cannot read the data dir");
+                        continue;
+                    }
+                }
+            }
+        };
+        if let Err(e) = follower.catch_up(tree, target.zxid, target.end) {
             tracing::error!(error = %e, "snapshot skipped: cannot follow the log");
+            state = None;
             continue;
         }
         if tree.last_zxid() <= snapshot_zxid {
             continue;
         }
-        match snapfile::write_snapshot(&data_dir, &tree) {
+        match snapfile::write_snapshot(&data_dir, tree) {
             Ok(path) => {
                 snapshot_zxid = tree.last_zxid();
                 tracing::info!(

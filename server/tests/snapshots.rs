@@ -187,6 +187,10 @@ fn recovery_starts_from_the_newest_snapshot_and_replays_the_log_after_it() {
     s.kill();
     let newest = snapshots(&s).pop().expect("a snapshot");
     s.restart();
+    // srvr reports the recovered state before anything new is written.
+    let srvr = zoocore_testkit::zk::four_letter_word(s.addr, "srvr").expect("srvr");
+    assert!(srvr.contains("Node count: 605"), "{srvr}");
+    assert!(!srvr.contains("Zxid: 0x0\n"), "{srvr}");
     let line = last_line(&s, "recovered");
     assert!(
         line.contains(&newest.display().to_string()),
