@@ -69,6 +69,8 @@ pub struct Config {
     pub snap_retain_count: usize,
     /// Hours between purges; 0 turns autopurge off.
     pub purge_interval_hours: u64,
+    /// A log write + sync slower than this is logged (ZooKeeper's key and default).
+    pub fsync_warning_ms: u64,
     /// How often empty containers and expired TTL nodes are looked for
     /// (ZooKeeper's `znode.container.checkIntervalMs`).
     pub container_check_interval_ms: u64,
@@ -104,6 +106,7 @@ impl Default for Config {
             snap_size_limit_bytes: 4 << 40,
             snap_retain_count: 3,
             purge_interval_hours: 0,
+            fsync_warning_ms: 1000,
             container_check_interval_ms: 60_000,
         }
     }
@@ -231,21 +234,20 @@ impl Config {
                     config.snap_retain_count = count.max(3);
                 }
                 "autopurge.purgeInterval" => config.purge_interval_hours = number(value)?,
+                "fsync.warningthresholdms" | "zookeeper.fsync.warningthresholdms" => {
+                    config.fsync_warning_ms = number(value)?
+                }
                 "znode.container.checkIntervalMs" => {
                     config.container_check_interval_ms = number(value)?.max(1)
                 }
-                "initLimit"
-                | "syncLimit"
-                | "admin.enableServer"
-                | "admin.serverPort"
-                | "standaloneEnabled"
-                | "reconfigEnabled"
-                | "preAllocSize"
-                | "fsync.warningthresholdms" => warnings.push(format!(
-                    "{}:{}: {key} is accepted but has no effect yet",
-                    path.display(),
-                    i + 1
-                )),
+                "initLimit" | "syncLimit" | "admin.enableServer" | "admin.serverPort"
+                | "standaloneEnabled" | "reconfigEnabled" | "preAllocSize" => {
+                    warnings.push(format!(
+                        "{}:{}: {key} is accepted but has no effect yet",
+                        path.display(),
+                        i + 1
+                    ))
+                }
                 _ => warnings.push(format!(
                     "{}:{}: unknown key {key} ignored",
                     path.display(),

@@ -343,6 +343,7 @@ fn run(config: Config) -> Result<(), String> {
     let extended_types = config.extended_types;
     let sequencer_log_dir = log_dir.clone();
     let data_dir = config.data_dir.clone();
+    let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
     let snapshot_policy =
         snapshotter::SnapshotPolicy::new(config.snap_count, config.snap_size_limit_bytes);
     let max_batch_txns = config.max_batch_txns;
@@ -367,6 +368,7 @@ fn run(config: Config) -> Result<(), String> {
         durable,
         snapshot_policy,
         snapshot_wake,
+        fsync_warning,
     };
     let sequencer = LocalExecutorBuilder::new(Placement::Fixed(config.sequencer_cpu.min(cpus - 1)))
         .name("sequencer")

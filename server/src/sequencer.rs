@@ -110,6 +110,7 @@ pub struct SequencerSetup {
     pub durable: SharedDurable,
     pub snapshot_policy: SnapshotPolicy,
     pub snapshot_wake: std::sync::mpsc::SyncSender<()>,
+    pub fsync_warning: std::time::Duration,
 }
 
 struct State {
@@ -228,6 +229,7 @@ pub async fn run(setup: SequencerSetup) {
         durable,
         mut snapshot_policy,
         snapshot_wake,
+        fsync_warning,
     } = setup;
     let state = Rc::new(RefCell::new(State {
         next_zxid: tree.last_zxid() + 1,
@@ -313,8 +315,18 @@ pub async fn run(setup: SequencerSetup) {
         }
         if let (Some(first_zxid), Some(last_zxid)) = (first_zxid, last_zxid) {
             let record_bytes = records.len() as u64;
+            let started = std::time::Instant::now();
             match log.append(records, first_zxid).await {
                 Ok(bytes) => {
+                    let took = started.elapsed();
+                    if took >= fsync_warning {
+                        tracing::warn!(
+                            ms = took.as_millis() as u64,
+                            txns,
+                            bytes,
+                            "log write and fsync took longer than fsync.warningthresholdms"
+                        );
+                    }
                     stats.record_batch(txns, bytes);
                     *durable.lock().unwrap_or_else(|e| e.into_inner()) = Durable {
                         zxid: last_zxid,

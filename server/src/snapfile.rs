@@ -45,16 +45,62 @@ pub fn write_snapshot(dir: &Path, tree: &DataTree) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join(snapshot_name(tree.last_zxid()));
     let temporary = dir.join(format!("{}{TEMPORARY}", snapshot_name(tree.last_zxid())));
-    let file = std::fs::File::create(&temporary)?;
+    let file = PacedFile {
+        file: std::fs::File::create(&temporary)?,
+        written: 0,
+        flushed: 0,
+    };
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     snapshot::write(tree, &mut out)?;
     out.flush()?;
-    let file = out.into_inner().map_err(|e| e.into_error())?;
+    let file = out.into_inner().map_err(|e| e.into_error())?.file;
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temporary, &path)?;
     sync_dir(dir)?;
     Ok(path)
+}
+
+/// Writing a big snapshot in one go queues a burst of writeback in front of
+/// the log's fsyncs. This flushes every `PACE` bytes and waits for it, so the
+/// disk queue holds at most that much of the snapshot at a time.
+struct PacedFile {
+    file: std::fs::File,
+    written: u64,
+    flushed: u64,
+}
+
+const PACE: u64 = 4 << 20;
+
+impl Write for PacedFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        if self.written - self.flushed >= PACE {
+            use std::os::fd::AsRawFd;
+            let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                | libc::SYNC_FILE_RANGE_WRITE
+                | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+            // SAFETY: a plain syscall on a file descriptor we own.
+            let rc = unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    self.flushed as libc::off64_t,
+                    (self.written - self.flushed) as libc::off64_t,
+                    flags,
+                )
+            };
+            if rc != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            self.flushed = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
