@@ -234,6 +234,9 @@ pub fn header(bytes: &[u8]) -> Result<Header, SnapshotError> {
 pub fn read(bytes: &[u8], extended_types: bool) -> Result<DataTree, SnapshotError> {
     let header = header(bytes)?;
     let mut tree = DataTree::restored(extended_types, header.zxid);
+    // Each node takes well over 64 bytes of archive: a damaged count cannot
+    // make this reserve more than the file could hold.
+    tree.reserve((header.nodes as usize).min(bytes.len() / 64));
     let mut acls: Vec<Vec<Acl>> = Vec::new();
     let (mut nodes, mut sessions) = (0u64, 0u64);
     let mut pos = HEADER_LEN;

@@ -102,11 +102,12 @@ pub enum Applied {
 
 #[derive(Clone)]
 pub struct DataTree {
-    nodes: HashMap<Box<str>, Node>,
+    /// ahash: every read looks a path up here, and SipHash showed in profiles.
+    nodes: HashMap<Box<str>, Node, ahash::RandomState>,
     ephemerals: HashMap<i64, BTreeSet<String>>,
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
-    acls: HashSet<AclList>,
+    acls: HashSet<AclList, ahash::RandomState>,
     sessions: HashMap<i64, i32>,
     last_zxid: i64,
     extended_types: bool,
@@ -125,11 +126,11 @@ impl DataTree {
     /// `/zookeeper/quota` and `/zookeeper/config` (read-only, aversion -1).
     pub fn new(extended_types: bool) -> Self {
         let mut tree = DataTree {
-            nodes: HashMap::new(),
+            nodes: HashMap::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
-            acls: HashSet::new(),
+            acls: HashSet::default(),
             sessions: HashMap::new(),
             last_zxid: 0,
             extended_types,
@@ -437,15 +438,21 @@ impl DataTree {
     /// (parents first) from a snapshot taken at `last_zxid`.
     pub fn restored(extended_types: bool, last_zxid: i64) -> Self {
         DataTree {
-            nodes: HashMap::new(),
+            nodes: HashMap::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
-            acls: HashSet::new(),
+            acls: HashSet::default(),
             sessions: HashMap::new(),
             last_zxid,
             extended_types,
         }
+    }
+
+    /// Makes room for `nodes` more nodes at once (restoring a big tree
+    /// otherwise rehashes it many times over).
+    pub fn reserve(&mut self, nodes: usize) {
+        self.nodes.reserve(nodes);
     }
 
     /// Adds a node read from a snapshot. Its parent must already be there;
