@@ -51,6 +51,9 @@ struct Args {
     /// Unmeasured warm-up seconds per target.
     #[arg(long, default_value_t = 2)]
     warmup: u64,
+    /// The znodes already exist (made by an earlier run or a benchmark script).
+    #[arg(long)]
+    no_create: bool,
 }
 
 fn parse_target(s: &str) -> Result<(String, SocketAddr), String> {
@@ -179,7 +182,9 @@ fn session(
 }
 
 fn run_target(name: &str, addr: SocketAddr, args: &Arc<Args>) -> Result<(), String> {
-    prepare(addr, args)?;
+    if !args.no_create {
+        prepare(addr, args)?;
+    }
     let start = Arc::new(Barrier::new(args.sessions + 1));
     let measuring = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
