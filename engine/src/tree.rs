@@ -498,6 +498,27 @@ impl DataTree {
         Ok(())
     }
 
+    /// Deletes ephemerals whose session is not in the session table, as
+    /// Apache ZooKeeper does when it loads its data (without a txn: parents'
+    /// pzxid moves to the last zxid). Returns the sessions and paths removed.
+    pub fn remove_orphan_ephemerals(&mut self) -> Vec<(i64, String)> {
+        let orphaned: Vec<i64> = self
+            .ephemerals
+            .keys()
+            .filter(|owner| !self.sessions.contains_key(owner))
+            .copied()
+            .collect();
+        let mut removed = Vec::new();
+        for owner in orphaned {
+            let paths: Vec<String> = self.ephemerals_of(owner).cloned().collect();
+            for p in paths {
+                self.delete(&p, self.last_zxid);
+                removed.push((owner, p));
+            }
+        }
+        removed
+    }
+
     /// Adds a live session read from a snapshot.
     pub fn restore_session(&mut self, id: i64, timeout: i32) {
         self.sessions.insert(id, timeout);
@@ -664,6 +685,21 @@ mod tests {
             },
         ));
         assert!(tree.get("/a/x").is_none());
+    }
+
+    #[test]
+    fn ephemerals_of_sessions_that_are_gone_are_removed_as_zookeeper_does_at_start() {
+        let mut tree = DataTree::new(false);
+        tree.apply(&txn(1, 7, TxnOp::CreateSession { timeout: 4000 }));
+        tree.apply(&txn(2, 7, create("/live", true, 1)));
+        tree.apply(&txn(3, 9, create("/dead", true, 2)));
+        tree.apply(&txn(4, 0, create("/kept", false, 3)));
+        let removed = tree.remove_orphan_ephemerals();
+        assert_eq!(removed, [(9, "/dead".to_owned())]);
+        assert!(tree.get("/dead").is_none() && tree.get("/live").is_some());
+        let root = tree.get("/").unwrap();
+        assert_eq!((root.stat.pzxid, root.stat.cversion), (4, 3));
+        assert_eq!(tree.last_zxid(), 4);
     }
 
     #[test]
