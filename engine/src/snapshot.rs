@@ -41,15 +41,7 @@ pub struct NodeImage {
     pub data: Option<Vec<u8>>,
     /// Index into the snapshot's ACL lists.
     pub acl: u32,
-    pub czxid: i64,
-    pub mzxid: i64,
-    pub ctime: i64,
-    pub mtime: i64,
-    pub version: i32,
-    pub cversion: i32,
-    pub aversion: i32,
-    pub ephemeral_owner: i64,
-    pub pzxid: i64,
+    pub stat: StatPersisted,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize)]
@@ -138,20 +130,11 @@ pub fn write(tree: &DataTree, out: &mut impl Write) -> std::io::Result<u64> {
         let node = tree.get(&path).expect("children are nodes");
         let base = if path == "/" { "" } else { path.as_str() };
         stack.extend(node.children.iter().rev().map(|c| format!("{base}/{c}")));
-        let s = node.stat;
         bytes += path.len() + node.data.as_ref().map_or(0, |d| d.len());
         nodes.push(NodeImage {
             data: node.data.as_ref().map(|d| d.to_vec()),
             acl: index[&node.acl.as_ptr()],
-            czxid: s.czxid,
-            mzxid: s.mzxid,
-            ctime: s.ctime,
-            mtime: s.mtime,
-            version: s.version,
-            cversion: s.cversion,
-            aversion: s.aversion,
-            ephemeral_owner: s.ephemeral_owner,
-            pzxid: s.pzxid,
+            stat: node.stat,
             path,
         });
         if nodes.len() == CHUNK_NODES || bytes >= CHUNK_BYTES {
@@ -296,17 +279,12 @@ pub fn read(bytes: &[u8], extended_types: bool) -> Result<DataTree, SnapshotErro
                             reason: format!("node {} names ACL list {}", n.path, n.acl.to_native()),
                         }
                     })?;
-                    let stat = StatPersisted {
-                        czxid: n.czxid.to_native(),
-                        mzxid: n.mzxid.to_native(),
-                        ctime: n.ctime.to_native(),
-                        mtime: n.mtime.to_native(),
-                        version: n.version.to_native(),
-                        cversion: n.cversion.to_native(),
-                        aversion: n.aversion.to_native(),
-                        ephemeral_owner: n.ephemeral_owner.to_native(),
-                        pzxid: n.pzxid.to_native(),
-                    };
+                    let stat = rkyv::deserialize::<StatPersisted, rancor::Error>(&n.stat).map_err(
+                        |e| SnapshotError::Chunk {
+                            offset: pos,
+                            reason: e.to_string(),
+                        },
+                    )?;
                     let data = n.data.as_ref().map(|d| d.as_slice());
                     tree.restore_node(n.path.as_str(), data, acl, stat)
                         .map_err(|error| SnapshotError::Tree { offset: pos, error })?;

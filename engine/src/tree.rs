@@ -13,7 +13,9 @@ use crate::txn::{CreateKind, CreateTxn, Txn, TxnOp};
 
 /// A node's metadata as ZooKeeper persists it. `cversion` here counts child
 /// creations only; clients see `2 * cversion - numChildren` (creates + deletes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct StatPersisted {
     pub czxid: i64,
     pub mzxid: i64,
@@ -125,16 +127,7 @@ impl DataTree {
     /// A fresh tree as ZooKeeper starts one: `/`, `/zookeeper`,
     /// `/zookeeper/quota` and `/zookeeper/config` (read-only, aversion -1).
     pub fn new(extended_types: bool) -> Self {
-        let mut tree = DataTree {
-            nodes: HashMap::default(),
-            ephemerals: HashMap::new(),
-            containers: BTreeSet::new(),
-            ttls: BTreeSet::new(),
-            acls: HashSet::default(),
-            sessions: HashMap::new(),
-            last_zxid: 0,
-            extended_types,
-        };
+        let mut tree = DataTree::restored(extended_types, 0);
         let open = tree.intern_acl(&open_acl_unsafe());
         let read_only = tree.intern_acl(&[Acl::new(perms::READ, "world", "anyone")]);
         for (p, acl, aversion) in [

@@ -419,17 +419,51 @@ fn limit_file_size(s: &ZoocoreProcess, bytes: Option<u64>) {
     assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
 }
 
-#[test]
-fn a_full_disk_stops_writes_not_the_server_and_writes_resume() {
-    let mut s = server("zoocore.logSegmentBytes=4194304");
-    let mut c = client(&s, 30_000);
-    assert_eq!(c.call(&create("/before", b"x", 0)).unwrap().header.err, 0);
-    // Segments are zero-filled 4 MiB files; no write may now reach past 1 MiB
-    // in any file, so the log fills up within its first segment.
-    limit_file_size(&s, Some(1 << 20));
+/// A small tmpfs mounted for one test, unmounted on drop (after the server
+/// using it, which is declared later and so dropped first).
+struct SmallFilesystem(std::path::PathBuf);
+
+impl SmallFilesystem {
+    /// `None` when this process may not mount (not root).
+    fn mount(megabytes: u32) -> Option<SmallFilesystem> {
+        let dir = std::env::temp_dir().join(format!(
+            "zoocore-fs-{}-{}",
+            std::process::id(),
+            zoocore_testkit::zk::free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("create mount point");
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(&dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        Some(SmallFilesystem(dir))
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Writes until the log cannot take more, checks that reads and the server
+/// go on, makes room, and checks that writes resume and nothing acknowledged
+/// is lost across a restart.
+fn writes_stop_and_resume(s: &mut ZoocoreProcess, make_room: impl FnOnce(&ZoocoreProcess)) {
+    let mut c = client(s, 30_000);
     let mut acknowledged = Vec::new();
     let mut rejected = None;
-    for i in 0..4000 {
+    for i in 0..6000 {
         let path = format!("/n{i}");
         let reply = c
             .call(&create(&path, &[b'x'; 1000], 0))
@@ -452,16 +486,49 @@ fn a_full_disk_stops_writes_not_the_server_and_writes_resume() {
         zoocore_testkit::zk::four_letter_word(s.addr, "ruok").unwrap(),
         "imok"
     );
-    // Space comes back: writes resume.
-    limit_file_size(&s, None);
+    make_room(s);
     assert_eq!(c.call(&create("/after", b"y", 0)).unwrap().header.err, 0);
     assert_eq!(c.call(&create(&rejected, b"z", 0)).unwrap().header.err, 0);
     s.kill();
     s.restart();
-    let mut c = client(&s, 30_000);
+    let mut c = client(s, 30_000);
     for path in acknowledged.iter().chain([&"/after".to_owned(), &rejected]) {
         assert_eq!(get(&mut c, path).0, 0, "acknowledged {path} lost");
     }
+}
+
+#[test]
+fn a_full_filesystem_stops_writes_not_the_server_and_writes_resume() {
+    // A 13 MiB tmpfs: two 4 MiB segments (the current one and the one
+    // prepared ahead) plus a 4 MiB filler leave 1 MiB, so the third segment
+    // cannot be made and the log fills after 8 MiB. Without the right to
+    // mount, a file-size limit on the server stands in for the full disk.
+    let Some(fs) = SmallFilesystem::mount(13) else {
+        eprintln!("cannot mount a tmpfs here (not root): limiting the server's file size instead");
+        let mut s = server("zoocore.logSegmentBytes=4194304");
+        let mut c = client(&s, 30_000);
+        assert_eq!(c.call(&create("/before", b"x", 0)).unwrap().header.err, 0);
+        // No write may now reach past 1 MiB in any file.
+        limit_file_size(&s, Some(1 << 20));
+        writes_stop_and_resume(&mut s, |s| limit_file_size(s, None));
+        return;
+    };
+    let mut s = server(&format!(
+        "dataDir={}\nzoocore.logSegmentBytes=4194304\n",
+        fs.0.join("data").display()
+    ));
+    let mut c = client(&s, 30_000);
+    assert_eq!(c.call(&create("/before", b"x", 0)).unwrap().header.err, 0);
+    let filler = fs.0.join("filler");
+    std::fs::write(&filler, vec![1u8; 4 << 20]).expect("write the filler");
+    writes_stop_and_resume(&mut s, |_| {
+        std::fs::remove_file(&filler).expect("remove the filler")
+    });
+    assert!(
+        s.log().contains("No space left on device"),
+        "the failure was a full filesystem: {}",
+        s.log()
+    );
 }
 
 #[test]
@@ -521,31 +588,7 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
     let mut image = std::fs::read(&log).expect("read log");
     image[4096 + 12] ^= 0xff; // a record of the second batch; later batches are intact
     std::fs::write(&log, &image).expect("write log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zoocore"))
-        .arg("--config")
-        .arg(s.dir.join("zoo.cfg"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start zoocore");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("zoocore started on a log corrupt in the middle");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(!status.success());
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let stderr = s.refused_start();
     assert!(
         stderr.contains("zoocore.log.0000000000000001")
             && stderr.contains("corrupt record at byte 4096"),

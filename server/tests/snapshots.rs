@@ -4,7 +4,6 @@
 //! refusal to start when no valid snapshot reaches the oldest log segment,
 //! and `zoocore snapshot dump`.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -147,37 +146,6 @@ fn last_line(s: &ZoocoreProcess, event: &str) -> String {
         .to_owned()
 }
 
-/// Starts the server's binary on its config and expects it to refuse; returns stderr.
-fn refused_start(s: &ZoocoreProcess) -> String {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zoocore"))
-        .arg("--config")
-        .arg(s.dir.join("zoo.cfg"))
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("start zoocore");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("zoocore started although it should have refused");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    assert!(!status.success());
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read stderr");
-    stderr
-}
-
 #[test]
 fn recovery_starts_from_the_newest_snapshot_and_replays_the_log_after_it() {
     let mut s = server(SMALL);
@@ -268,7 +236,7 @@ fn autopurge_keeps_the_newest_snapshots_and_the_log_they_need() {
     for snapshot in snapshots(&s) {
         flip_byte_in_the_middle(&snapshot);
     }
-    let stderr = refused_start(&s);
+    let stderr = s.refused_start();
     let first = after[0].file_name().unwrap().to_string_lossy().into_owned();
     assert!(
         stderr.contains(&first)
