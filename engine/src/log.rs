@@ -2,13 +2,17 @@
 //! how txns are framed into records, and how a log image is scanned back.
 //!
 //! A record is `len: u32 | crc32c(payload): u32 | payload`, payload =
-//! `term: u64 | txn`. A commit batch is a run of records padded with zeros to
+//! `term: u64 | txn`. A commit batch is a header `magic: u32 | len: u32 |
+//! crc32c(records): u32 | 0: u32`, then its records, padded with zeros to
 //! [`BLOCK`] so it can be written with O_DIRECT; the next batch starts on the
-//! next block. A zero length therefore means "padding: skip to the next
-//! block", and a block that starts with zero ends the log. Scanning stops at
-//! the first record whose length or checksum is wrong: a torn tail, unless a
-//! valid record starts at a later block, which makes it corruption in the
-//! middle (the server then refuses to start rather than drop data).
+//! next block, and a block of zeros where a batch would start ends the log.
+//! Scanning stops at the first batch whose header or checksum is wrong: a
+//! torn tail, unless a valid batch starts at a later block, which makes it
+//! corruption in the middle (the server then refuses to start rather than
+//! drop data). Batches are written one after another, each only once the
+//! one before is durable, so a torn batch never has a valid one after it;
+//! and whatever blocks of a torn batch did land, none of them passes for a
+//! batch header.
 
 use zoocore_net::jute::{Jute, Reader, WriteJute};
 use zoocore_net::{Acl, DecodeError};
@@ -18,6 +22,8 @@ use crate::txn::{CreateKind, CreateTxn, Txn, TxnOp};
 /// Alignment and padding unit of commit batches (O_DIRECT).
 pub const BLOCK: usize = 4096;
 const HEADER: usize = 8;
+const BATCH_HEADER: usize = 16;
+const BATCH_MAGIC: u32 = 0x5a43_4231; // "ZCB1"
 /// Largest record payload accepted when scanning; a longer length is corruption.
 pub const MAX_RECORD: usize = 64 << 20;
 
@@ -182,8 +188,26 @@ pub fn append_record(out: &mut Vec<u8>, term: u64, txn: &Txn) {
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Pads a batch with zeros to a whole number of blocks.
-pub fn pad_to_block(out: &mut Vec<u8>) {
+/// Starts a batch in an empty buffer: room for its header.
+pub fn begin_batch(out: &mut Vec<u8>) {
+    assert!(out.is_empty(), "a batch starts its own buffer");
+    out.extend_from_slice(&[0; BATCH_HEADER]);
+}
+
+/// Completes a batch begun with [`begin_batch`]: fills in its header and
+/// pads it with zeros to a whole number of blocks.
+pub fn seal_batch(out: &mut Vec<u8>) {
+    assert!(out.len() >= BATCH_HEADER, "a batch was begun");
+    let len = u32::try_from(out.len() - BATCH_HEADER).expect("batch over 4 GiB");
+    let crc = crc32c::crc32c(&out[BATCH_HEADER..]);
+    out[..4].copy_from_slice(&BATCH_MAGIC.to_be_bytes());
+    out[4..8].copy_from_slice(&len.to_be_bytes());
+    out[8..12].copy_from_slice(&crc.to_be_bytes());
+    pad_to_block(out);
+}
+
+/// Pads with zeros to a whole number of blocks.
+fn pad_to_block(out: &mut Vec<u8>) {
     let padded = out.len().div_ceil(BLOCK) * BLOCK;
     out.resize(padded, 0);
 }
@@ -205,7 +229,7 @@ pub struct Scan {
 }
 
 /// The record at `pos`, if a whole valid one starts there.
-fn read_record(image: &[u8], pos: usize) -> Option<(u64, Txn)> {
+fn read_record(image: &[u8], pos: usize) -> Option<((u64, Txn), usize)> {
     let header = image.get(pos..pos + HEADER)?;
     let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_be_bytes(header[4..].try_into().expect("4 bytes"));
@@ -217,50 +241,55 @@ fn read_record(image: &[u8], pos: usize) -> Option<(u64, Txn)> {
         return None;
     }
     let term = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
-    Txn::decode(&payload[8..]).ok().map(|txn| (term, txn))
+    let txn = Txn::decode(&payload[8..]).ok()?;
+    Some(((term, txn), pos + HEADER + len))
 }
 
-/// Scans a log image from its start. Records of a batch that is torn are
-/// dropped with it: appending resumes where that batch began.
+/// The records of the batch at `pos` (block-aligned) if a whole valid one
+/// starts there, and where the next batch would start.
+fn read_batch(image: &[u8], pos: usize) -> Option<(Vec<(u64, Txn)>, usize)> {
+    let header = image.get(pos..pos + BATCH_HEADER)?;
+    let word = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 bytes"));
+    let len = word(4) as usize;
+    if word(0) != BATCH_MAGIC || word(12) != 0 || len == 0 {
+        return None;
+    }
+    let start = pos + BATCH_HEADER;
+    let records = image.get(start..start.checked_add(len)?)?;
+    if crc32c::crc32c(records) != word(8) {
+        return None;
+    }
+    let mut txns = Vec::new();
+    let mut at = 0;
+    while at < records.len() {
+        let (txn, next) = read_record(records, at)?;
+        txns.push(txn);
+        at = next;
+    }
+    Some((txns, (start + len).div_ceil(BLOCK) * BLOCK))
+}
+
+/// Scans a log image from its start, batch by batch.
 pub fn scan(image: &[u8]) -> Scan {
     let mut scan = Scan::default();
-    let mut complete = 0; // txns up to `valid_len`
     let mut pos = 0;
-    while pos + HEADER <= image.len() {
-        let len = u32::from_be_bytes(image[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-        if len == 0 {
-            if pos % BLOCK == 0 {
-                break; // a block that starts empty: the end of the log
-            }
-            pos = pos.div_ceil(BLOCK) * BLOCK; // padding after a batch
-            scan.valid_len = pos;
-            complete = scan.txns.len();
-            continue;
+    while pos + BATCH_HEADER <= image.len() {
+        if image[pos..pos + BATCH_HEADER].iter().all(|&b| b == 0) {
+            break; // where the next batch would start: the end of the log
         }
-        let end = pos + HEADER + len;
-        let record = read_record(image, pos);
-        let Some(entry) = record else {
+        let Some((txns, next)) = read_batch(image, pos) else {
             scan.torn_at = Some(pos);
-            scan.valid_after_damage = (pos.div_ceil(BLOCK).max(1) * BLOCK..image.len())
+            scan.valid_after_damage = (pos + BLOCK..image.len())
                 .step_by(BLOCK)
-                .find(|&b| read_record(image, b).is_some());
+                .find(|&b| read_batch(image, b).is_some());
             break;
         };
-        scan.txns.push(entry);
-        scan.batch_starts.push(scan.valid_len);
-        pos = end;
-        if pos % BLOCK == 0 {
-            scan.valid_len = pos;
-            complete = scan.txns.len();
-        }
+        scan.batch_starts
+            .extend(std::iter::repeat_n(pos, txns.len()));
+        scan.txns.extend(txns);
+        pos = next;
+        scan.valid_len = pos;
     }
-    if scan.torn_at.is_none() && pos % BLOCK != 0 && pos + HEADER > image.len() {
-        // The image ends inside a batch's padding: the batch is whole.
-        scan.valid_len = pos.div_ceil(BLOCK) * BLOCK;
-        complete = scan.txns.len();
-    }
-    scan.txns.truncate(complete);
-    scan.batch_starts.truncate(complete);
     scan
 }
 
@@ -306,15 +335,18 @@ mod tests {
             .collect()
     }
 
-    fn image(batches: &[&[Txn]]) -> Vec<u8> {
+    fn batch(txns: &[Txn]) -> Vec<u8> {
         let mut out = Vec::new();
-        for batch in batches {
-            for txn in *batch {
-                append_record(&mut out, 1, txn);
-            }
-            pad_to_block(&mut out);
+        begin_batch(&mut out);
+        for txn in txns {
+            append_record(&mut out, 1, txn);
         }
+        seal_batch(&mut out);
         out
+    }
+
+    fn image(batches: &[&[Txn]]) -> Vec<u8> {
+        batches.iter().flat_map(|b| batch(b)).collect()
     }
 
     #[test]
@@ -345,7 +377,7 @@ mod tests {
         let mut log = image(&[&all[..3], &all[3..]]);
         let mut first = Vec::new();
         append_record(&mut first, 1, &all[3]);
-        log[second + first.len() + 12] ^= 0xff;
+        log[second + BATCH_HEADER + first.len() + 12] ^= 0xff;
         let again = super::scan(&log);
         assert_eq!((again.txns.len(), again.valid_len), (3, second));
         assert_eq!(scan.valid_len, second);
@@ -362,6 +394,47 @@ mod tests {
         let mut tail = image(&[&all[..2], &all[2..4]]);
         tail[BLOCK + 12] ^= 0xff; // the last batch: a torn tail
         assert_eq!(super::scan(&tail).valid_after_damage, None);
+    }
+
+    #[test]
+    fn a_torn_batch_of_many_blocks_is_a_torn_tail_whatever_blocks_landed() {
+        let sized = |zxid: i64, data: usize| Txn {
+            zxid,
+            time: 0,
+            session_id: 1,
+            cxid: 0,
+            op: TxnOp::SetData {
+                path: "/a".into(),
+                data: Some(vec![7; data]),
+                version: 1,
+            },
+        };
+        let overhead = {
+            let mut out = Vec::new();
+            append_record(&mut out, 1, &sized(0, 0));
+            out.len()
+        };
+        // The second batch spans four blocks and every block after its first
+        // starts with a record: a scan that looked for records (rather than
+        // batch headers) after the damage would call it mid-log corruption.
+        let first = batch(&[sized(1, 10)]);
+        let second = batch(&[
+            sized(2, BLOCK - BATCH_HEADER - overhead),
+            sized(3, BLOCK - overhead),
+            sized(4, BLOCK - overhead),
+            sized(5, 100),
+        ]);
+        assert_eq!(second.len(), 4 * BLOCK);
+        assert!(read_record(&second, 2 * BLOCK).is_some());
+        for lost in 0..second.len() / BLOCK {
+            let mut log = [first.clone(), second.clone()].concat();
+            let at = first.len() + lost * BLOCK;
+            log[at..at + BLOCK].fill(0); // this block never reached the disk
+            let scan = scan(&log);
+            assert_eq!(scan.txns.len(), 1, "lost block {lost}");
+            assert_eq!(scan.valid_after_damage, None, "lost block {lost}");
+            assert_eq!(scan.valid_len, first.len());
+        }
     }
 
     #[test]

@@ -397,6 +397,7 @@ fn reject(entry: Entry) -> Entry {
 /// records, how many txns they hold, and how many entries they cover.
 fn encode_batch(entries: &[Entry], term: u64, max_bytes: usize) -> (Vec<u8>, usize, usize) {
     let mut records = Vec::with_capacity(zoocore_engine::log::BLOCK);
+    zoocore_engine::log::begin_batch(&mut records);
     let mut txns = 0;
     for (i, entry) in entries.iter().enumerate() {
         if let Entry::Txn { txn, .. } = entry {

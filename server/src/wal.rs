@@ -516,11 +516,12 @@ impl LogWriter {
         Ok(())
     }
 
-    /// Writes one batch of encoded records (see `zoocore_engine::log`) whose
+    /// Seals and writes one batch of encoded records (begun with
+    /// `zoocore_engine::log::begin_batch`) whose
     /// first txn is `first_zxid` and makes it durable; returns the bytes
     /// written, padding included.
     pub async fn append(&mut self, mut bytes: Vec<u8>, first_zxid: i64) -> std::io::Result<usize> {
-        log::pad_to_block(&mut bytes);
+        log::seal_batch(&mut bytes);
         let len = bytes.len() as u64;
         if len > self.segment_bytes {
             return Err(std::io::Error::other(format!(
