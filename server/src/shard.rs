@@ -57,15 +57,14 @@ struct Conn {
     identity: RefCell<Arc<Identity>>,
     out: RefCell<Vec<u8>>,
     out_ready: LocalSender<()>,
-    /// Writes sent to the sequencer and not yet answered, oldest first.
-    inflight: RefCell<VecDeque<(i32, Request)>>,
+    /// Writes (and syncs, closes) sent to the sequencer and not yet
+    /// answered, oldest first; at most `MAX_PIPELINED`.
+    inflight: RefCell<VecDeque<InFlight>>,
     done: LocalSender<()>,
     closing: Cell<bool>,
     read_only_byte: Cell<bool>,
     /// Waiting, during a reconnect, for this replica to catch up.
     catching_up: Cell<bool>,
-    /// When the request being handled arrived (requests are handled one at a time).
-    request_arrived: Cell<Instant>,
     counters: Arc<ClientStats>,
 }
 
@@ -74,7 +73,7 @@ impl Conn {
         let _ = self.out_ready.try_send(());
     }
 
-    fn reply(&self, header: ReplyHeader, body: &Response, stats: &ShardCounters) {
+    fn reply(&self, header: ReplyHeader, body: &Response, stats: &ShardCounters, arrived: Instant) {
         write_frame(&mut self.out.borrow_mut(), |b| {
             encode_reply(&header, body, b)
         });
@@ -84,7 +83,7 @@ impl Conn {
         self.counters
             .sent
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        stats.record_latency(self.request_arrived.get().elapsed());
+        stats.record_latency(arrived.elapsed());
         self.kick();
     }
 
@@ -111,6 +110,17 @@ impl Conn {
         self.closing.set(true);
         self.kick();
     }
+}
+
+/// Writes a connection may have in flight before its next request waits:
+/// they are answered in order, so this bounds what it is owed.
+const MAX_PIPELINED: usize = 1024;
+
+/// A request the sequencer orders, waiting for its turn to be answered.
+struct InFlight {
+    xid: i32,
+    request: Request,
+    arrived: Instant,
 }
 
 struct Session {
@@ -220,7 +230,6 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         closing: Cell::new(false),
         read_only_byte: Cell::new(false),
         catching_up: Cell::new(false),
-        request_arrived: Cell::new(Instant::now()),
         counters: Arc::new(ClientStats {
             peer: peer_addr,
             received: Default::default(),
@@ -270,6 +279,12 @@ async fn write_loop(
 
 fn forget_connection(shard: &Shard, conn: &Conn) {
     shard.conns.borrow_mut().remove(&conn.id);
+    // Nobody will answer these now.
+    let unanswered = conn.inflight.borrow_mut().drain(..).count();
+    shard
+        .counters()
+        .outstanding
+        .fetch_sub(unanswered as i64, std::sync::atomic::Ordering::Relaxed);
     shard.stats.remove_client(shard.index, conn.id);
     shard.opening.borrow_mut().remove(&conn.id);
     shard.watches.borrow_mut().remove_watcher(conn.id);
@@ -444,7 +459,7 @@ async fn handle_request(
         tracing::warn!(conn = conn.id, error = %e, "malformed request; closing connection");
         format!("malformed request: {e}")
     })?;
-    conn.request_arrived.set(Instant::now());
+    let arrived = Instant::now();
     shard
         .counters()
         .received
@@ -461,6 +476,37 @@ async fn handle_request(
         shard: shard.index,
         conn: conn.id,
     };
+    if request.is_write() || matches!(request, Request::Sync(_) | Request::CloseSession) {
+        let message = match &request {
+            Request::Sync(_) => ToSequencer::Sync { origin },
+            Request::CloseSession => ToSequencer::CloseSession {
+                origin: Some(origin),
+                session_id,
+                cxid: header.xid,
+            },
+            _ => ToSequencer::Write {
+                origin,
+                session_id,
+                cxid: header.xid,
+                identity: conn.identity.borrow().clone(),
+                request: request.clone(),
+            },
+        };
+        let closing = matches!(request, Request::CloseSession);
+        let entry = InFlight {
+            xid: header.xid,
+            request,
+            arrived,
+        };
+        pipeline(shard, conn, entry, message, done_rx).await?;
+        if closing {
+            drain(conn, done_rx).await?;
+        }
+        return Ok(());
+    }
+    // Answered here, so only after every earlier write of this connection
+    // is answered: replies stay in order and reads see those writes.
+    drain(conn, done_rx).await?;
     match &request {
         Request::Ping => {
             let h = ReplyHeader {
@@ -468,7 +514,7 @@ async fn handle_request(
                 zxid: last_zxid(),
                 err: 0,
             };
-            conn.reply(h, &Response::Empty, shard.counters());
+            conn.reply(h, &Response::Empty, shard.counters(), arrived);
         }
         Request::Auth(auth) => {
             let result = Arc::make_mut(&mut conn.identity.borrow_mut()).authenticate(
@@ -486,6 +532,7 @@ async fn handle_request(
                 },
                 &Response::Empty,
                 shard.counters(),
+                arrived,
             );
             if err != 0 {
                 return Err("authentication failed".into());
@@ -497,30 +544,8 @@ async fn handle_request(
                 zxid: -1,
                 err: ErrorCode::Unimplemented.code(),
             };
-            conn.reply(h, &Response::Empty, shard.counters());
+            conn.reply(h, &Response::Empty, shard.counters(), arrived);
             return Err(format!("unimplemented opcode {op}"));
-        }
-        Request::Sync(_) => {
-            let message = ToSequencer::Sync { origin };
-            through_sequencer(shard, conn, header.xid, request, message, done_rx).await?;
-        }
-        Request::CloseSession => {
-            let message = ToSequencer::CloseSession {
-                origin: Some(origin),
-                session_id,
-                cxid: header.xid,
-            };
-            through_sequencer(shard, conn, header.xid, request, message, done_rx).await?;
-        }
-        r if r.is_write() => {
-            let message = ToSequencer::Write {
-                origin,
-                session_id,
-                cxid: header.xid,
-                identity: conn.identity.borrow().clone(),
-                request: request.clone(),
-            };
-            through_sequencer(shard, conn, header.xid, request, message, done_rx).await?;
         }
         _ => {
             let replica = shard.replica.borrow();
@@ -548,50 +573,57 @@ async fn handle_request(
                 zxid: replica.last_zxid(),
                 err,
             };
-            conn.reply(h, &body, shard.counters());
+            conn.reply(h, &body, shard.counters(), arrived);
         }
     }
     Ok(())
 }
 
-/// Sends a request that the sequencer orders (a write, a close, a sync) and
-/// waits until this shard has answered it, so the connection's next request
-/// sees its effect.
-async fn through_sequencer(
+/// Sends a request that the sequencer orders (a write, a close, a sync)
+/// without waiting for its answer, so a client's pipelined writes share
+/// group commits; waits first if the connection already has `MAX_PIPELINED`.
+async fn pipeline(
     shard: &Shard,
     conn: &Conn,
-    xid: i32,
-    request: Request,
+    entry: InFlight,
     message: ToSequencer,
     done_rx: &LocalReceiver<()>,
 ) -> Result<(), String> {
-    conn.inflight.borrow_mut().push_back((xid, request));
-    let _outstanding = Outstanding::new(shard.counters());
-    send(shard, message).await?;
-    done_rx
-        .recv()
-        .await
-        .ok_or_else(|| "shard stopping".to_owned())
+    loop {
+        let pending = conn.inflight.borrow().len();
+        if pending < MAX_PIPELINED {
+            break;
+        }
+        done_rx.recv().await.ok_or("shard stopping")?;
+    }
+    conn.inflight.borrow_mut().push_back(entry);
+    shard
+        .counters()
+        .outstanding
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    send(shard, message).await
 }
 
-/// Counts a request as outstanding (for `srvr`) while it lives.
-struct Outstanding<'a>(&'a ShardCounters);
-
-impl<'a> Outstanding<'a> {
-    fn new(stats: &'a ShardCounters) -> Self {
-        stats
-            .outstanding
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Outstanding(stats)
+/// Waits until every request of the connection in the sequencer's hands has
+/// been answered.
+async fn drain(conn: &Conn, done_rx: &LocalReceiver<()>) -> Result<(), String> {
+    loop {
+        let pending = conn.inflight.borrow().len();
+        if pending == 0 {
+            return Ok(());
+        }
+        done_rx.recv().await.ok_or("shard stopping")?;
     }
 }
 
-impl Drop for Outstanding<'_> {
-    fn drop(&mut self) {
-        self.0
-            .outstanding
-            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
+/// The oldest request of the connection the sequencer ordered: its turn to be answered.
+fn answered(shard: &Shard, conn: &Conn) -> Option<InFlight> {
+    let entry = conn.inflight.borrow_mut().pop_front()?;
+    shard
+        .counters()
+        .outstanding
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    Some(entry)
 }
 
 /// Applies every committed batch to this shard's replica, in zxid order.
@@ -741,23 +773,24 @@ fn track(shard: &Shard, session_id: i64, timeout_ms: i32, conn: Option<u64>) {
 }
 
 fn reply_write(shard: &Shard, conn: &Conn, txn: &zoocore_engine::Txn, applied: &Applied) {
-    let Some((xid, request)) = conn.inflight.borrow_mut().pop_front() else {
+    let Some(entry) = answered(shard, conn) else {
         tracing::error!(
             conn = conn.id,
             "commit for a connection with no write in flight"
         );
         return;
     };
-    debug_assert_eq!(xid, txn.cxid, "replies leave in request order");
-    let (err, body) = write_reply(&request, applied);
+    debug_assert_eq!(entry.xid, txn.cxid, "replies leave in request order");
+    let (err, body) = write_reply(&entry.request, applied);
     conn.reply(
         ReplyHeader {
-            xid,
+            xid: entry.xid,
             zxid: txn.zxid,
             err,
         },
         &body,
         shard.counters(),
+        entry.arrived,
     );
     let _ = conn.done.try_send(());
 }
@@ -781,21 +814,26 @@ fn reject(shard: &Shard, origin: Option<Origin>, session_id: i64) {
         conn.close();
         return;
     }
-    let Some((xid, _)) = conn.inflight.borrow_mut().pop_front() else {
+    let Some(entry) = answered(shard, &conn) else {
         return;
     };
     let zxid = shard.replica.borrow().last_zxid();
     let header = ReplyHeader {
-        xid,
+        xid: entry.xid,
         zxid,
         err: ErrorCode::SystemError.code(),
     };
-    conn.reply(header, &Response::Empty, shard.counters());
+    conn.reply(header, &Response::Empty, shard.counters(), entry.arrived);
     let _ = conn.done.try_send(());
 }
 
 fn answer_sync(shard: &Shard, conn: &Conn) {
-    let Some((xid, Request::Sync(path))) = conn.inflight.borrow_mut().pop_front() else {
+    let Some(InFlight {
+        xid,
+        request: Request::Sync(path),
+        arrived,
+    }) = answered(shard, conn)
+    else {
         tracing::error!(conn = conn.id, "sync answered out of order");
         conn.close();
         return;
@@ -805,6 +843,7 @@ fn answer_sync(shard: &Shard, conn: &Conn) {
         ReplyHeader { xid, zxid, err: 0 },
         &Response::Sync(path.path),
         shard.counters(),
+        arrived,
     );
     let _ = conn.done.try_send(());
 }

@@ -595,3 +595,52 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
         "{stderr}"
     );
 }
+
+#[test]
+fn pipelined_writes_of_one_session_are_answered_in_order_and_share_group_commits() {
+    let mut s = server("zoocore.shards=1");
+    let mut c = client(&s, 30_000);
+    const N: usize = 1000;
+    let mut xids = Vec::new();
+    for i in 0..N {
+        xids.push(c.send(&create(&format!("/p{i}"), b"v", 0)).expect("send"));
+    }
+    // A read behind the writes, in the same pipeline, sees all of them.
+    let read = c
+        .send(&Request::GetChildren(PathWatchRequest {
+            path: "/".into(),
+            watch: false,
+        }))
+        .expect("send");
+    for (i, xid) in xids.iter().enumerate() {
+        let reply = c.recv().expect("reply");
+        assert_eq!(reply.header.xid, *xid, "reply {i} out of order");
+        assert_eq!(reply.header.err, 0, "create /p{i}");
+    }
+    let reply = c.recv().expect("read reply");
+    assert_eq!(reply.header.xid, read);
+    match reply.body {
+        Response::Children(children) => assert_eq!(children.len(), N + 1),
+        other => panic!("unexpected {other:?}"),
+    }
+    s.kill();
+    // One session's writes were batched: far fewer 4 KiB batches than txns.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .arg("--config")
+        .arg(s.dir.join("zoo.cfg"))
+        .args(["log", "dump"])
+        .output()
+        .expect("run zoocore log dump");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let end: usize = text
+        .split("data ends at byte ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no end in {text}"));
+    assert!(
+        end / 4096 < N / 4,
+        "{} batches for {N} pipelined creates: not grouped",
+        end / 4096
+    );
+}
