@@ -184,6 +184,20 @@ impl Server {
         }
     }
 
+    /// Resident memory of the server process, from /proc.
+    fn rss_mib(&self) -> f64 {
+        let pid = self.child.as_ref().map_or(0, Child::id);
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            })
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+
     fn snapshot_files(&self) -> usize {
         let (dir, prefix) = match self.kind {
             Kind::Zoocore => (self.dir.join("data"), "zoocore.snap."),
@@ -299,8 +313,8 @@ fn median(mut v: Vec<Duration>) -> Duration {
 }
 
 fn restart(args: &Args, sizes: &[usize], runs: usize) {
-    println!("| znodes ({} B values) | server | restart to first read (median of {runs}) | runs | data dir (incl. preallocated log) |", args.value_size);
-    println!("|---|---|---|---|---|");
+    println!("| znodes ({} B values) | server | restart to first read (median of {runs}) | runs | RSS after restart | data dir (incl. preallocated log) |", args.value_size);
+    println!("|---|---|---|---|---|---|");
     for &size in sizes {
         for &kind in &args.servers {
             let label = format!("restart-{}-{size}", kind.name().replace(' ', "-"));
@@ -309,9 +323,11 @@ fn restart(args: &Args, sizes: &[usize], runs: usize) {
             server.start("/", 0);
             populate(server.addr, size, args.value_size);
             server.stop();
+            let mut rss = 0.0;
             let times: Vec<Duration> = (0..runs)
                 .map(|_| {
                     let t = server.start(&probe, args.value_size);
+                    rss = server.rss_mib();
                     server.stop();
                     t
                 })
@@ -321,7 +337,7 @@ fn restart(args: &Args, sizes: &[usize], runs: usize) {
                 .map(|t| format!("{:.2}", t.as_secs_f64()))
                 .collect();
             println!(
-                "| {size} | {} | {:.2} s | {} | {:.0} MiB |",
+                "| {size} | {} | {:.2} s | {} | {rss:.0} MiB | {:.0} MiB |",
                 kind.name(),
                 median(times).as_secs_f64(),
                 shown.join(" / "),
