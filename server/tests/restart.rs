@@ -389,12 +389,7 @@ fn log_dump_lists_every_txn() {
         ErrorCode::NodeExists.code()
     );
     s.kill();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoocore"))
-        .args(["--config"])
-        .arg(s.dir.join("zoo.cfg"))
-        .args(["log", "dump"])
-        .output()
-        .expect("run zoocore log dump");
+    let out = s.tool(&["log", "dump"]);
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("createSession timeout"), "{text}");
@@ -625,12 +620,7 @@ fn pipelined_writes_of_one_session_are_answered_in_order_and_share_group_commits
     }
     s.kill();
     // One session's writes were batched: far fewer 4 KiB batches than txns.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoocore"))
-        .arg("--config")
-        .arg(s.dir.join("zoo.cfg"))
-        .args(["log", "dump"])
-        .output()
-        .expect("run zoocore log dump");
+    let out = s.tool(&["log", "dump"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let end: usize = text
         .split("data ends at byte ")

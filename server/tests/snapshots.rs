@@ -255,12 +255,7 @@ fn snapshot_dump_prints_nodes_with_stat_and_sessions() {
     wait_for("a snapshot", || !snapshots(&s).is_empty());
     let session = format!("{:#x}", c.session_id());
     s.kill();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_zoocore"))
-        .arg("--config")
-        .arg(s.dir.join("zoo.cfg"))
-        .args(["snapshot", "dump"])
-        .output()
-        .expect("run zoocore snapshot dump");
+    let out = s.tool(&["snapshot", "dump"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),

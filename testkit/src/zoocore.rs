@@ -115,6 +115,17 @@ impl ZoocoreProcess {
         }
     }
 
+    /// Runs one of the binary's tools (`log dump`, ...) on this server's config.
+    pub fn tool(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.binary)
+            .arg("--config")
+            .arg(self.dir.join("zoo.cfg"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run a zoocore tool")
+    }
+
     /// Runs the binary on this server's config (not as this server) and
     /// expects it to refuse to start; returns what it printed on stderr.
     pub fn refused_start(&self) -> String {
