@@ -299,12 +299,12 @@ pub async fn run(setup: SequencerSetup) {
             .await;
             continue;
         }
-        let (records, txns, cut) = encode_batch(&entries, term, max_batch_bytes);
-        let zxids = entries[..cut].iter().filter_map(|e| match e {
-            Entry::Txn { txn, .. } => Some(txn.zxid),
-            _ => None,
-        });
-        let (first_zxid, last_zxid) = (zxids.clone().min(), zxids.max());
+        let EncodedBatch {
+            records,
+            txns,
+            cut,
+            zxids,
+        } = encode_batch(&entries, term, max_batch_bytes);
         if cut < entries.len() {
             // Over the byte limit: the rest goes first into the next batch.
             let rest = entries.split_off(cut);
@@ -313,7 +313,7 @@ pub async fn run(setup: SequencerSetup) {
             s.open = rest;
             s.open.extend(newer);
         }
-        if let (Some(first_zxid), Some(last_zxid)) = (first_zxid, last_zxid) {
+        if let Some((first_zxid, last_zxid)) = zxids {
             let record_bytes = records.len() as u64;
             let started = std::time::Instant::now();
             match log.append(records, first_zxid).await {
@@ -392,25 +392,51 @@ fn reject(entry: Entry) -> Entry {
     }
 }
 
+/// The log image of the txns at the front of the open entries.
+struct EncodedBatch {
+    records: Vec<u8>,
+    /// How many txns the records hold.
+    txns: usize,
+    /// How many entries (txns and others) they cover.
+    cut: usize,
+    /// First and last zxid, when there is a txn.
+    zxids: Option<(i64, i64)>,
+}
+
 /// Encodes the txns of a batch, stopping before the entry that would take it
-/// past `max_bytes` (a batch always holds at least one txn). Returns the
-/// records, how many txns they hold, and how many entries they cover.
-fn encode_batch(entries: &[Entry], term: u64, max_bytes: usize) -> (Vec<u8>, usize, usize) {
-    let mut records = Vec::with_capacity(zoocore_engine::log::BLOCK);
-    zoocore_engine::log::begin_batch(&mut records);
-    let mut txns = 0;
+/// past `max_bytes` (a batch always holds at least one txn).
+fn encode_batch(entries: &[Entry], term: u64, max_bytes: usize) -> EncodedBatch {
+    let mut batch = EncodedBatch {
+        records: Vec::with_capacity(zoocore_engine::log::BLOCK),
+        txns: 0,
+        cut: entries.len(),
+        zxids: None,
+    };
+    zoocore_engine::log::begin_batch(&mut batch.records);
     for (i, entry) in entries.iter().enumerate() {
         if let Entry::Txn { txn, .. } = entry {
-            let before = records.len();
-            zoocore_engine::log::append_record(&mut records, term, txn);
-            if records.len() > max_bytes && txns > 0 {
-                records.truncate(before);
-                return (records, txns, i);
+            let before = batch.records.len();
+            zoocore_engine::log::append_record(&mut batch.records, term, txn);
+            if batch.records.len() > max_bytes && batch.txns > 0 {
+                batch.records.truncate(before);
+                batch.cut = i;
+                break;
             }
-            txns += 1;
+            batch.txns += 1;
+            let first = batch.zxids.map_or(txn.zxid, |(first, _)| first);
+            batch.zxids = Some((first, txn.zxid));
         }
     }
-    (records, txns, entries.len())
+    if let Some((first, last)) = batch.zxids {
+        // Design invariant 1: zxids are consecutive; recovery and segment
+        // names rely on it.
+        assert_eq!(
+            last - first + 1,
+            batch.txns as i64,
+            "batch zxids not consecutive"
+        );
+    }
+    batch
 }
 
 #[cfg(test)]
@@ -446,15 +472,18 @@ mod tests {
             txn(2, 100),
             txn(3, 100),
         ];
-        let (_, txns, cut) = encode_batch(&entries, 0, 400);
+        let EncodedBatch { txns, cut, .. } = encode_batch(&entries, 0, 400);
         assert_eq!(
             (txns, cut),
             (2, 3),
             "a record is ~162 bytes: the third would pass 400"
         );
-        let (_, txns, cut) = encode_batch(&[txn(1, 5000)], 0, 300);
+        let EncodedBatch { txns, cut, .. } = encode_batch(&[txn(1, 5000)], 0, 300);
         assert_eq!((txns, cut), (1, 1), "an oversized txn still makes a batch");
-        let (_, txns, cut) = encode_batch(&entries, 0, 1 << 20);
+        let EncodedBatch {
+            txns, cut, zxids, ..
+        } = encode_batch(&entries, 0, 1 << 20);
+        assert_eq!(zxids, Some((1, 3)));
         assert_eq!((txns, cut), (3, 4));
     }
 }

@@ -136,6 +136,11 @@ fn run(setup: SnapshotterSetup) {
             state = None;
             continue;
         }
+        // Only what the sequencer has made durable may be snapshotted.
+        assert!(
+            tree.last_zxid() <= target.zxid,
+            "snapshotter read past the durable log"
+        );
         if tree.last_zxid() <= snapshot_zxid {
             continue;
         }

@@ -532,6 +532,12 @@ impl LogWriter {
         if self.position + len > self.capacity {
             self.roll(first_zxid).await?;
         }
+        // A segment is named by its first record (recovery checks it).
+        assert!(
+            self.position > 0 || first_zxid == self.segment,
+            "batch from zxid {first_zxid:#x} would start segment {:#x}",
+            self.segment
+        );
         if self.dirty_to > self.position + len {
             bytes.resize((self.dirty_to - self.position) as usize, 0);
         }
