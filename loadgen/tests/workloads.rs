@@ -1,0 +1,173 @@
+//! Every workload of the `loadgen` binary against zoocore and Apache
+//! ZooKeeper at once (two targets in one invocation): each must complete
+//! operations of the classes it measures, without errors, and report the
+//! server's CPU per operation found through /proc.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use zoocore_testkit::zk::ZooKeeperProcess;
+use zoocore_testkit::zoocore::ZoocoreProcess;
+
+/// The zoocore binary of this build profile, built if this test runs alone.
+fn zoocore_binary() -> PathBuf {
+    let binary = Path::new(env!("CARGO_BIN_EXE_loadgen")).with_file_name("zoocore");
+    if !binary.exists() {
+        let release = binary.parent().is_some_and(|d| d.ends_with("release"));
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--bin", "zoocore"]);
+        if release {
+            build.arg("--release");
+        }
+        assert!(build.status().expect("cargo build").success());
+    }
+    binary
+}
+
+fn run(zoocore: &ZoocoreProcess, zk: &ZooKeeperProcess, args: &[&str]) -> Vec<Value> {
+    let json = zoocore.dir.join("loadgen.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .arg("--target")
+        .arg(format!("zoocore={}", zoocore.addr))
+        .arg("--target")
+        .arg(format!("zookeeper={}", zk.addr))
+        .args([
+            "--seconds",
+            "1",
+            "--warmup",
+            "0",
+            "--quiet",
+            "--znodes",
+            "100",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .args(args)
+        .output()
+        .expect("run loadgen");
+    assert!(
+        out.status.success(),
+        "loadgen {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("JSON written")).expect("valid JSON");
+    report["results"].as_array().expect("results").clone()
+}
+
+fn classes(result: &Value) -> Vec<String> {
+    result["classes"]
+        .as_array()
+        .expect("classes")
+        .iter()
+        .filter(|c| c["count"].as_u64().unwrap_or(0) > 0)
+        .map(|c| c["class"].as_str().expect("name").to_owned())
+        .collect()
+}
+
+#[test]
+fn every_workload_runs_against_zoocore_and_zookeeper() {
+    let zoocore = ZoocoreProcess::start(&zoocore_binary(), "");
+    let zk = ZooKeeperProcess::start_with("maxClientCnxns=0\n", &[]);
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--read-pct", "90", "--depth", "4", "--sessions", "8"],
+            &["read", "write"],
+        ),
+        (&["--workload", "exists", "--sessions", "4"], &["read"]),
+        (&["--workload", "children", "--sessions", "4"], &["read"]),
+        (
+            &[
+                "--workload",
+                "create-delete",
+                "--sessions",
+                "4",
+                "--depth",
+                "2",
+            ],
+            &["write"],
+        ),
+        (
+            &[
+                "--workload",
+                "create-delete",
+                "--create-mode",
+                "ephemeral-sequential",
+                "--sessions",
+                "4",
+            ],
+            &["write"],
+        ),
+        (&["--workload", "multi", "--sessions", "4"], &["write"]),
+        (
+            &["--workload", "connect", "--sessions", "4"],
+            &["connect", "close"],
+        ),
+        (
+            &["--workload", "watch", "--sessions", "5"],
+            &["write", "event"],
+        ),
+        (
+            &[
+                "--read-pct",
+                "50",
+                "--rate",
+                "2000",
+                "--sessions",
+                "4",
+                "--depth",
+                "8",
+                "--threads",
+                "2",
+            ],
+            &["read", "write"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let results = run(&zoocore, &zk, args);
+        assert_eq!(results.len(), 2, "{args:?}");
+        for result in &results {
+            let name = result["target"].as_str().unwrap_or("?");
+            assert_eq!(classes(result), *expected, "{name} {args:?}");
+            assert!(
+                result["errors"].as_object().is_some_and(|e| e.is_empty()),
+                "{name} {args:?}: {}",
+                result["errors"]
+            );
+            assert!(result["ops_per_sec"].as_f64().unwrap_or(0.0) > 0.0);
+            assert!(
+                result["server"]["cpu_us_per_op"].as_f64().is_some(),
+                "{name}: server found through /proc"
+            );
+        }
+        if args.contains(&"watch") {
+            // Every watcher hears every write: events are 4 per write here.
+            for result in &results {
+                let count = |class: &str| {
+                    result["classes"]
+                        .as_array()
+                        .and_then(|c| c.iter().find(|c| c["class"] == class))
+                        .and_then(|c| c["count"].as_u64())
+                        .unwrap_or(0)
+                };
+                let (writes, events) = (count("write"), count("event"));
+                assert!(
+                    events + 4 >= writes * 4 && events <= writes * 4 + 4,
+                    "{writes} writes, {events} events"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        results_pid(&run(&zoocore, &zk, &["--sessions", "2"])[0]),
+        zoocore.pid(),
+        "the CPU measured is the zoocore process's"
+    );
+}
+
+fn results_pid(result: &Value) -> Option<u32> {
+    result["server"]["pid"].as_u64().map(|p| p as u32)
+}
