@@ -1,0 +1,396 @@
+//! `compare`: the standard benchmark matrix, zoocore against Apache
+//! ZooKeeper on this machine, into `benches/RESULTS.md`.
+//!
+//! Both servers run at once with the same zoo.cfg (fsync on, loopback, data
+//! under `target/compare/` on the same disk, ZooKeeper with the JVM's
+//! default heap). Every cell is one `loadgen` invocation with both targets,
+//! so the two are measured minutes apart at most; loadgen reads each
+//! server's CPU time and memory from /proc. `benches/compare.sh` builds,
+//! installs ZooKeeper if missing and runs this.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::Command;
+
+use clap::Parser;
+use serde_json::Value;
+use zoocore_benches::{repo, Kind, Server};
+
+#[derive(Parser)]
+#[command(
+    about = "The standard benchmark matrix, zoocore vs Apache ZooKeeper, into benches/RESULTS.md"
+)]
+struct Args {
+    /// Measured seconds per cell and server.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Warm-up seconds per cell and server.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Requests in flight per session in the pipelined rows.
+    #[arg(long, default_value_t = 16)]
+    pipeline_depth: usize,
+    /// Znodes for the memory row (0 skips it).
+    #[arg(long, default_value_t = 1_000_000)]
+    memory_znodes: usize,
+    /// Only the rows the README's headline table shows.
+    #[arg(long)]
+    headline: bool,
+    /// Where the report goes.
+    #[arg(long, default_value = "benches/RESULTS.md")]
+    out: PathBuf,
+}
+
+/// One cell: a loadgen invocation with both targets.
+struct Cell {
+    label: String,
+    args: Vec<String>,
+}
+
+fn cell(label: impl Into<String>, args: &[&str]) -> Cell {
+    Cell {
+        label: label.into(),
+        args: args.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// What one server did in one cell.
+struct Outcome {
+    ops: f64,
+    p99_read: Option<f64>,
+    p99_write: Option<f64>,
+    p999: Vec<(String, f64)>,
+    cpu_us: Option<f64>,
+    rss: Option<f64>,
+    errors: u64,
+}
+
+fn outcome(result: &Value) -> Outcome {
+    let class = |name: &str| {
+        result["classes"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["class"] == name))
+    };
+    Outcome {
+        ops: result["ops_per_sec"].as_f64().unwrap_or(0.0),
+        p99_read: class("read").and_then(|c| c["p99_us"].as_f64()),
+        p99_write: class("write")
+            .or_else(|| class("connect"))
+            .and_then(|c| c["p99_us"].as_f64()),
+        p999: result["classes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c["class"].as_str()?.to_owned(), c["p999_us"].as_f64()?)))
+            .collect(),
+        cpu_us: result["server"]["cpu_us_per_op"].as_f64(),
+        rss: result["server"]["rss_bytes"].as_f64(),
+        errors: result["errors"]
+            .as_object()
+            .map_or(0, |e| e.values().filter_map(Value::as_u64).sum()),
+    }
+}
+
+fn run_cell(
+    cell: &Cell,
+    servers: &[Server],
+    args: &Args,
+    dir: &std::path::Path,
+    n: usize,
+) -> Vec<Outcome> {
+    let json = dir.join(format!("cell-{n:02}.json"));
+    let mut command = Command::new(repo().join("target/release/loadgen"));
+    for s in servers {
+        command
+            .arg("--target")
+            .arg(format!("{}={}", target_name(s.kind), s.addr));
+    }
+    command
+        .arg(format!("--seconds={}", args.seconds))
+        .arg(format!("--warmup={}", args.warmup))
+        .arg("--quiet")
+        .arg("--json")
+        .arg(&json)
+        .args(&cell.args);
+    eprintln!("compare: {} ...", cell.label);
+    let out = command.output().expect("run target/release/loadgen");
+    assert!(
+        out.status.success(),
+        "loadgen failed on {}: {}{}",
+        cell.label,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprint!("{}", String::from_utf8_lossy(&out.stdout));
+    let report: Value = serde_json::from_slice(&std::fs::read(&json).expect("loadgen's JSON"))
+        .expect("loadgen's JSON parses");
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(outcome)
+        .collect()
+}
+
+fn target_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Zoocore => "zoocore",
+        Kind::Zookeeper => "zookeeper",
+    }
+}
+
+fn fmt_us(v: Option<f64>) -> String {
+    match v {
+        Some(us) if us >= 1000.0 => format!("{:.1} ms", us / 1000.0),
+        Some(us) => format!("{us:.0} µs"),
+        None => "-".into(),
+    }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let kib: f64 = m.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
+            Some(format!("{:.0} GiB", kib / 1048576.0))
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} × {cpu}, {mem} RAM, Linux {}", kernel.trim())
+}
+
+fn git(args: &[&str]) -> String {
+    Command::new("git")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+fn main() {
+    let args = Args::parse();
+    let config = "snapCount=100000\n";
+    let mut servers: Vec<Server> = [Kind::Zoocore, Kind::Zookeeper]
+        .into_iter()
+        .map(|kind| Server::new(kind, "compare", target_name(kind), config))
+        .collect();
+    for s in &mut servers {
+        s.start("/", 0);
+    }
+    let dir = repo().join("target/compare");
+    let depth = args.pipeline_depth.to_string();
+    let mut matrix = Vec::new();
+    let (read_pcts, session_counts): (&[u32], &[usize]) = if args.headline {
+        (&[100, 90, 0], &[32])
+    } else {
+        (&[100, 90, 50, 0], &[1, 32, 128])
+    };
+    for &pct in read_pcts {
+        for &sessions in session_counts {
+            for d in ["1", depth.as_str()] {
+                let label = format!(
+                    "{pct}% reads, {sessions} sessions, {}",
+                    if d == "1" {
+                        "not pipelined".to_owned()
+                    } else {
+                        format!("{d} in flight each")
+                    }
+                );
+                let pct = pct.to_string();
+                let s = sessions.to_string();
+                matrix.push(cell(
+                    label,
+                    &["--read-pct", &pct, "--sessions", &s, "--depth", d],
+                ));
+            }
+        }
+    }
+    matrix.push(cell(
+        "create + delete (persistent), 32 sessions",
+        &["--workload", "create-delete", "--sessions", "32"],
+    ));
+    if !args.headline {
+        matrix.push(cell(
+            "create + delete (ephemeral sequential), 32 sessions",
+            &[
+                "--workload",
+                "create-delete",
+                "--create-mode",
+                "ephemeral-sequential",
+                "--sessions",
+                "32",
+            ],
+        ));
+        matrix.push(cell(
+            "multi of 4 setData, 32 sessions",
+            &["--workload", "multi", "--sessions", "32"],
+        ));
+        matrix.push(cell(
+            "exists, 32 sessions",
+            &["--workload", "exists", "--sessions", "32"],
+        ));
+        matrix.push(cell(
+            "connect + close storm, 16 at a time",
+            &["--workload", "connect", "--sessions", "16"],
+        ));
+    }
+    matrix.push(cell(
+        "watch fan-out: 1 writer, 32 watchers (events/s)",
+        &["--workload", "watch", "--sessions", "33"],
+    ));
+    let mut rows = Vec::new();
+    for (n, c) in matrix.iter().enumerate() {
+        rows.push((c.label.clone(), run_cell(c, &servers, &args, &dir, n)));
+    }
+    // Open loop at half of ZooKeeper's closed-loop maximum for the 90/10 mix.
+    let zk_max = rows
+        .iter()
+        .find(|(l, _)| l == "90% reads, 32 sessions, not pipelined")
+        .map_or(10_000.0, |(_, o)| o[1].ops);
+    let rate = format!("{:.0}", zk_max / 2.0);
+    let open = cell(
+        format!("90% reads, 32 sessions, open loop at {rate}/s (half of ZooKeeper's maximum)"),
+        &[
+            "--read-pct",
+            "90",
+            "--sessions",
+            "32",
+            "--depth",
+            "16",
+            "--rate",
+            &rate,
+        ],
+    );
+    let open_outcome = run_cell(&open, &servers, &args, &dir, matrix.len());
+    let memory = (args.memory_znodes > 0).then(|| {
+        let n = args.memory_znodes.to_string();
+        let c = cell(
+            format!("{n} znodes of 128 B, 100% reads"),
+            &[
+                "--read-pct",
+                "100",
+                "--znodes",
+                &n,
+                "--sessions",
+                "32",
+                "--seconds",
+                "2",
+                "--warmup",
+                "1",
+            ],
+        );
+        let outcomes = run_cell(&c, &servers, &args, &dir, matrix.len() + 1);
+        (c.label, outcomes)
+    });
+    let mut md = String::new();
+    let _ = writeln!(md, "# Benchmark results: zoocore vs Apache ZooKeeper\n");
+    let _ = writeln!(
+        md,
+        "Generated by `benches/compare.sh` (the `compare` tool in `benches/compare.rs`) on {} at commit `{}`{}.\n",
+        git(&["log", "-1", "--format=%cs"]),
+        git(&["rev-parse", "--short", "HEAD"]),
+        if git(&["status", "--porcelain", "--untracked-files=no"]).is_empty() { "" } else { " (with uncommitted changes)" }
+    );
+    let _ = writeln!(
+        md,
+        "Machine: {}. Both servers and the load generator share it.\n",
+        machine()
+    );
+    let _ = writeln!(
+        md,
+        "Method: both servers run at once, each with the same zoo.cfg (fsync on, loopback, data on the same disk; \
+         Apache ZooKeeper 3.8.0 from Debian with the JVM's default heap, zoocore with its defaults). Every row is one \
+         `loadgen` run with both targets one after the other: {} s warm-up, {} s measured, 1000 znodes of 128 B unless \
+         said otherwise. Server CPU is user + system time of the server process per completed operation, from /proc. \
+         p99 is of reads where there are reads, else of writes (connects for the storm). The ratio is zoocore / ZooKeeper \
+         for throughput and ZooKeeper / zoocore for CPU per operation (higher is better for zoocore in both).\n",
+        args.warmup, args.seconds
+    );
+    let _ = writeln!(md, "| workload | zoocore ops/s | ZooKeeper ops/s | throughput ratio | zoocore p99 | ZooKeeper p99 | zoocore CPU/op | ZooKeeper CPU/op | CPU ratio | errors (zoocore / ZooKeeper) |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
+    for (label, o) in &rows {
+        let (a, b) = (&o[0], &o[1]);
+        let p99 = |x: &Outcome| fmt_us(x.p99_read.or(x.p99_write));
+        let _ = writeln!(
+            md,
+            "| {label} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            a.ops,
+            b.ops,
+            ratio(a.ops, b.ops),
+            p99(a),
+            p99(b),
+            fmt_us(a.cpu_us),
+            fmt_us(b.cpu_us),
+            match (a.cpu_us, b.cpu_us) {
+                (Some(x), Some(y)) => ratio(y, x),
+                _ => "-".into(),
+            },
+            a.errors,
+            b.errors
+        );
+    }
+    let _ = writeln!(md, "\n## Open loop\n\n{}\n", open.label);
+    let _ = writeln!(
+        md,
+        "| class | zoocore p99.9 | ZooKeeper p99.9 | ZooKeeper / zoocore |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|");
+    for (class, zc) in &open_outcome[0].p999 {
+        let zk = open_outcome[1]
+            .p999
+            .iter()
+            .find(|(c, _)| c == class)
+            .map(|(_, v)| *v);
+        let _ = writeln!(
+            md,
+            "| {class} | {} | {} | {} |",
+            fmt_us(Some(*zc)),
+            fmt_us(zk),
+            zk.map_or("-".into(), |zk| ratio(zk, *zc))
+        );
+    }
+    if let Some((label, o)) = &memory {
+        let mib = |x: &Outcome| {
+            x.rss
+                .map_or("-".into(), |b| format!("{:.0} MiB", b / 1048576.0))
+        };
+        let _ = writeln!(md, "\n## Memory\n\nResident memory after `{label}` (the tree created by loadgen, then read for 2 s):\n");
+        let _ = writeln!(
+            md,
+            "| zoocore | Apache ZooKeeper | zoocore / ZooKeeper |\n|---|---|---|"
+        );
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} |",
+            mib(&o[0]),
+            mib(&o[1]),
+            match (o[0].rss, o[1].rss) {
+                (Some(a), Some(b)) => ratio(a, b),
+                _ => "-".into(),
+            }
+        );
+    }
+    for s in &mut servers {
+        s.stop();
+    }
+    std::fs::write(repo().join(&args.out), &md).expect("write the report");
+    print!("{md}");
+}
