@@ -296,7 +296,13 @@ fn forget_connection(shard: &Shard, conn: &Conn) {
     shard.stats.release(conn.peer_ip);
 }
 
+/// What a connection's receive buffer starts with and shrinks back to; it
+/// grows for a larger frame, up to `jute.maxbuffer`.
+const RECEIVE_BUFFER: usize = 16 * 1024;
+
 /// Reads frames until the connection ends; `Err` says why it was closed.
+/// Frames are decoded where they were read: `start..filled` of the buffer is
+/// not handled yet.
 async fn read_loop(
     shard: &Rc<Shard>,
     conn: &Rc<Conn>,
@@ -304,40 +310,60 @@ async fn read_loop(
     done_rx: &LocalReceiver<()>,
 ) -> Result<(), String> {
     let max = shard.config.jute_max_buffer;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 64 * 1024];
+    let mut buf = vec![0u8; RECEIVE_BUFFER];
+    let (mut start, mut filled) = (0, 0);
     let mut connected = false;
     loop {
         if conn.closing.get() {
             return Ok(());
         }
-        if !connected && buf.len() >= 4 {
-            let first: [u8; 4] = buf[..4].try_into().expect("4 bytes");
-            if let Some(word) = four_letter_word(&first) {
-                conn.raw(crate::fourlw::answer(word, &shard.config, &shard.stats).as_bytes());
-                return Ok(());
+        if !connected {
+            if let Some(first) = buf[start..filled].first_chunk::<4>() {
+                if let Some(word) = four_letter_word(first) {
+                    conn.raw(crate::fourlw::answer(word, &shard.config, &shard.stats).as_bytes());
+                    return Ok(());
+                }
             }
         }
-        let frame = split_frame(&buf, max).map_err(|e| {
+        let frame = split_frame(&buf[start..filled], max).map_err(|e| {
             tracing::warn!(conn = conn.id, error = %e, "closing connection");
             e.to_string()
         })?;
         let Some((payload, used)) = frame else {
-            let n = reader.read(&mut chunk).await.map_err(|e| e.to_string())?;
+            if start > 0 {
+                buf.copy_within(start..filled, 0);
+                filled -= start;
+                start = 0;
+            }
+            if filled == buf.len() {
+                // A frame larger than the buffer; split_frame bounds it by jute.maxbuffer.
+                let grown = (buf.len() * 2).min(max + zoocore_net::frame::LENGTH_PREFIX);
+                buf.resize(grown.max(filled + 1), 0);
+            }
+            let n = reader
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| e.to_string())?;
             if n == 0 {
                 return Err("peer closed".into());
             }
-            buf.extend_from_slice(&chunk[..n]);
+            filled += n;
             continue;
         };
-        // Decoded straight from the read buffer; the frame leaves it after.
         if connected {
             handle_request(shard, conn, payload, done_rx).await?;
         } else {
             connect(shard, conn, payload, done_rx).await?;
             connected = true;
         }
-        buf.drain(..used);
+        start += used;
+        if start == filled {
+            (start, filled) = (0, 0);
+            if buf.len() > RECEIVE_BUFFER {
+                buf.truncate(RECEIVE_BUFFER);
+                buf.shrink_to_fit();
+            }
+        }
     }
 }
 
