@@ -207,7 +207,8 @@ fn main() {
         for &sessions in session_counts {
             for d in ["1", depth.as_str()] {
                 let label = format!(
-                    "{pct}% reads, {sessions} sessions, {}",
+                    "{pct}% reads, {sessions} session{}, {}",
+                    if sessions == 1 { "" } else { "s" },
                     if d == "1" {
                         "not pipelined".to_owned()
                     } else {

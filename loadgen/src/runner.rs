@@ -190,11 +190,9 @@ pub fn run(plan: Plan, shared: &Shared) -> Result<Recorder, String> {
         for i in 0..count {
             t.open(i)?;
         }
-    } else if t.plan.rate.is_none() {
+    } else if t.plan.rate.is_none() && watch.is_none() {
         for i in 0..count {
-            if watch.is_none() {
-                t.fill(i, epoch);
-            }
+            t.fill(i, epoch);
         }
     }
     let mut events = Events::with_capacity(1024);
