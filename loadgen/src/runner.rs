@@ -143,8 +143,16 @@ struct Thread {
 
 pub fn run(plan: Plan, shared: &Shared) -> Result<Recorder, String> {
     let count = plan.sessions.len();
+    let poll = match Poll::new() {
+        Ok(poll) => poll,
+        Err(e) => {
+            // Reach the barrier anyway, or the other threads wait forever.
+            shared.ready.wait();
+            return Err(format!("epoll: {e}"));
+        }
+    };
     let mut t = Thread {
-        poll: Poll::new().map_err(|e| format!("epoll: {e}"))?,
+        poll,
         sessions: (0..count).map(|_| None).collect(),
         closed: vec![false; count],
         ops: (0..count).map(|_| SessionOps::default()).collect(),
@@ -166,7 +174,6 @@ pub fn run(plan: Plan, shared: &Shared) -> Result<Recorder, String> {
     } else {
         t.connect_all(watch.as_mut())
     };
-    // Reach the barrier even after a failure, or the other threads wait forever.
     shared.ready.wait();
     prepared?;
     let epoch = *shared.epoch.get_or_init(Instant::now);
