@@ -59,6 +59,8 @@ pub struct Config {
     pub max_batch_bytes: usize,
     /// zoocore: microseconds to wait for a batch that is not full to grow.
     pub commit_linger_us: u64,
+    /// zoocore: microseconds an idle executor polls before it sleeps.
+    pub spin_before_park_us: u64,
     /// zoocore: size of a log segment, zero-filled before it is written.
     pub log_segment_bytes: u64,
     /// Txns between snapshots (taken after half of it plus a random part of the other half).
@@ -101,6 +103,7 @@ impl Default for Config {
             max_batch_txns: 1024,
             max_batch_bytes: 1 << 20,
             commit_linger_us: 0,
+            spin_before_park_us: 0,
             log_segment_bytes: 64 << 20,
             snap_count: 100_000,
             snap_size_limit_bytes: 4 << 40,
@@ -215,6 +218,7 @@ impl Config {
                 "zoocore.maxBatchTxns" => config.max_batch_txns = number(value)? as usize,
                 "zoocore.maxBatchBytes" => config.max_batch_bytes = number(value)? as usize,
                 "zoocore.commitLingerMicros" => config.commit_linger_us = number(value)?,
+                "zoocore.spinBeforeParkMicros" => config.spin_before_park_us = number(value)?,
                 "zoocore.logSegmentBytes" => {
                     config.log_segment_bytes = number(value)?.next_multiple_of(1 << 20)
                 }
@@ -333,6 +337,13 @@ mod tests {
     }
 
     #[test]
+    fn only_srvr_is_whitelisted_by_default_as_in_zookeeper() {
+        let c = Config::default();
+        assert!(c.allows_word("srvr"));
+        assert!(!c.allows_word("ruok") && !c.allows_word("mntr"));
+    }
+
+    #[test]
     fn snapshot_and_retention_keys() {
         let (c, warnings) = Config::parse(
             "snapCount=1\nsnapSizeLimitInKb=10\nautopurge.snapRetainCount=1\nautopurge.purgeInterval=24\n",
@@ -355,6 +366,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.sequencer_queue, 250);
+        let (c, _) = Config::parse("zoocore.spinBeforeParkMicros=50\n", Path::new("z")).unwrap();
+        assert_eq!(c.spin_before_park_us, 50);
     }
 
     #[test]

@@ -246,6 +246,15 @@ fn handle_signals() {
     }
 }
 
+/// An executor builder with the settings every executor shares.
+fn executor(placement: Placement, config: &Config) -> LocalExecutorBuilder {
+    let builder = LocalExecutorBuilder::new(placement);
+    match config.spin_before_park_us {
+        0 => builder,
+        us => builder.spin_before_park(std::time::Duration::from_micros(us)),
+    }
+}
+
 fn run(config: Config) -> Result<(), String> {
     config.check().map_err(|e| e.to_string())?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -293,15 +302,6 @@ fn run(config: Config) -> Result<(), String> {
     .map_err(|e| format!("starting the snapshotter: {e}"))?;
     let config = Arc::new(config);
     let stats = Arc::new(stats::Stats::new(config.shards));
-    // srvr/stat/mntr show the recovered state before the first write.
-    stats.last_zxid.store(
-        recovered.tree.last_zxid() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    stats.node_count.store(
-        recovered.tree.node_count() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
     let restored: Vec<(i64, i32)> = recovered
         .tree
         .sessions()
@@ -329,7 +329,7 @@ fn run(config: Config) -> Result<(), String> {
                 Vec::new()
             },
         };
-        let handle = LocalExecutorBuilder::new(Placement::Fixed(index % cpus))
+        let handle = executor(Placement::Fixed(index % cpus), &config)
             .name(&format!("shard-{index}"))
             .io_memory(io_memory)
             .spawn(move || shard::run(setup))
@@ -370,19 +370,22 @@ fn run(config: Config) -> Result<(), String> {
         snapshot_wake,
         fsync_warning,
     };
-    let sequencer = LocalExecutorBuilder::new(Placement::Fixed(config.sequencer_cpu.min(cpus - 1)))
-        .name("sequencer")
-        .io_memory(io_memory)
-        .spawn(move || async move {
-            match wal::LogWriter::open(&log_dir, append, next_zxid, segment_bytes).await {
-                Ok(log) => sequencer::run(sequencer_setup(log)).await,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot open the log");
-                    terminate(1);
-                }
+    let sequencer = executor(
+        Placement::Fixed(config.sequencer_cpu.min(cpus - 1)),
+        &config,
+    )
+    .name("sequencer")
+    .io_memory(io_memory)
+    .spawn(move || async move {
+        match wal::LogWriter::open(&log_dir, append, next_zxid, segment_bytes).await {
+            Ok(log) => sequencer::run(sequencer_setup(log)).await,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the log");
+                terminate(1);
             }
-        })
-        .map_err(|e| format!("starting the sequencer: {e}"))?;
+        }
+    })
+    .map_err(|e| format!("starting the sequencer: {e}"))?;
     tracing::info!(addr = %config.client_addr(), shards = config.shards, "serving");
     sequencer.join().map_err(|e| e.to_string())?;
     for handle in handles {
