@@ -113,6 +113,9 @@ pub struct DataTree {
     sessions: HashMap<i64, i32>,
     last_zxid: i64,
     extended_types: bool,
+    /// Sum over nodes of path length + data length, kept as nodes change
+    /// (ZooKeeper's `approximateDataSize`, shown by `mntr`).
+    data_size: u64,
 }
 
 /// Paths a client may never delete.
@@ -153,6 +156,7 @@ impl DataTree {
                 .expect("parent exists when inserting");
             parent.children.insert(child.into());
         }
+        self.data_size += node_size(p, data.as_deref());
         let node = Node {
             data,
             acl,
@@ -172,6 +176,21 @@ impl DataTree {
 
     pub fn node_count(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// Path and data bytes of every node (ZooKeeper's `approximateDataSize`).
+    pub fn approximate_data_size(&self) -> u64 {
+        self.data_size
+    }
+
+    /// Ephemeral nodes of live sessions.
+    pub fn ephemeral_count(&self) -> usize {
+        self.ephemerals.values().map(BTreeSet::len).sum()
+    }
+
+    /// Sessions that own ephemeral nodes, with their paths, by session id.
+    pub fn ephemerals(&self) -> impl Iterator<Item = (i64, &BTreeSet<String>)> {
+        self.ephemerals.iter().map(|(&id, paths)| (id, paths))
     }
 
     /// Looks a node up; "" names the root, as in ZooKeeper.
@@ -293,7 +312,10 @@ impl DataTree {
                 version,
             } => {
                 let node = self.node_mut(path);
+                let before = node_size(path, node.data.as_deref());
                 node.data = data.as_deref().map(Into::into);
+                self.data_size = self.data_size - before + node_size(path, data.as_deref());
+                let node = self.node_mut(path);
                 node.stat.mtime = txn.time;
                 node.stat.mzxid = txn.zxid;
                 node.stat.version = *version;
@@ -400,6 +422,7 @@ impl DataTree {
             .remove(lookup_key(p))
             .unwrap_or_else(|| panic!("delete of missing node {p}"));
         assert!(node.children.is_empty(), "delete of non-empty node {p}");
+        self.data_size -= node_size(p, node.data.as_deref());
         let acl = node.acl.clone();
         self.release_acl(node.acl);
         let owner = node.stat.ephemeral_owner;
@@ -439,6 +462,7 @@ impl DataTree {
             sessions: HashMap::new(),
             last_zxid,
             extended_types,
+            data_size: 0,
         }
     }
 
@@ -594,6 +618,11 @@ impl DataTree {
     }
 }
 
+/// What a node counts for in the approximate data size, as ZooKeeper counts it.
+fn node_size(p: &str, data: Option<&[u8]>) -> u64 {
+    (p.len() + data.map_or(0, <[u8]>::len)) as u64
+}
+
 fn lookup_key(p: &str) -> &str {
     if p.is_empty() {
         "/"
@@ -693,6 +722,30 @@ mod tests {
         let root = tree.get("/").unwrap();
         assert_eq!((root.stat.pzxid, root.stat.cversion), (4, 3));
         assert_eq!(tree.last_zxid(), 4);
+    }
+
+    #[test]
+    fn approximate_data_size_follows_creates_sets_and_deletes() {
+        let recount = |t: &DataTree| -> u64 {
+            t.iter()
+                .map(|(p, n)| (p.len() + n.data.as_ref().map_or(0, |d| d.len())) as u64)
+                .sum()
+        };
+        let mut t = DataTree::new(false);
+        assert_eq!(t.approximate_data_size(), recount(&t));
+        t.apply(&txn(1, 1, create("/a", false, 1)));
+        t.apply(&txn(
+            2,
+            1,
+            TxnOp::SetData {
+                path: "/a".into(),
+                data: Some(vec![0; 100]),
+                version: 1,
+            },
+        ));
+        assert_eq!(t.approximate_data_size(), recount(&t));
+        t.apply(&txn(3, 1, TxnOp::Delete { path: "/a".into() }));
+        assert_eq!(t.approximate_data_size(), recount(&t));
     }
 
     #[test]

@@ -210,6 +210,15 @@ impl<W: Copy + Eq + Hash + Ord> WatchTable<W> {
         self.child.remove_watcher(w);
     }
 
+    /// The data table (exists/getData and persistent watches), path by path,
+    /// as ZooKeeper's `wchp`/`wchc`/`wchs` show it.
+    pub fn data_watches(&self) -> impl Iterator<Item = (&str, impl Iterator<Item = W> + '_)> {
+        self.data
+            .by_path
+            .iter()
+            .map(|(p, watchers)| (p.as_str(), watchers.keys().copied()))
+    }
+
     pub fn watch_count(&self) -> usize {
         self.data.by_path.values().map(HashMap::len).sum::<usize>()
             + self.child.by_path.values().map(HashMap::len).sum::<usize>()

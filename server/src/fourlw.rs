@@ -1,7 +1,18 @@
-//! Four-letter words answered on the client port: ruok, srvr, stat, envi
-//! (the full set comes with the operability milestone).
+//! Four-letter words answered on the client port, in Apache ZooKeeper's
+//! formats: ruok, srvr, stat, mntr, conf, cons, crst, srst, envi, wchs,
+//! wchc, wchp, dump, dirs, isro, subject to `4lw.commands.whitelist`.
+//!
+//! Watches and session deadlines live on the shard that owns the
+//! connection, so words that show them (mntr, wch*, dump) first gather a
+//! `ShardView` from every shard through the sequencer's batch stream.
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use zoocore_engine::DataTree;
 
 use crate::config::Config;
 use crate::stats::Stats;
@@ -9,31 +20,122 @@ use crate::stats::Stats;
 /// ZooKeeper version clients see; kazoo and zkServer.sh parse it.
 pub const ZK_VERSION: &str = "3.9.2";
 
+/// How long a word waits for every shard's view before it answers without.
+const GATHER_TIMEOUT: Duration = Duration::from_secs(5);
+
 pub fn version_line() -> String {
-    format!("{ZK_VERSION}-zoocore-{}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "{ZK_VERSION}-zoocore-{}, built on unknown",
+        env!("CARGO_PKG_VERSION")
+    )
 }
 
-/// The answer to a four-letter word.
-pub fn answer(word: &str, config: &Config, stats: &Arc<Stats>) -> String {
-    if !config.allows_word(word) {
-        return format!("{word} is not executed because it is not in the whitelist.\n");
+/// What one shard alone knows: the watches and sessions of its connections.
+pub struct ShardView {
+    /// Data-table watches (what ZooKeeper's wch* words show): path and the
+    /// session ids of its watchers (0 for a connection without a session).
+    pub data_watches: Vec<(String, Vec<i64>)>,
+    /// Watches of both tables.
+    pub watch_count: usize,
+    pub sessions: Vec<SessionView>,
+}
+
+pub struct SessionView {
+    pub id: i64,
+    /// When the session expires unless it is heard from, in ms since the Unix epoch.
+    pub expires_ms: i64,
+    /// The connection it is attached to, if any.
+    pub peer: Option<SocketAddr>,
+}
+
+/// Views collected from every shard for one word.
+pub struct Gather {
+    shards: usize,
+    views: Mutex<Vec<ShardView>>,
+}
+
+impl Gather {
+    pub fn new(shards: usize) -> Arc<Gather> {
+        Arc::new(Gather {
+            shards,
+            views: Mutex::new(Vec::with_capacity(shards)),
+        })
     }
+
+    /// A shard adds its view (each shard once, when the request reaches it).
+    pub fn add(&self, view: ShardView) {
+        self.views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(view);
+    }
+
+    /// Waits for every shard's view; `None` after `GATHER_TIMEOUT`.
+    pub async fn wait(&self) -> Option<Vec<ShardView>> {
+        let deadline = Instant::now() + GATHER_TIMEOUT;
+        loop {
+            {
+                let mut views = self.views.lock().unwrap_or_else(|p| p.into_inner());
+                if views.len() >= self.shards {
+                    return Some(std::mem::take(&mut views));
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+/// Whether a word needs every shard's view.
+pub fn needs_views(word: &str) -> bool {
+    matches!(word, "mntr" | "wchs" | "wchc" | "wchp" | "dump")
+}
+
+pub fn not_whitelisted(word: &str) -> String {
+    format!("{word} is not executed because it is not in the whitelist.\n")
+}
+
+/// What a word is answered from.
+pub struct Context<'a> {
+    pub config: &'a Config,
+    pub stats: &'a Stats,
+    /// The answering shard's replica.
+    pub tree: &'a DataTree,
+    /// Every shard's view, for the words of `needs_views`.
+    pub views: &'a [ShardView],
+}
+
+/// The answer to a whitelisted four-letter word.
+pub fn answer(word: &str, cx: &Context<'_>) -> String {
     match word {
         "ruok" => "imok".to_owned(),
-        "srvr" => server_summary(stats, false),
-        "stat" => server_summary(stats, true),
-        "envi" => format!(
-            "Environment:\nzookeeper.version={}, built for zoocore\nhost.name={}\n\
-             java.version=none (zoocore is written in Rust)\nos.name=Linux\n\
-             user.dir={}\nzoocore.shards={}\n",
-            version_line(),
-            hostname(),
-            std::env::current_dir()
-                .map(|d| d.display().to_string())
-                .unwrap_or_default(),
-            config.shards
+        "srvr" => server_summary(cx, false),
+        "stat" => server_summary(cx, true),
+        "envi" => environment(cx.config),
+        "conf" => configuration(cx.config),
+        "cons" => format!("{}\n", cx.stats.client_lines(true)),
+        "crst" => {
+            cx.stats.reset_connections();
+            "Connection stats reset.\n".to_owned()
+        }
+        "srst" => {
+            cx.stats.reset_server();
+            "Server stats reset.\n".to_owned()
+        }
+        "mntr" => monitor(cx),
+        "dirs" => format!(
+            "datadir_size: {}\nlogdir_size: {}\n",
+            dir_size(&cx.config.data_dir),
+            dir_size(&cx.config.data_log_dir)
         ),
-        other => format!("{other} is not supported by zoocore yet.\n"),
+        "isro" => "rw".to_owned(),
+        "wchs" => watch_summary(cx.views),
+        "wchc" => watches_by_session(cx.views),
+        "wchp" => watches_by_path(cx.views),
+        "dump" => dump(cx),
+        other => format!("{other} is not supported by zoocore.\n"),
     }
 }
 
@@ -43,14 +145,80 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-fn server_summary(stats: &Arc<Stats>, with_clients: bool) -> String {
+fn environment(config: &Config) -> String {
+    format!(
+        "Environment:\nzookeeper.version={}\nhost.name={}\n\
+         java.version=none (zoocore is written in Rust)\nos.name=Linux\nos.arch={}\n\
+         os.version={}\nuser.dir={}\nzoocore.shards={}\n",
+        version_line(),
+        hostname(),
+        std::env::consts::ARCH,
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default(),
+        std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+        config.shards
+    )
+}
+
+/// Bytes of the files directly in `dir` (ZooKeeper sums its version-2 dir).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    })
+}
+
+fn configuration(c: &Config) -> String {
+    format!(
+        "clientPort={}\nclientPortAddress={}\nsecureClientPort=-1\ndataDir={}\ndataDirSize={}\n\
+         dataLogDir={}\ndataLogSize={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\n\
+         maxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId=0\njute.maxbuffer={}\n\
+         snapCount={}\nautopurge.snapRetainCount={}\nautopurge.purgeInterval={}\n\
+         zoocore.shards={}\nzoocore.sequencerCpu={}\nzoocore.sequencerQueue={}\n\
+         zoocore.commitQueue={}\nzoocore.maxBatchTxns={}\nzoocore.maxBatchBytes={}\n\
+         zoocore.commitLingerMicros={}\nzoocore.spinBeforeParkMicros={}\nzoocore.logSegmentBytes={}\n",
+        c.client_port,
+        c.client_port_address,
+        c.data_dir.display(),
+        dir_size(&c.data_dir),
+        c.data_log_dir.display(),
+        dir_size(&c.data_log_dir),
+        c.tick_time_ms,
+        c.max_client_cnxns,
+        c.min_session_timeout_ms,
+        c.max_session_timeout_ms,
+        c.jute_max_buffer,
+        c.snap_count,
+        c.snap_retain_count,
+        c.purge_interval_hours,
+        c.shards,
+        c.sequencer_cpu,
+        c.sequencer_queue,
+        c.commit_queue,
+        c.max_batch_txns,
+        c.max_batch_bytes,
+        c.commit_linger_us,
+        c.spin_before_park_us,
+        c.log_segment_bytes,
+    )
+}
+
+fn server_summary(cx: &Context<'_>, with_clients: bool) -> String {
+    let stats = cx.stats;
     let clients = if with_clients {
-        format!("Clients:\n{}\n", stats.client_lines())
+        format!("Clients:\n{}\n", stats.client_lines(false))
     } else {
         String::new()
     };
     format!(
-        "Zookeeper version: {}, built on unknown\n{clients}Latency min/avg/max: {}\n\
+        "Zookeeper version: {}\n{clients}Latency min/avg/max: {}\n\
          Received: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: {:#x}\nMode: standalone\nNode count: {}\n",
         version_line(),
         stats.latency_line(),
@@ -58,7 +226,244 @@ fn server_summary(stats: &Arc<Stats>, with_clients: bool) -> String {
         stats.sent(),
         Stats::get(&stats.connections),
         stats.outstanding(),
-        Stats::get(&stats.last_zxid),
-        Stats::get(&stats.node_count),
+        cx.tree.last_zxid(),
+        cx.tree.node_count(),
     )
+}
+
+/// Open and allowed file descriptors of this process.
+fn file_descriptors() -> (usize, u64) {
+    let open = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit fills the struct it is given.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    (open, limit.rlim_cur)
+}
+
+fn monitor(cx: &Context<'_>) -> String {
+    let stats = cx.stats;
+    let (min, avg, max) = stats.latency();
+    let (open_fds, max_fds) = file_descriptors();
+    let watches: usize = cx.views.iter().map(|v| v.watch_count).sum();
+    let sessions: usize = cx.views.iter().map(|v| v.sessions.len()).sum();
+    let rows: Vec<(&str, String)> = vec![
+        ("zk_version", version_line()),
+        ("zk_server_state", "standalone".into()),
+        ("zk_ephemerals_count", cx.tree.ephemeral_count().to_string()),
+        (
+            "zk_num_alive_connections",
+            Stats::get(&stats.connections).to_string(),
+        ),
+        ("zk_avg_latency", format!("{avg:.4}")),
+        ("zk_outstanding_requests", stats.outstanding().to_string()),
+        ("zk_znode_count", cx.tree.node_count().to_string()),
+        ("zk_global_sessions", "0".into()),
+        ("zk_local_sessions", "0".into()),
+        ("zk_packets_sent", stats.sent().to_string()),
+        ("zk_packets_received", stats.received().to_string()),
+        ("zk_watch_count", watches.to_string()),
+        ("zk_min_latency", min.to_string()),
+        ("zk_max_latency", max.to_string()),
+        ("zk_max_file_descriptor_count", max_fds.to_string()),
+        ("zk_open_file_descriptor_count", open_fds.to_string()),
+        (
+            "zk_approximate_data_size",
+            cx.tree.approximate_data_size().to_string(),
+        ),
+        ("zk_uptime", stats.uptime_ms().to_string()),
+        ("zk_last_zxid", format!("{:#x}", cx.tree.last_zxid())),
+        ("zoocore_shards", cx.config.shards.to_string()),
+        ("zoocore_sessions", sessions.to_string()),
+        (
+            "zoocore_commit_batches",
+            Stats::get(&stats.batches).to_string(),
+        ),
+        (
+            "zoocore_commit_txns",
+            Stats::get(&stats.batched_txns).to_string(),
+        ),
+        (
+            "zoocore_commit_bytes",
+            Stats::get(&stats.batched_bytes).to_string(),
+        ),
+        (
+            "zoocore_commit_max_txns",
+            Stats::get(&stats.max_batch_txns).to_string(),
+        ),
+    ];
+    rows.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
+}
+
+/// Every (path, watching session) of the data tables, all shards together.
+fn data_watchers(views: &[ShardView]) -> impl Iterator<Item = (&str, i64)> + Clone {
+    views
+        .iter()
+        .flat_map(|v| &v.data_watches)
+        .flat_map(|(p, sessions)| sessions.iter().map(move |&s| (p.as_str(), s)))
+}
+
+fn watch_summary(views: &[ShardView]) -> String {
+    let watchers = data_watchers(views);
+    let sessions: BTreeSet<i64> = watchers.clone().map(|(_, s)| s).collect();
+    let paths: BTreeSet<&str> = watchers.clone().map(|(p, _)| p).collect();
+    format!(
+        "{} connections watching {} paths\nTotal watches:{}\n",
+        sessions.len(),
+        paths.len(),
+        watchers.count()
+    )
+}
+
+fn watches_by_session(views: &[ShardView]) -> String {
+    let mut by_session: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+    for (p, s) in data_watchers(views) {
+        by_session.entry(s).or_default().insert(p);
+    }
+    let mut out = String::new();
+    for (session, paths) in by_session {
+        let _ = writeln!(out, "{session:#x}");
+        for p in paths {
+            let _ = writeln!(out, "\t{p}");
+        }
+    }
+    out + "\n"
+}
+
+fn watches_by_path(views: &[ShardView]) -> String {
+    let mut by_path: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
+    for (p, s) in data_watchers(views) {
+        by_path.entry(p).or_default().insert(s);
+    }
+    let mut out = String::new();
+    for (path, sessions) in by_path {
+        let _ = writeln!(out, "{path}");
+        for s in sessions {
+            let _ = writeln!(out, "\t{s:#x}");
+        }
+    }
+    out + "\n"
+}
+
+fn dump(cx: &Context<'_>) -> String {
+    let sessions: Vec<&SessionView> = cx.views.iter().flat_map(|v| &v.sessions).collect();
+    // ZooKeeper groups sessions by expiry time rounded up to a tick.
+    let tick = i64::from(cx.config.tick_time_ms.max(1));
+    let mut buckets: BTreeMap<i64, Vec<&SessionView>> = BTreeMap::new();
+    for s in &sessions {
+        buckets
+            .entry((s.expires_ms / tick + 1) * tick)
+            .or_default()
+            .push(s);
+    }
+    let mut out = format!(
+        "SessionTracker dump:\nSession Sets ({})/({}):\n",
+        buckets.len(),
+        sessions.len()
+    );
+    for (expires, group) in &buckets {
+        let _ = writeln!(out, "{} expire at {}:", group.len(), java_date(*expires));
+        for s in group {
+            let _ = writeln!(out, "\t{:#x}", s.id);
+        }
+    }
+    let owners: Vec<_> = cx.tree.ephemerals().collect();
+    let _ = writeln!(
+        out,
+        "ephemeral nodes dump:\nSessions with Ephemerals ({}):",
+        owners.len()
+    );
+    for (session, paths) in owners {
+        let _ = writeln!(out, "{session:#x}:");
+        for p in paths {
+            let _ = writeln!(out, "\t{p}");
+        }
+    }
+    let attached: Vec<&&SessionView> = sessions.iter().filter(|s| s.peer.is_some()).collect();
+    let _ = writeln!(
+        out,
+        "Connections dump:\nConnections Sets ({})/({}):",
+        attached.len(),
+        attached.len()
+    );
+    for s in attached {
+        let _ = writeln!(out, "1 expire at {}:", java_date(s.expires_ms));
+        if let Some(peer) = s.peer {
+            let _ = writeln!(out, "\tip: /{peer} sessionId: {:#x}", s.id);
+        }
+    }
+    out
+}
+
+/// A time as Java's `Date.toString` prints it in UTC: `Thu Dec 03 15:52:22 UTC 2026`.
+fn java_date(epoch_ms: i64) -> String {
+    let secs = epoch_ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {day:02} {:02}:{:02}:{:02} UTC {year}",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_print_as_java_prints_them() {
+        assert_eq!(java_date(0), "Thu Jan 01 00:00:00 UTC 1970");
+        assert_eq!(java_date(1_796_312_342_000), "Thu Dec 03 15:39:02 UTC 2026");
+        assert_eq!(java_date(951_825_600_000), "Tue Feb 29 12:00:00 UTC 2000");
+    }
+
+    fn view(watches: &[(&str, &[i64])]) -> ShardView {
+        ShardView {
+            data_watches: watches
+                .iter()
+                .map(|(p, s)| (p.to_string(), s.to_vec()))
+                .collect(),
+            watch_count: 0,
+            sessions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn watch_words_merge_the_shards() {
+        let views = [
+            view(&[("/a", &[1, 2]), ("/b", &[1])]),
+            view(&[("/a", &[3])]),
+        ];
+        assert_eq!(
+            watch_summary(&views),
+            "3 connections watching 2 paths\nTotal watches:4\n"
+        );
+        assert_eq!(
+            watches_by_session(&views),
+            "0x1\n\t/a\n\t/b\n0x2\n\t/a\n0x3\n\t/a\n\n"
+        );
+        assert_eq!(
+            watches_by_path(&views),
+            "/a\n\t0x1\n\t0x2\n\t0x3\n/b\n\t0x1\n\n"
+        );
+    }
 }

@@ -61,6 +61,8 @@ pub enum ToSequencer {
     Sync {
         origin: Origin,
     },
+    /// A four-letter word wants every shard's view of its connections.
+    Gather(Arc<crate::fourlw::Gather>),
 }
 
 /// One entry of a committed batch.
@@ -77,6 +79,8 @@ pub enum Entry {
     Synced {
         origin: Origin,
     },
+    /// Each shard adds its view of its connections to the word's gather.
+    Gather(Arc<crate::fourlw::Gather>),
     /// A write or session change that could not be made durable (the log
     /// could not be written): its shard answers it with an error.
     Rejected {
@@ -196,6 +200,7 @@ impl State {
                 self.open.push(Entry::Attached { session_id, shard });
             }
             ToSequencer::Sync { origin } => self.open.push(Entry::Synced { origin }),
+            ToSequencer::Gather(gather) => self.open.push(Entry::Gather(gather)),
         }
     }
 

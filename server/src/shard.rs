@@ -34,6 +34,7 @@ use zoocore_net::records::{ConnectRequest, ConnectResponse, ReplyHeader, Watcher
 use zoocore_net::{decode_request, encode_reply, ErrorCode, Request, Response};
 
 use crate::config::Config;
+use crate::fourlw;
 use crate::sequencer::{CommitBatch, Entry, Origin, ToSequencer};
 use crate::stats::{ClientStats, ShardCounters, Stats};
 
@@ -80,10 +81,9 @@ impl Conn {
         stats
             .sent
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.counters
-            .sent
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        stats.record_latency(arrived.elapsed());
+        let latency = arrived.elapsed();
+        self.counters.note_reply(header.zxid, latency);
+        stats.record_latency(latency);
         self.kick();
     }
 
@@ -230,11 +230,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         closing: Cell::new(false),
         read_only_byte: Cell::new(false),
         catching_up: Cell::new(false),
-        counters: Arc::new(ClientStats {
-            peer: peer_addr,
-            received: Default::default(),
-            sent: Default::default(),
-        }),
+        counters: Arc::new(ClientStats::new(peer_addr)),
     });
     shard
         .stats
@@ -320,7 +316,7 @@ async fn read_loop(
         if !connected {
             if let Some(first) = buf[start..filled].first_chunk::<4>() {
                 if let Some(word) = four_letter_word(first) {
-                    conn.raw(crate::fourlw::answer(word, &shard.config, &shard.stats).as_bytes());
+                    conn.raw(answer_word(shard, word).await.as_bytes());
                     return Ok(());
                 }
             }
@@ -446,6 +442,7 @@ async fn connect(
         }
     }
     conn.session_id.set(id);
+    conn.counters.note_session(id, timeout);
     send(
         shard,
         ToSequencer::Attach {
@@ -490,9 +487,7 @@ async fn handle_request(
         .counters()
         .received
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    conn.counters
-        .received
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    conn.counters.note_request(request.op(), header.xid);
     let session_id = conn.session_id.get();
     if let Some(s) = shard.sessions.borrow_mut().get_mut(&session_id) {
         s.deadline = now_deadline(s.timeout_ms);
@@ -652,6 +647,62 @@ fn answered(shard: &Shard, conn: &Conn) -> Option<InFlight> {
     Some(entry)
 }
 
+/// The answer to a four-letter word; words that show watches or sessions
+/// first gather every shard's view through the sequencer.
+async fn answer_word(shard: &Rc<Shard>, word: &str) -> String {
+    if !shard.config.allows_word(word) {
+        return fourlw::not_whitelisted(word);
+    }
+    let views = if fourlw::needs_views(word) {
+        let gather = fourlw::Gather::new(shard.config.shards);
+        if send(shard, ToSequencer::Gather(gather.clone()))
+            .await
+            .is_err()
+        {
+            return "zoocore is shutting down.\n".into();
+        }
+        match gather.wait().await {
+            Some(views) => views,
+            None => return format!("{word}: not every shard answered in time.\n"),
+        }
+    } else {
+        Vec::new()
+    };
+    let replica = shard.replica.borrow();
+    let cx = fourlw::Context {
+        config: &shard.config,
+        stats: &shard.stats,
+        tree: &replica,
+        views: &views,
+    };
+    fourlw::answer(word, &cx)
+}
+
+/// What this shard alone knows of its connections, for a four-letter word.
+fn view(shard: &Shard) -> fourlw::ShardView {
+    let conns = shard.conns.borrow();
+    let session_of = |c: u64| conns.get(&c).map_or(0, |c| c.session_id.get());
+    let watches = shard.watches.borrow();
+    let (now, now_ms) = (Instant::now(), crate::stats::epoch_ms());
+    fourlw::ShardView {
+        data_watches: watches
+            .data_watches()
+            .map(|(p, watchers)| (p.to_owned(), watchers.map(session_of).collect()))
+            .collect(),
+        watch_count: watches.watch_count(),
+        sessions: shard
+            .sessions
+            .borrow()
+            .iter()
+            .map(|(&id, s)| fourlw::SessionView {
+                id,
+                expires_ms: now_ms + s.deadline.saturating_duration_since(now).as_millis() as i64,
+                peer: s.conn.and_then(|c| conns.get(&c)).map(|c| c.counters.peer),
+            })
+            .collect(),
+    }
+}
+
 /// Applies every committed batch to this shard's replica, in zxid order.
 async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch>>) {
     let commits = commits.connect().await;
@@ -683,18 +734,10 @@ async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch
                     }
                 }
                 Entry::Synced { .. } => {}
+                Entry::Gather(gather) => gather.add(view(&shard)),
                 Entry::Rejected { origin, session_id } => reject(&shard, *origin, *session_id),
             }
         }
-        let replica = shard.replica.borrow();
-        shard.stats.last_zxid.store(
-            replica.last_zxid() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        shard.stats.node_count.store(
-            replica.node_count() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
     }
 }
 
@@ -742,6 +785,7 @@ fn apply_txn(shard: &Rc<Shard>, txn: &zoocore_engine::Txn, origin: Option<Origin
                 .unwrap_or_else(|| txn_timeout(txn));
             track(shard, txn.session_id, timeout, Some(conn.id));
             conn.session_id.set(txn.session_id);
+            conn.counters.note_session(txn.session_id, timeout);
             send_connect_response(
                 &conn,
                 &ConnectResponse {

@@ -10,23 +10,201 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-/// Counters of one connection, listed by `stat`. Only its shard writes them.
+/// Request latencies: min, max, sum and count, in microseconds.
+pub struct Latency {
+    min_us: AtomicU64,
+    max_us: AtomicU64,
+    sum_us: AtomicU64,
+    count: AtomicU64,
+    last_us: AtomicU64,
+}
+
+impl Latency {
+    fn new() -> Self {
+        Latency {
+            min_us: AtomicU64::new(u64::MAX),
+            max_us: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            last_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record(&self, latency: Duration) {
+        let us = latency.as_micros() as u64;
+        self.min_us.fetch_min(us, Ordering::Relaxed);
+        self.max_us.fetch_max(us, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.last_us.store(us, Ordering::Relaxed);
+    }
+
+    fn reset(&self) {
+        self.min_us.store(u64::MAX, Ordering::Relaxed);
+        self.max_us.store(0, Ordering::Relaxed);
+        self.sum_us.store(0, Ordering::Relaxed);
+        self.count.store(0, Ordering::Relaxed);
+        self.last_us.store(0, Ordering::Relaxed);
+    }
+}
+
+/// (min, avg, max) in milliseconds over some latency records, as ZooKeeper
+/// reports them (0 when there are none).
+fn summary<'a>(all: impl Iterator<Item = &'a Latency> + Clone) -> (u64, f64, u64) {
+    let count: u64 = all.clone().map(|l| l.count.load(Ordering::Relaxed)).sum();
+    if count == 0 {
+        return (0, 0.0, 0);
+    }
+    let sum: u64 = all.clone().map(|l| l.sum_us.load(Ordering::Relaxed)).sum();
+    let min = all
+        .clone()
+        .map(|l| l.min_us.load(Ordering::Relaxed))
+        .min()
+        .unwrap_or(0);
+    let max = all
+        .map(|l| l.max_us.load(Ordering::Relaxed))
+        .max()
+        .unwrap_or(0);
+    (min / 1000, sum as f64 / count as f64 / 1000.0, max / 1000)
+}
+
+/// Counters of one connection, listed by `stat` and `cons`. Only its shard writes them.
 pub struct ClientStats {
     pub peer: SocketAddr,
     pub received: AtomicU64,
     pub sent: AtomicU64,
+    /// 0 until the connection has a session.
+    pub session_id: AtomicI64,
+    pub timeout_ms: AtomicI64,
+    /// When the session was established here, in ms since the Unix epoch.
+    pub established_ms: AtomicI64,
+    /// Opcode of the last request, or `NO_OP`.
+    pub last_op: AtomicI64,
+    pub last_cxid: AtomicI64,
+    pub last_zxid: AtomicI64,
+    /// When the last reply left, in ms since the server started.
+    pub last_response_ms: AtomicU64,
+    pub latency: Latency,
 }
 
-/// Per-request counters of one shard; only that shard writes them.
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Milliseconds since the server started (since `Stats::new`).
+pub fn elapsed_ms() -> u64 {
+    STARTED
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn epoch_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// `last_op` before any request.
+const NO_OP: i64 = i64::MIN;
+
+impl ClientStats {
+    pub fn new(peer: SocketAddr) -> Self {
+        ClientStats {
+            peer,
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            session_id: AtomicI64::new(0),
+            timeout_ms: AtomicI64::new(0),
+            established_ms: AtomicI64::new(0),
+            last_op: AtomicI64::new(NO_OP),
+            last_cxid: AtomicI64::new(-1),
+            last_zxid: AtomicI64::new(-1),
+            last_response_ms: AtomicU64::new(0),
+            latency: Latency::new(),
+        }
+    }
+
+    /// A request arrived.
+    pub fn note_request(&self, op: i32, cxid: i32) {
+        self.received.fetch_add(1, Ordering::Relaxed);
+        self.last_op.store(op.into(), Ordering::Relaxed);
+        // Pings, auth and setWatches carry reserved negative xids, not cxids.
+        if cxid >= 0 {
+            self.last_cxid.store(cxid.into(), Ordering::Relaxed);
+        }
+    }
+
+    /// A reply left.
+    pub fn note_reply(&self, zxid: i64, latency: Duration) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        self.last_zxid.store(zxid, Ordering::Relaxed);
+        self.last_response_ms.store(elapsed_ms(), Ordering::Relaxed);
+        self.latency.record(latency);
+    }
+
+    /// The connection now has a session.
+    pub fn note_session(&self, session_id: i64, timeout_ms: i32) {
+        self.session_id.store(session_id, Ordering::Relaxed);
+        self.timeout_ms.store(timeout_ms.into(), Ordering::Relaxed);
+        self.established_ms.store(epoch_ms(), Ordering::Relaxed);
+    }
+
+    /// What `crst` clears, as ZooKeeper's `resetStats` does.
+    fn reset(&self) {
+        self.received.store(0, Ordering::Relaxed);
+        self.sent.store(0, Ordering::Relaxed);
+        self.last_op.store(NO_OP, Ordering::Relaxed);
+        self.last_cxid.store(-1, Ordering::Relaxed);
+        self.last_zxid.store(-1, Ordering::Relaxed);
+        self.last_response_ms.store(0, Ordering::Relaxed);
+        self.latency.reset();
+    }
+}
+
+/// ZooKeeper's short name of an operation in `cons` (`lop=`).
+fn op_name(op: i64) -> &'static str {
+    use zoocore_net::OpCode::*;
+    let Some(op) = i32::try_from(op)
+        .ok()
+        .and_then(zoocore_net::OpCode::from_i32)
+    else {
+        return "NA";
+    };
+    match op {
+        Ping => "PING",
+        CreateSession => "SESS",
+        Multi | MultiRead => "MULT",
+        Create | Create2 | CreateContainer | CreateTtl => "CREA",
+        Delete | DeleteContainer => "DELE",
+        SetData => "SETD",
+        SetAcl => "SETA",
+        CloseSession => "CLOS",
+        Sync => "SYNC",
+        Check => "CHEC",
+        Exists => "EXIS",
+        GetData => "GETD",
+        SetWatches | SetWatches2 => "SETW",
+        GetAcl => "GETA",
+        GetChildren | GetChildren2 => "GETC",
+        GetEphemerals => "GETE",
+        GetAllChildrenNumber => "GETACN",
+        CheckWatches => "CHKW",
+        RemoveWatches => "REMW",
+        AddWatch => "ADDW",
+        WhoAmI => "HOMI",
+        Auth => "AUTH",
+        _ => "NA",
+    }
+}
+
+/// Per-request counters of one shard; only that shard writes them (the
+/// resets of `srst` aside).
 pub struct ShardCounters {
     pub received: AtomicU64,
     pub sent: AtomicU64,
     /// Requests sent to the sequencer and not yet answered.
     pub outstanding: AtomicI64,
-    latency_min_us: AtomicU64,
-    latency_max_us: AtomicU64,
-    latency_sum_us: AtomicU64,
-    latency_count: AtomicU64,
+    latency: Latency,
 }
 
 impl ShardCounters {
@@ -35,20 +213,13 @@ impl ShardCounters {
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             outstanding: AtomicI64::new(0),
-            latency_min_us: AtomicU64::new(u64::MAX),
-            latency_max_us: AtomicU64::new(0),
-            latency_sum_us: AtomicU64::new(0),
-            latency_count: AtomicU64::new(0),
+            latency: Latency::new(),
         }
     }
 
     /// Time from a request's arrival to its reply.
     pub fn record_latency(&self, latency: Duration) {
-        let us = latency.as_micros() as u64;
-        self.latency_min_us.fetch_min(us, Ordering::Relaxed);
-        self.latency_max_us.fetch_max(us, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add(us, Ordering::Relaxed);
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency.record(latency);
     }
 }
 
@@ -59,8 +230,6 @@ pub struct Stats {
     pub batched_txns: AtomicU64,
     pub batched_bytes: AtomicU64,
     pub max_batch_txns: AtomicU64,
-    pub last_zxid: AtomicU64,
-    pub node_count: AtomicU64,
     /// Open connections per client address (`maxClientCnxns`); touched only
     /// when a connection opens or closes, never per request.
     per_ip: Mutex<HashMap<IpAddr, u32>>,
@@ -70,6 +239,7 @@ pub struct Stats {
 
 impl Stats {
     pub fn new(shards: usize) -> Self {
+        elapsed_ms();
         Stats {
             shards: (0..shards)
                 .map(|_| CachePadded::new(ShardCounters::new()))
@@ -79,8 +249,6 @@ impl Stats {
             batched_txns: AtomicU64::new(0),
             batched_bytes: AtomicU64::new(0),
             max_batch_txns: AtomicU64::new(0),
-            last_zxid: AtomicU64::new(0),
-            node_count: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
             clients: Mutex::new(BTreeMap::new()),
         }
@@ -149,27 +317,37 @@ impl Stats {
         }
     }
 
-    /// `min/avg/max` in milliseconds, as ZooKeeper prints them.
+    /// (min, avg, max) request latency in milliseconds since the last `srst`.
+    pub fn latency(&self) -> (u64, f64, u64) {
+        summary(self.shards.iter().map(|s| &s.latency))
+    }
+
+    /// `min/avg/max` in milliseconds, as ZooKeeper's `srvr` prints them.
     pub fn latency_line(&self) -> String {
-        let count = self.sum(|s| s.latency_count.load(Ordering::Relaxed));
-        if count == 0 {
-            return "0/0.0/0".into();
+        let (min, avg, max) = self.latency();
+        format!("{min}/{avg:.4}/{max}")
+    }
+
+    /// `srst`: latency and packet counts start again.
+    pub fn reset_server(&self) {
+        for s in &self.shards {
+            s.received.store(0, Ordering::Relaxed);
+            s.sent.store(0, Ordering::Relaxed);
+            s.latency.reset();
         }
-        let sum = self.sum(|s| s.latency_sum_us.load(Ordering::Relaxed));
-        let min = self
-            .shards
-            .iter()
-            .map(|s| s.latency_min_us.load(Ordering::Relaxed))
-            .min()
-            .unwrap_or(0);
-        let max = self
-            .shards
-            .iter()
-            .map(|s| s.latency_max_us.load(Ordering::Relaxed))
-            .max()
-            .unwrap_or(0);
-        let avg = sum as f64 / count as f64 / 1000.0;
-        format!("{}/{avg:.4}/{}", min / 1000, max / 1000)
+    }
+
+    /// `crst`: every connection's counters start again.
+    pub fn reset_connections(&self) {
+        let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        for c in clients.values() {
+            c.reset();
+        }
+    }
+
+    /// Milliseconds since the server started.
+    pub fn uptime_ms(&self) -> u64 {
+        elapsed_ms()
     }
 
     pub fn add_client(&self, shard: usize, conn: u64, client: Arc<ClientStats>) {
@@ -182,18 +360,37 @@ impl Stats {
         clients.remove(&(shard, conn));
     }
 
-    /// One line per open connection, as ZooKeeper's `stat` lists them.
-    pub fn client_lines(&self) -> String {
+    /// One line per open connection, as ZooKeeper's `stat` lists them
+    /// (`detailed`: as `cons` does).
+    pub fn client_lines(&self, detailed: bool) -> String {
         let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
             .values()
             .map(|c| {
-                format!(
-                    " /{}[1](queued=0,recved={},sent={})\n",
+                let load = |a: &AtomicI64| a.load(Ordering::Relaxed);
+                let session = load(&c.session_id);
+                let mut line = format!(
+                    " /{}[{}](queued=0,recved={},sent={}",
                     c.peer,
+                    u8::from(session != 0),
                     c.received.load(Ordering::Relaxed),
                     c.sent.load(Ordering::Relaxed)
-                )
+                );
+                if detailed && session != 0 {
+                    let (min, avg, max) = summary(std::iter::once(&c.latency));
+                    line += &format!(
+                        ",sid={session:#x},lop={},est={},to={},lcxid={:#x},lzxid={:#x},lresp={},llat={},minlat={min},avglat={},maxlat={max}",
+                        op_name(load(&c.last_op)),
+                        load(&c.established_ms),
+                        load(&c.timeout_ms),
+                        load(&c.last_cxid),
+                        load(&c.last_zxid),
+                        c.last_response_ms.load(Ordering::Relaxed),
+                        c.latency.last_us.load(Ordering::Relaxed) / 1000,
+                        avg.round() as u64,
+                    );
+                }
+                line + ")\n"
             })
             .collect()
     }
