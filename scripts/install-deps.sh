@@ -5,6 +5,8 @@
 #     (slf4j-api + slf4j-log4j12 binding + log4j 1.2; see scripts/zk-classpath.sh).
 #     Netty jars come in via libzookeeper-java but are only needed for the
 #     Netty connection factory; we use the default NIO factory.
+#     libservlet-api-java's servlet-api.jar lets its AdminServer start (the
+#     admin tests compare zoocore's admin commands with it).
 #   * netcat-openbsd (4-letter-word checks: `echo ruok | nc 127.0.0.1 PORT`)
 #   * a Python venv at <repo>/.venv with kazoo (a real ZooKeeper client) and
 #     pytest (runs server/tests/kazoo, the kazoo recipe suite).
@@ -19,7 +21,7 @@ VENV="$REPO_ROOT/.venv"
 JAVA_DIR=/usr/share/java
 
 # Debian packages and, for the jars, the files they must provide.
-APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java python3 python3-venv)
+APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java python3 python3-venv)
 PY_PACKAGES=(kazoo pytest)
 
 log() { printf 'install-deps: %s\n' "$*"; }
@@ -55,9 +57,10 @@ if ! command -v java >/dev/null 2>&1 \
    || ! glob_exists "$JAVA_DIR/zookeeper.jar" "$JAVA_DIR/zookeeper-[0-9]*.jar" \
    || ! glob_exists "$JAVA_DIR/zookeeper-jute.jar" "$JAVA_DIR/zookeeper-jute-[0-9]*.jar" \
    || ! glob_exists "$JAVA_DIR/slf4j-log4j12.jar" "$JAVA_DIR/slf4j-log4j12-[0-9]*.jar" \
-   || ! glob_exists "$JAVA_DIR/log4j-1.2.jar" "$JAVA_DIR/log4j-1.2-[0-9]*.jar"; then
+   || ! glob_exists "$JAVA_DIR/log4j-1.2.jar" "$JAVA_DIR/log4j-1.2-[0-9]*.jar" \
+   || ! glob_exists "$JAVA_DIR/servlet-api.jar" "$JAVA_DIR/servlet-api-[0-9]*.jar"; then
     # reinstall the whole set; apt skips what is already fine
-    for p in zookeeper libzookeeper-java libslf4j-java liblog4j1.2-java; do
+    for p in zookeeper libzookeeper-java libslf4j-java liblog4j1.2-java libservlet-api-java; do
         [[ " ${missing[*]-} " == *" $p "* ]] || missing+=("$p")
     done
     reinstall=1

@@ -10,7 +10,8 @@
 # Debian's zookeeper.jar carries a manifest Class-Path with its runtime deps
 # (zookeeper-jute, slf4j-api, netty, jetty, jackson, metrics, commons-*), but
 # NOT an slf4j binding; we add slf4j-log4j12 + log4j 1.2 so logging works
-# (otherwise slf4j prints a NOP-logger warning and nothing is logged).
+# (otherwise slf4j prints a NOP-logger warning and nothing is logged), and
+# servlet-api for the AdminServer.
 # Set JAVA_DIR to look somewhere other than /usr/share/java.
 set -euo pipefail
 
@@ -42,5 +43,8 @@ cp+=("$(find_jar zookeeper-jute)")
 cp+=("$(find_jar slf4j-api)")
 cp+=("$(find_jar slf4j-log4j12)")
 cp+=("$(find_jar log4j-1.2 log4j)")
+# The AdminServer (Jetty, from the manifest) also needs the servlet API,
+# which the manifest leaves out; without it ZooKeeper turns it off.
+cp+=("$(find_jar servlet-api)")
 
 (IFS=:; printf '%s\n' "${cp[*]}")

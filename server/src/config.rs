@@ -71,6 +71,11 @@ pub struct Config {
     pub snap_retain_count: usize,
     /// Hours between purges; 0 turns autopurge off.
     pub purge_interval_hours: u64,
+    /// The admin HTTP server (`/commands`, `/health`); off when `None`.
+    pub admin_addr: Option<SocketAddr>,
+    /// The Prometheus `/metrics` page; on when `metricsProvider.className`
+    /// names the Prometheus provider, as in ZooKeeper.
+    pub metrics_addr: Option<SocketAddr>,
     /// A log write + sync slower than this is logged (ZooKeeper's key and default).
     pub fsync_warning_ms: u64,
     /// How often empty containers and expired TTL nodes are looked for
@@ -109,6 +114,8 @@ impl Default for Config {
             snap_size_limit_bytes: 4 << 40,
             snap_retain_count: 3,
             purge_interval_hours: 0,
+            admin_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            metrics_addr: None,
             fsync_warning_ms: 1000,
             container_check_interval_ms: 60_000,
         }
@@ -140,6 +147,10 @@ impl Config {
         let mut max_set = false;
         let mut log_dir_set = false;
         let mut global_outstanding = None;
+        let (mut admin_enabled, mut admin_ip, mut admin_port) =
+            (true, IpAddr::from([0, 0, 0, 0]), 8080);
+        let (mut metrics_enabled, mut metrics_ip, mut metrics_port) =
+            (false, IpAddr::from([0, 0, 0, 0]), 7000);
         let base = path.parent().unwrap_or(Path::new("."));
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
@@ -244,14 +255,37 @@ impl Config {
                 "znode.container.checkIntervalMs" => {
                     config.container_check_interval_ms = number(value)?.max(1)
                 }
-                "initLimit" | "syncLimit" | "admin.enableServer" | "admin.serverPort"
-                | "standaloneEnabled" | "reconfigEnabled" | "preAllocSize" => {
-                    warnings.push(format!(
-                        "{}:{}: {key} is accepted but has no effect yet",
-                        path.display(),
-                        i + 1
-                    ))
+                "admin.enableServer" => admin_enabled = value == "true",
+                "admin.serverAddress" => {
+                    admin_ip = value.parse().map_err(|_| {
+                        invalid(format!(
+                            "admin.serverAddress {value:?} is not an IP address"
+                        ))
+                    })?
                 }
+                "admin.serverPort" => {
+                    admin_port = u16::try_from(number(value)?)
+                        .map_err(|_| invalid(format!("admin.serverPort {value} out of range")))?
+                }
+                "metricsProvider.className" => metrics_enabled = value.contains("Prometheus"),
+                "metricsProvider.httpHost" => {
+                    metrics_ip = value.parse().map_err(|_| {
+                        invalid(format!(
+                            "metricsProvider.httpHost {value:?} is not an IP address"
+                        ))
+                    })?
+                }
+                "metricsProvider.httpPort" => {
+                    metrics_port = u16::try_from(number(value)?).map_err(|_| {
+                        invalid(format!("metricsProvider.httpPort {value} out of range"))
+                    })?
+                }
+                "initLimit" | "syncLimit" | "standaloneEnabled" | "reconfigEnabled"
+                | "preAllocSize" => warnings.push(format!(
+                    "{}:{}: {key} is accepted but has no effect yet",
+                    path.display(),
+                    i + 1
+                )),
                 _ => warnings.push(format!(
                     "{}:{}: unknown key {key} ignored",
                     path.display(),
@@ -259,6 +293,8 @@ impl Config {
                 )),
             }
         }
+        config.admin_addr = admin_enabled.then(|| SocketAddr::new(admin_ip, admin_port));
+        config.metrics_addr = metrics_enabled.then(|| SocketAddr::new(metrics_ip, metrics_port));
         if !log_dir_set {
             config.data_log_dir = config.data_dir.clone();
         }
@@ -356,6 +392,22 @@ mod tests {
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         let err = Config::parse("zoocore.logSegmentBytes=1048576\n", Path::new("z")).unwrap_err();
         assert!(err.to_string().contains("zoocore.logSegmentBytes"), "{err}");
+    }
+
+    #[test]
+    fn admin_and_metrics_servers_as_zookeeper_configures_them() {
+        let (c, _) = Config::parse("", Path::new("z")).unwrap();
+        assert_eq!(c.admin_addr, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(c.metrics_addr, None);
+        let (c, warnings) = Config::parse(
+            "admin.enableServer=false\nmetricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+             metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort=7001\n",
+            Path::new("z"),
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.admin_addr, None);
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:7001".parse().unwrap()));
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub fn version_line() -> String {
 
 /// What one shard alone knows: the watches and sessions of its connections.
 pub struct ShardView {
+    pub shard: usize,
     /// Data-table watches (what ZooKeeper's wch* words show): path and the
     /// session ids of its watchers (0 for a connection without a session).
     pub data_watches: Vec<(String, Vec<i64>)>,
@@ -145,26 +146,40 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
+/// `envi`'s lines (and the admin `environment` command's fields).
+pub fn environment_pairs(config: &Config) -> Vec<(&'static str, String)> {
+    vec![
+        ("zookeeper.version", version_line()),
+        ("host.name", hostname()),
+        ("java.version", "none (zoocore is written in Rust)".into()),
+        ("os.name", "Linux".into()),
+        ("os.arch", std::env::consts::ARCH.into()),
+        (
+            "os.version",
+            std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_default(),
+        ),
+        (
+            "user.dir",
+            std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+        ),
+        ("zoocore.shards", config.shards.to_string()),
+    ]
+}
+
 fn environment(config: &Config) -> String {
-    format!(
-        "Environment:\nzookeeper.version={}\nhost.name={}\n\
-         java.version=none (zoocore is written in Rust)\nos.name=Linux\nos.arch={}\n\
-         os.version={}\nuser.dir={}\nzoocore.shards={}\n",
-        version_line(),
-        hostname(),
-        std::env::consts::ARCH,
-        std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|v| v.trim().to_owned())
-            .unwrap_or_default(),
-        std::env::current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default(),
-        config.shards
-    )
+    let lines: String = environment_pairs(config)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    format!("Environment:\n{lines}")
 }
 
 /// Bytes of the files directly in `dir` (ZooKeeper sums its version-2 dir).
-fn dir_size(dir: &std::path::Path) -> u64 {
+pub fn dir_size(dir: &std::path::Path) -> u64 {
     std::fs::read_dir(dir).map_or(0, |entries| {
         entries
             .filter_map(Result::ok)
@@ -243,62 +258,82 @@ fn file_descriptors() -> (usize, u64) {
     (open, limit.rlim_cur)
 }
 
-fn monitor(cx: &Context<'_>) -> String {
+/// `mntr`'s values (and the admin `monitor` command's), by ZooKeeper's name
+/// without its `zk_` prefix; zoocore's own start with `zoocore_`.
+pub fn monitor_rows(cx: &Context<'_>) -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
     let stats = cx.stats;
     let (min, avg, max) = stats.latency();
     let (open_fds, max_fds) = file_descriptors();
     let watches: usize = cx.views.iter().map(|v| v.watch_count).sum();
     let sessions: usize = cx.views.iter().map(|v| v.sessions.len()).sum();
-    let rows: Vec<(&str, String)> = vec![
-        ("zk_version", version_line()),
-        ("zk_server_state", "standalone".into()),
-        ("zk_ephemerals_count", cx.tree.ephemeral_count().to_string()),
+    vec![
+        ("version", json!(version_line())),
+        ("server_state", json!("standalone")),
+        ("ephemerals_count", json!(cx.tree.ephemeral_count())),
         (
-            "zk_num_alive_connections",
-            Stats::get(&stats.connections).to_string(),
+            "num_alive_connections",
+            json!(Stats::get(&stats.connections)),
         ),
-        ("zk_avg_latency", format!("{avg:.4}")),
-        ("zk_outstanding_requests", stats.outstanding().to_string()),
-        ("zk_znode_count", cx.tree.node_count().to_string()),
-        ("zk_global_sessions", "0".into()),
-        ("zk_local_sessions", "0".into()),
-        ("zk_packets_sent", stats.sent().to_string()),
-        ("zk_packets_received", stats.received().to_string()),
-        ("zk_watch_count", watches.to_string()),
-        ("zk_min_latency", min.to_string()),
-        ("zk_max_latency", max.to_string()),
-        ("zk_max_file_descriptor_count", max_fds.to_string()),
-        ("zk_open_file_descriptor_count", open_fds.to_string()),
+        ("avg_latency", json!((avg * 10_000.0).round() / 10_000.0)),
+        ("outstanding_requests", json!(stats.outstanding())),
+        ("znode_count", json!(cx.tree.node_count())),
+        ("global_sessions", json!(0)),
+        ("local_sessions", json!(0)),
+        ("packets_sent", json!(stats.sent())),
+        ("packets_received", json!(stats.received())),
+        ("watch_count", json!(watches)),
+        ("min_latency", json!(min)),
+        ("max_latency", json!(max)),
+        ("max_file_descriptor_count", json!(max_fds)),
+        ("open_file_descriptor_count", json!(open_fds)),
         (
-            "zk_approximate_data_size",
-            cx.tree.approximate_data_size().to_string(),
+            "approximate_data_size",
+            json!(cx.tree.approximate_data_size()),
         ),
-        ("zk_uptime", stats.uptime_ms().to_string()),
-        ("zk_last_zxid", format!("{:#x}", cx.tree.last_zxid())),
-        ("zoocore_shards", cx.config.shards.to_string()),
-        ("zoocore_sessions", sessions.to_string()),
-        (
-            "zoocore_commit_batches",
-            Stats::get(&stats.batches).to_string(),
-        ),
+        ("uptime", json!(stats.uptime_ms())),
+        ("last_zxid", json!(cx.tree.last_zxid())),
+        ("zoocore_shards", json!(cx.config.shards)),
+        ("zoocore_sessions", json!(sessions)),
+        ("zoocore_commit_batches", json!(Stats::get(&stats.batches))),
         (
             "zoocore_commit_txns",
-            Stats::get(&stats.batched_txns).to_string(),
+            json!(Stats::get(&stats.batched_txns)),
         ),
         (
             "zoocore_commit_bytes",
-            Stats::get(&stats.batched_bytes).to_string(),
+            json!(Stats::get(&stats.batched_bytes)),
         ),
         (
             "zoocore_commit_max_txns",
-            Stats::get(&stats.max_batch_txns).to_string(),
+            json!(Stats::get(&stats.max_batch_txns)),
         ),
-    ];
-    rows.iter().map(|(k, v)| format!("{k}\t{v}\n")).collect()
+    ]
+}
+
+fn monitor(cx: &Context<'_>) -> String {
+    monitor_rows(cx)
+        .into_iter()
+        .map(|(name, value)| {
+            let value = match value {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) if name == "avg_latency" => {
+                    format!("{:.4}", n.as_f64().unwrap_or(0.0))
+                }
+                other => other.to_string(),
+            };
+            let prefix = if name.starts_with("zoocore_") {
+                ""
+            } else {
+                "zk_"
+            };
+            format!("{prefix}{name}\t{value}\n")
+        })
+        .collect()
 }
 
 /// Every (path, watching session) of the data tables, all shards together.
-fn data_watchers(views: &[ShardView]) -> impl Iterator<Item = (&str, i64)> + Clone {
+pub fn data_watchers(views: &[ShardView]) -> impl Iterator<Item = (&str, i64)> + Clone {
     views
         .iter()
         .flat_map(|v| &v.data_watches)
@@ -438,6 +473,7 @@ mod tests {
 
     fn view(watches: &[(&str, &[i64])]) -> ShardView {
         ShardView {
+            shard: 0,
             data_watches: watches
                 .iter()
                 .map(|(p, s)| (p.to_string(), s.to_vec()))

@@ -4,6 +4,7 @@
 //! glommio executor per shard core and one for the sequencer (which may
 //! share a core with a shard), connected by bounded channels.
 
+mod admin;
 mod config;
 mod fourlw;
 mod sequencer;

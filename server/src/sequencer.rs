@@ -332,7 +332,7 @@ pub async fn run(setup: SequencerSetup) {
                             "log write and fsync took longer than fsync.warningthresholdms"
                         );
                     }
-                    stats.record_batch(txns, bytes);
+                    stats.record_batch(txns, bytes, took);
                     *durable.lock().unwrap_or_else(|e| e.into_inner()) = Durable {
                         zxid: last_zxid,
                         end: log.position(),

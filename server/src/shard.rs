@@ -130,7 +130,7 @@ struct Session {
     expiring: bool,
 }
 
-struct Shard {
+pub struct Shard {
     index: usize,
     config: Arc<Config>,
     stats: Arc<Stats>,
@@ -145,6 +145,10 @@ struct Shard {
 }
 
 impl Shard {
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
     fn counters(&self) -> &ShardCounters {
         self.stats.shard(self.index)
     }
@@ -187,6 +191,9 @@ pub async fn run(setup: ShardSetup) {
     });
     glommio::spawn_local(apply_commits(shard.clone(), setup.commits)).detach();
     glommio::spawn_local(expire_sessions(shard.clone())).detach();
+    if shard.index == 0 {
+        crate::admin::spawn(&shard);
+    }
     loop {
         match listener.accept().await {
             Ok(stream) => {
@@ -647,24 +654,33 @@ fn answered(shard: &Shard, conn: &Conn) -> Option<InFlight> {
     Some(entry)
 }
 
-/// The answer to a four-letter word; words that show watches or sessions
-/// first gather every shard's view through the sequencer.
+/// The answer to a four-letter word.
 async fn answer_word(shard: &Rc<Shard>, word: &str) -> String {
     if !shard.config.allows_word(word) {
         return fourlw::not_whitelisted(word);
     }
-    let views = if fourlw::needs_views(word) {
+    inspect(shard, fourlw::needs_views(word), |cx| {
+        fourlw::answer(word, cx)
+    })
+    .await
+    .unwrap_or_else(|e| format!("{word}: {e}\n"))
+}
+
+/// Runs `answer` on what four-letter words and admin commands show: this
+/// shard's replica, and with `all_shards` every shard's view of its
+/// connections, gathered through the sequencer's batch stream.
+pub async fn inspect<R>(
+    shard: &Rc<Shard>,
+    all_shards: bool,
+    answer: impl FnOnce(&fourlw::Context<'_>) -> R,
+) -> Result<R, String> {
+    let views = if all_shards {
         let gather = fourlw::Gather::new(shard.config.shards);
-        if send(shard, ToSequencer::Gather(gather.clone()))
+        send(shard, ToSequencer::Gather(gather.clone())).await?;
+        gather
+            .wait()
             .await
-            .is_err()
-        {
-            return "zoocore is shutting down.\n".into();
-        }
-        match gather.wait().await {
-            Some(views) => views,
-            None => return format!("{word}: not every shard answered in time.\n"),
-        }
+            .ok_or("not every shard answered in time")?
     } else {
         Vec::new()
     };
@@ -675,7 +691,7 @@ async fn answer_word(shard: &Rc<Shard>, word: &str) -> String {
         tree: &replica,
         views: &views,
     };
-    fourlw::answer(word, &cx)
+    Ok(answer(&cx))
 }
 
 /// What this shard alone knows of its connections, for a four-letter word.
@@ -685,6 +701,7 @@ fn view(shard: &Shard) -> fourlw::ShardView {
     let watches = shard.watches.borrow();
     let (now, now_ms) = (Instant::now(), crate::stats::epoch_ms());
     fourlw::ShardView {
+        shard: shard.index,
         data_watches: watches
             .data_watches()
             .map(|(p, watchers)| (p.to_owned(), watchers.map(session_of).collect()))

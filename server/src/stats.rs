@@ -68,6 +68,47 @@ fn summary<'a>(all: impl Iterator<Item = &'a Latency> + Clone) -> (u64, f64, u64
     (min / 1000, sum as f64 / count as f64 / 1000.0, max / 1000)
 }
 
+/// A histogram with fixed upper bounds, as Prometheus wants one: a count
+/// per bucket and the sum. Written by one thread, read by the metrics page.
+pub struct Buckets {
+    /// Upper bounds, ascending; a last, implicit bucket is +Inf.
+    pub bounds: Vec<u64>,
+    counts: Vec<AtomicU64>,
+    sum: AtomicU64,
+}
+
+impl Buckets {
+    /// Bounds 1, 2, 4, ... 2^(n-1).
+    fn powers_of_two(n: u32) -> Self {
+        let bounds: Vec<u64> = (0..n).map(|i| 1u64 << i).collect();
+        Buckets {
+            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            bounds,
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    pub fn record(&self, value: u64) {
+        let i = self.bounds.partition_point(|&b| b < value);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum.fetch_add(value, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bound, the +Inf count last, and the sum.
+    pub fn cumulative(&self) -> (Vec<u64>, u64) {
+        let mut total = 0;
+        let counts = self
+            .counts
+            .iter()
+            .map(|c| {
+                total += c.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        (counts, self.sum.load(Ordering::Relaxed))
+    }
+}
+
 /// Counters of one connection, listed by `stat` and `cons`. Only its shard writes them.
 pub struct ClientStats {
     pub peer: SocketAddr,
@@ -161,6 +202,25 @@ impl ClientStats {
     }
 }
 
+/// One connection as `cons` and the admin `connections` command show it.
+pub struct ClientRow {
+    pub peer: SocketAddr,
+    pub received: u64,
+    pub sent: u64,
+    /// 0 without a session.
+    pub session_id: i64,
+    pub last_op: &'static str,
+    pub established_ms: i64,
+    pub timeout_ms: i64,
+    pub last_cxid: i64,
+    pub last_zxid: i64,
+    pub last_response_ms: u64,
+    pub last_latency_ms: u64,
+    pub min_latency_ms: u64,
+    pub avg_latency_ms: f64,
+    pub max_latency_ms: u64,
+}
+
 /// ZooKeeper's short name of an operation in `cons` (`lop=`).
 fn op_name(op: i64) -> &'static str {
     use zoocore_net::OpCode::*;
@@ -230,6 +290,12 @@ pub struct Stats {
     pub batched_txns: AtomicU64,
     pub batched_bytes: AtomicU64,
     pub max_batch_txns: AtomicU64,
+    /// Txns per group commit (Prometheus histogram).
+    pub batch_txns: Buckets,
+    /// Bytes written per group commit.
+    pub batch_bytes: Buckets,
+    /// Log write + fdatasync per group commit, in microseconds.
+    pub fsync_us: Buckets,
     /// Open connections per client address (`maxClientCnxns`); touched only
     /// when a connection opens or closes, never per request.
     per_ip: Mutex<HashMap<IpAddr, u32>>,
@@ -249,6 +315,9 @@ impl Stats {
             batched_txns: AtomicU64::new(0),
             batched_bytes: AtomicU64::new(0),
             max_batch_txns: AtomicU64::new(0),
+            batch_txns: Buckets::powers_of_two(11),
+            batch_bytes: Buckets::powers_of_two(24),
+            fsync_us: Buckets::powers_of_two(20),
             per_ip: Mutex::new(HashMap::new()),
             clients: Mutex::new(BTreeMap::new()),
         }
@@ -298,7 +367,12 @@ impl Stats {
         self.connections.fetch_sub(1, Ordering::Relaxed);
     }
 
-    pub fn record_batch(&self, txns: usize, bytes: usize) {
+    /// A durable group commit: its txns, bytes written, and the time the
+    /// write and fdatasync took.
+    pub fn record_batch(&self, txns: usize, bytes: usize, took: Duration) {
+        self.batch_txns.record(txns as u64);
+        self.batch_bytes.record(bytes as u64);
+        self.fsync_us.record(took.as_micros() as u64);
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.batched_txns.fetch_add(txns as u64, Ordering::Relaxed);
         self.batched_bytes
@@ -360,34 +434,62 @@ impl Stats {
         clients.remove(&(shard, conn));
     }
 
-    /// One line per open connection, as ZooKeeper's `stat` lists them
-    /// (`detailed`: as `cons` does).
-    pub fn client_lines(&self, detailed: bool) -> String {
+    /// Every open connection's counters, in connection order.
+    pub fn clients(&self) -> Vec<ClientRow> {
         let clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
         clients
             .values()
             .map(|c| {
                 let load = |a: &AtomicI64| a.load(Ordering::Relaxed);
-                let session = load(&c.session_id);
+                let (min_latency_ms, avg_latency_ms, max_latency_ms) =
+                    summary(std::iter::once(&c.latency));
+                ClientRow {
+                    peer: c.peer,
+                    received: c.received.load(Ordering::Relaxed),
+                    sent: c.sent.load(Ordering::Relaxed),
+                    session_id: load(&c.session_id),
+                    last_op: op_name(load(&c.last_op)),
+                    established_ms: load(&c.established_ms),
+                    timeout_ms: load(&c.timeout_ms),
+                    last_cxid: load(&c.last_cxid),
+                    last_zxid: load(&c.last_zxid),
+                    last_response_ms: c.last_response_ms.load(Ordering::Relaxed),
+                    last_latency_ms: c.latency.last_us.load(Ordering::Relaxed) / 1000,
+                    min_latency_ms,
+                    avg_latency_ms,
+                    max_latency_ms,
+                }
+            })
+            .collect()
+    }
+
+    /// One line per open connection, as ZooKeeper's `stat` lists them
+    /// (`detailed`: as `cons` does).
+    pub fn client_lines(&self, detailed: bool) -> String {
+        self.clients()
+            .iter()
+            .map(|c| {
                 let mut line = format!(
                     " /{}[{}](queued=0,recved={},sent={}",
                     c.peer,
-                    u8::from(session != 0),
-                    c.received.load(Ordering::Relaxed),
-                    c.sent.load(Ordering::Relaxed)
+                    u8::from(c.session_id != 0),
+                    c.received,
+                    c.sent
                 );
-                if detailed && session != 0 {
-                    let (min, avg, max) = summary(std::iter::once(&c.latency));
+                if detailed && c.session_id != 0 {
                     line += &format!(
-                        ",sid={session:#x},lop={},est={},to={},lcxid={:#x},lzxid={:#x},lresp={},llat={},minlat={min},avglat={},maxlat={max}",
-                        op_name(load(&c.last_op)),
-                        load(&c.established_ms),
-                        load(&c.timeout_ms),
-                        load(&c.last_cxid),
-                        load(&c.last_zxid),
-                        c.last_response_ms.load(Ordering::Relaxed),
-                        c.latency.last_us.load(Ordering::Relaxed) / 1000,
-                        avg.round() as u64,
+                        ",sid={:#x},lop={},est={},to={},lcxid={:#x},lzxid={:#x},lresp={},llat={},minlat={},avglat={},maxlat={}",
+                        c.session_id,
+                        c.last_op,
+                        c.established_ms,
+                        c.timeout_ms,
+                        c.last_cxid,
+                        c.last_zxid,
+                        c.last_response_ms,
+                        c.last_latency_ms,
+                        c.min_latency_ms,
+                        c.avg_latency_ms.round() as u64,
+                        c.max_latency_ms,
                     );
                 }
                 line + ")\n"
@@ -397,5 +499,20 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_cumulative_with_an_infinite_last_one() {
+        let b = Buckets::powers_of_two(3);
+        for v in [1, 2, 3, 4, 100] {
+            b.record(v);
+        }
+        assert_eq!(b.bounds, [1, 2, 4]);
+        assert_eq!(b.cumulative(), (vec![1, 2, 4, 5], 110));
     }
 }

@@ -32,7 +32,7 @@ impl ZoocoreProcess {
             dir.join("zoo.cfg"),
             format!(
                 "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-                 maxClientCnxns=0\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n{extra}\n",
+                 maxClientCnxns=0\nadmin.enableServer=false\n4lw.commands.whitelist=*\nextendedTypesEnabled=true\n{extra}\n",
                 dir.join("data").display()
             ),
         )
