@@ -433,7 +433,7 @@ fn dump(cx: &Context<'_>) -> String {
 }
 
 /// A time as Java's `Date.toString` prints it in UTC: `Thu Dec 03 15:52:22 UTC 2026`.
-fn java_date(epoch_ms: i64) -> String {
+pub fn java_date(epoch_ms: i64) -> String {
     let secs = epoch_ms.div_euclid(1000);
     let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).

@@ -5,6 +5,7 @@
 //! share a core with a shard), connected by bounded channels.
 
 mod admin;
+mod cli;
 mod config;
 mod fourlw;
 mod sequencer;
@@ -48,7 +49,7 @@ const MIN_IO_MEMORY: usize = 512 << 10;
 struct Cli {
     /// A ZooKeeper config file (zoo.cfg). Without one, ZooKeeper's defaults
     /// apply: client port 2181, tickTime 2000, data in ./zoocore-data.
-    #[arg(long, short = 'c', value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     /// Overrides clientPort.
     #[arg(long, value_name = "PORT")]
@@ -69,6 +70,21 @@ enum Tool {
     /// Snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotTool),
+    /// A command-line client, as zkCli: interactive, or the commands of
+    /// `-c "cmd; cmd"` (or the words after the options, as one command).
+    /// Exit codes (scripted): 0 success, 1 the server refused a command, 2 a
+    /// malformed command, 3 no server reachable; the shell exits 0.
+    Cli {
+        /// host:port[,host:port...] (zkCli's `-server` works too).
+        #[arg(long = "server", default_value = "127.0.0.1:2181")]
+        server: String,
+        /// Commands to run, separated by `;`, instead of a shell.
+        #[arg(short = 'c', value_name = "COMMANDS")]
+        commands: Option<String>,
+        /// One command and its arguments, as zkCli takes them.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
     /// Converts an Apache ZooKeeper 3.5-3.9 data dir (snapshots and
     /// transaction logs) into a snapshot in dataDir, which must hold no
     /// zoocore files yet. Stop ZooKeeper first.
@@ -113,7 +129,11 @@ fn main() -> ExitCode {
         default_hook(info);
         std::process::abort();
     }));
-    let cli = Cli::parse();
+    // zkCli spells the server option with one dash.
+    let cli = Cli::parse_from(std::env::args().map(|a| match a.as_str() {
+        "-server" => "--server".to_owned(),
+        _ => a,
+    }));
     let mut config = match &cli.config {
         Some(path) => match Config::from_file(path) {
             Ok((config, warnings)) => {
@@ -141,6 +161,21 @@ fn main() -> ExitCode {
             Tool::Log(LogTool::Dump) => tools::dump_log(&config.data_log_dir),
             Tool::Snapshot(SnapshotTool::Dump { file }) => {
                 tools::dump_snapshot(&config.data_dir, file.as_deref(), config.extended_types)
+            }
+            Tool::Cli {
+                server,
+                commands,
+                command,
+            } => {
+                let joined = command.join(" ");
+                let commands = commands.or((!joined.is_empty()).then_some(joined));
+                return match cli::servers(&server) {
+                    Ok(servers) => ExitCode::from(cli::main(servers, commands.as_deref())),
+                    Err(e) => {
+                        eprintln!("zoocore cli: {e}");
+                        ExitCode::from(2)
+                    }
+                };
             }
             Tool::ImportZk { from } => tools::import_zk(
                 &from,
@@ -393,4 +428,13 @@ fn run(config: Config) -> Result<(), String> {
         handle.join().map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
