@@ -7,6 +7,8 @@
 #     Netty connection factory; we use the default NIO factory.
 #     libservlet-api-java's servlet-api.jar lets its AdminServer start (the
 #     admin tests compare zoocore's admin commands with it).
+#   * systemd (systemd-analyze verifies tuning/zoocore.service) and
+#     util-linux (setpriv, prlimit: the tune check's memlock test)
 #   * netcat-openbsd (4-letter-word checks: `echo ruok | nc 127.0.0.1 PORT`)
 #   * a Python venv at <repo>/.venv with kazoo (a real ZooKeeper client) and
 #     pytest (runs server/tests/kazoo, the kazoo recipe suite).
@@ -21,7 +23,7 @@ VENV="$REPO_ROOT/.venv"
 JAVA_DIR=/usr/share/java
 
 # Debian packages and, for the jars, the files they must provide.
-APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java python3 python3-venv)
+APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java python3 python3-venv systemd util-linux)
 PY_PACKAGES=(kazoo pytest)
 
 log() { printf 'install-deps: %s\n' "$*"; }

@@ -171,3 +171,36 @@ fn every_workload_runs_against_zoocore_and_zookeeper() {
 fn results_pid(result: &Value) -> Option<u32> {
     result["server"]["pid"].as_u64().map(|p| p as u32)
 }
+
+/// tuning/sweep.sh, in its quick form: two settings, each run with
+/// loadgen against its own zoocore, and a recommendation.
+#[test]
+fn the_tuning_sweep_runs_loadgen_over_settings_and_recommends_one() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new("bash")
+        .arg(repo.join("tuning/sweep.sh"))
+        .args(["--quick", "--seconds", "1", "--sessions", "4"])
+        .env("ZOOCORE_BIN", zoocore_binary())
+        .env("LOADGEN_BIN", env!("CARGO_BIN_EXE_loadgen"))
+        .output()
+        .expect("run tuning/sweep.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = text
+        .lines()
+        .filter(|l| l.contains("zoocore.maxBatchTxns="))
+        .count();
+    assert_eq!(rows, 3, "two settings and the recommendation:\n{text}");
+    let recommended = text
+        .lines()
+        .find_map(|l| l.strip_prefix("recommended: "))
+        .unwrap_or_else(|| panic!("no recommendation:\n{text}"));
+    assert!(
+        recommended.contains("zoocore.commitLingerMicros="),
+        "{recommended}"
+    );
+}

@@ -76,6 +76,9 @@ pub struct Config {
     /// The Prometheus `/metrics` page; on when `metricsProvider.className`
     /// names the Prometheus provider, as in ZooKeeper.
     pub metrics_addr: Option<SocketAddr>,
+    /// Log filter (`zoocore.logLevel`: a level such as `info`, or a tracing
+    /// directive); the `ZOOCORE_LOG` environment variable overrides it.
+    pub log_level: String,
     /// A log write + sync slower than this is logged (ZooKeeper's key and default).
     pub fsync_warning_ms: u64,
     /// How often empty containers and expired TTL nodes are looked for
@@ -116,6 +119,7 @@ impl Default for Config {
             purge_interval_hours: 0,
             admin_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
             metrics_addr: None,
+            log_level: "info".into(),
             fsync_warning_ms: 1000,
             container_check_interval_ms: 60_000,
         }
@@ -230,6 +234,7 @@ impl Config {
                 "zoocore.maxBatchBytes" => config.max_batch_bytes = number(value)? as usize,
                 "zoocore.commitLingerMicros" => config.commit_linger_us = number(value)?,
                 "zoocore.spinBeforeParkMicros" => config.spin_before_park_us = number(value)?,
+                "zoocore.logLevel" => config.log_level = value.to_owned(),
                 "zoocore.logSegmentBytes" => {
                     config.log_segment_bytes = number(value)?.next_multiple_of(1 << 20)
                 }
@@ -418,8 +423,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.sequencer_queue, 250);
-        let (c, _) = Config::parse("zoocore.spinBeforeParkMicros=50\n", Path::new("z")).unwrap();
+        let (c, _) = Config::parse(
+            "zoocore.spinBeforeParkMicros=50\nzoocore.logLevel=debug\n",
+            Path::new("z"),
+        )
+        .unwrap();
         assert_eq!(c.spin_before_park_us, 50);
+        assert_eq!(c.log_level, "debug");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod snapfile;
 mod snapshotter;
 mod stats;
 mod tools;
+mod tune;
 mod wal;
 
 use std::path::PathBuf;
@@ -40,9 +41,9 @@ pub fn terminate(code: i32) -> ! {
 /// io_uring memory per executor when the memlock limit allows it. Each
 /// executor has three rings; executors x 3 x io_memory must fit
 /// RLIMIT_MEMLOCK (see tuning/README.md).
-const IO_MEMORY: usize = 2 << 20;
+pub const IO_MEMORY: usize = 2 << 20;
 /// Below this glommio refuses to start.
-const MIN_IO_MEMORY: usize = 512 << 10;
+pub const MIN_IO_MEMORY: usize = 512 << 10;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "zoocore: a ZooKeeper-compatible coordination server")]
@@ -70,6 +71,9 @@ enum Tool {
     /// Snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotTool),
+    /// Host tuning.
+    #[command(subcommand)]
+    Tune(TuneTool),
     /// A command-line client, as zkCli: interactive, or the commands of
     /// `-c "cmd; cmd"` (or the words after the options, as one command).
     /// Exit codes (scripted): 0 success, 1 the server refused a command, 2 a
@@ -97,6 +101,15 @@ enum Tool {
 }
 
 #[derive(clap::Subcommand, Debug)]
+enum TuneTool {
+    /// Checks this host for what helps or hurts zoocore (io_uring, memlock,
+    /// cores and isolation, governor, THP, swappiness, the log disk's
+    /// fdatasync latency, NIC IRQs on the sequencer's core) and says how to
+    /// fix each finding. Exit code 1 if a check fails.
+    Check,
+}
+
+#[derive(clap::Subcommand, Debug)]
 enum LogTool {
     /// Prints every txn of the log segments in dataLogDir, one per line.
     Dump,
@@ -113,15 +126,6 @@ enum SnapshotTool {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("ZOOCORE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     // A panic on any core leaves the others unable to make progress safely:
     // stop the whole process so a supervisor restarts it from the log.
     let default_hook = std::panic::take_hook();
@@ -134,21 +138,30 @@ fn main() -> ExitCode {
         "-server" => "--server".to_owned(),
         _ => a,
     }));
-    let mut config = match &cli.config {
+    let (mut config, warnings) = match &cli.config {
         Some(path) => match Config::from_file(path) {
-            Ok((config, warnings)) => {
-                for w in warnings {
-                    tracing::warn!("{w}");
-                }
-                config
-            }
+            Ok(read) => read,
             Err(e) => {
                 eprintln!("zoocore: {e}");
                 return ExitCode::from(2);
             }
         },
-        None => Config::default(),
+        None => (Config::default(), Vec::new()),
     };
+    // ZOOCORE_LOG (a tracing filter such as `debug` or `zoocore::shard=debug`)
+    // overrides the config's zoocore.logLevel.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("ZOOCORE_LOG")
+                .unwrap_or_else(|_| config.log_level.as_str().into()),
+        )
+        .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not in log files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     if let Some(port) = cli.client_port {
         config.client_port = port;
     }
@@ -161,6 +174,9 @@ fn main() -> ExitCode {
             Tool::Log(LogTool::Dump) => tools::dump_log(&config.data_log_dir),
             Tool::Snapshot(SnapshotTool::Dump { file }) => {
                 tools::dump_snapshot(&config.data_dir, file.as_deref(), config.extended_types)
+            }
+            Tool::Tune(TuneTool::Check) => {
+                return ExitCode::from(tune::report(&tune::check(&config)));
             }
             Tool::Cli {
                 server,

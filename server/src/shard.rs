@@ -448,6 +448,12 @@ async fn connect(
             old.close();
         }
     }
+    tracing::info!(
+        session = format!("{id:#x}"),
+        timeout_ms = timeout,
+        client = %conn.counters.peer,
+        "session reattached"
+    );
     conn.session_id.set(id);
     conn.counters.note_session(id, timeout);
     send(
@@ -800,6 +806,12 @@ fn apply_txn(shard: &Rc<Shard>, txn: &zoocore_engine::Txn, origin: Option<Origin
                 .borrow_mut()
                 .remove(&conn.id)
                 .unwrap_or_else(|| txn_timeout(txn));
+            tracing::info!(
+                session = format!("{:#x}", txn.session_id),
+                timeout_ms = timeout,
+                client = %conn.counters.peer,
+                "session established"
+            );
             track(shard, txn.session_id, timeout, Some(conn.id));
             conn.session_id.set(txn.session_id);
             conn.counters.note_session(txn.session_id, timeout);
@@ -815,8 +827,15 @@ fn apply_txn(shard: &Rc<Shard>, txn: &zoocore_engine::Txn, origin: Option<Origin
             );
             let _ = conn.done.try_send(());
         }
-        Applied::SessionClosed { .. } => {
+        Applied::SessionClosed { deleted } => {
             let tracked = shard.sessions.borrow_mut().remove(&txn.session_id);
+            if tracked.is_some() {
+                tracing::info!(
+                    session = format!("{:#x}", txn.session_id),
+                    ephemerals_deleted = deleted.len(),
+                    "session closed"
+                );
+            }
             if let Some(conn) = mine {
                 reply_write(shard, &conn, txn, &applied);
                 conn.close();
