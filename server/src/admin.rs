@@ -520,6 +520,36 @@ fn metrics(cx: &Context<'_>) -> String {
             view.sessions.len()
         );
     }
+    let _ = write!(
+        out,
+        "# HELP zoocore_sequencer_queue_depth Requests a shard has in the sequencer's hands.\n\
+         # TYPE zoocore_sequencer_queue_depth gauge\n"
+    );
+    let depths = stats.queue_depths();
+    for (shard, (outstanding, _)) in depths.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "zoocore_sequencer_queue_depth{{shard=\"{shard}\"}} {outstanding}"
+        );
+    }
+    let _ = write!(
+        out,
+        "# HELP zoocore_commit_queue_depth Committed batches a shard has not applied yet.\n\
+         # TYPE zoocore_commit_queue_depth gauge\n"
+    );
+    for (shard, (_, commits)) in depths.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "zoocore_commit_queue_depth{{shard=\"{shard}\"}} {commits}"
+        );
+    }
+    metric(
+        &mut out,
+        "zoocore_open_batch_entries",
+        "gauge",
+        "Entries in the sequencer's open batch when it was last taken.",
+        Stats::get(&stats.open_batch),
+    );
     histogram(
         &mut out,
         "zoocore_commit_batch_txns",
@@ -537,6 +567,27 @@ fn metrics(cx: &Context<'_>) -> String {
         "zoocore_fsync_microseconds",
         "Log write + fdatasync per group commit, microseconds.",
         &stats.fsync_us,
+    );
+    histogram(
+        &mut out,
+        "zoocore_apply_microseconds",
+        "From a batch being durable to a shard having applied it, microseconds.",
+        &stats.apply_us,
+    );
+    histogram(
+        &mut out,
+        "zoocore_snapshot_milliseconds",
+        "Time to write a snapshot, milliseconds.",
+        &stats.snapshot_ms,
+    );
+    // ZooKeeper's own name for sync time: a summary in milliseconds.
+    let (cumulative, sum_us) = stats.fsync_us.cumulative();
+    let _ = write!(
+        out,
+        "# HELP fsynctime Time to sync the transaction log, ms.\n# TYPE fsynctime summary\n\
+         fsynctime_sum {}\nfsynctime_count {}\n",
+        sum_us as f64 / 1000.0,
+        cumulative.last().copied().unwrap_or(0)
     );
     out
 }

@@ -343,6 +343,7 @@ fn run(config: Config) -> Result<(), String> {
         // Replaying a long log once is enough: snapshot what was recovered.
         let _ = snapshot_wake.try_send(());
     }
+    let stats = Arc::new(stats::Stats::new(config.shards));
     snapshotter::spawn(snapshotter::SnapshotterSetup {
         snapshot_zxid: recovered.snapshot_zxid,
         data_dir: config.data_dir.clone(),
@@ -350,10 +351,10 @@ fn run(config: Config) -> Result<(), String> {
         extended_types: config.extended_types,
         durable: durable.clone(),
         wake,
+        stats: stats.clone(),
     })
     .map_err(|e| format!("starting the snapshotter: {e}"))?;
     let config = Arc::new(config);
-    let stats = Arc::new(stats::Stats::new(config.shards));
     let restored: Vec<(i64, i32)> = recovered
         .tree
         .sessions()

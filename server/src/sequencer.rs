@@ -92,6 +92,8 @@ pub enum Entry {
 /// A durable batch, shared read-only by every shard.
 pub struct CommitBatch {
     pub entries: Vec<Entry>,
+    /// When it became durable (for the fan-out apply latency).
+    pub durable_at: std::time::Instant,
 }
 
 pub struct SequencerSetup {
@@ -293,6 +295,9 @@ pub async fn run(setup: SequencerSetup) {
             crate::terminate(0);
         }
         let mut entries = std::mem::take(&mut state.borrow_mut().open);
+        stats
+            .open_batch
+            .store(entries.len() as u64, Ordering::Relaxed);
         if entries.is_empty() {
             // Wake at least every 50 ms to notice a shutdown request.
             futures_lite::future::or(
@@ -367,18 +372,33 @@ pub async fn run(setup: SequencerSetup) {
                     };
                     room.signal((entries.len() + open.len()) as u64);
                     let rejected = entries.into_iter().chain(open).map(reject).collect();
-                    fan_out(&senders, Arc::new(CommitBatch { entries: rejected })).await;
+                    fan_out(&senders, &stats, commit_batch(rejected)).await;
                     continue;
                 }
             }
         }
         room.signal(entries.len() as u64);
-        fan_out(&senders, Arc::new(CommitBatch { entries })).await;
+        fan_out(&senders, &stats, commit_batch(entries)).await;
     }
 }
 
-async fn fan_out(senders: &[ConnectedSender<Arc<CommitBatch>>], batch: Arc<CommitBatch>) {
-    for sender in senders {
+fn commit_batch(entries: Vec<Entry>) -> Arc<CommitBatch> {
+    Arc::new(CommitBatch {
+        entries,
+        durable_at: std::time::Instant::now(),
+    })
+}
+
+async fn fan_out(
+    senders: &[ConnectedSender<Arc<CommitBatch>>],
+    stats: &Stats,
+    batch: Arc<CommitBatch>,
+) {
+    for (shard, sender) in senders.iter().enumerate() {
+        stats
+            .shard(shard)
+            .batches_sent
+            .fetch_add(1, Ordering::Relaxed);
         if sender.send(batch.clone()).await.is_err() {
             tracing::error!("a shard is gone; stopping");
             crate::terminate(3);

@@ -761,6 +761,14 @@ async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch
                 Entry::Rejected { origin, session_id } => reject(&shard, *origin, *session_id),
             }
         }
+        let counters = shard.counters();
+        counters
+            .batches_applied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shard
+            .stats
+            .apply_us
+            .record(batch.durable_at.elapsed().as_micros() as u64);
     }
 }
 

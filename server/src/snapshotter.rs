@@ -89,6 +89,7 @@ pub struct SnapshotterSetup {
     pub extended_types: bool,
     pub durable: SharedDurable,
     pub wake: Receiver<()>,
+    pub stats: std::sync::Arc<crate::stats::Stats>,
 }
 
 pub fn spawn(setup: SnapshotterSetup) -> std::io::Result<std::thread::JoinHandle<()>> {
@@ -105,6 +106,7 @@ fn run(setup: SnapshotterSetup) {
         extended_types,
         durable,
         wake,
+        stats,
     } = setup;
     // Serving threads come first; a snapshot only needs to finish eventually.
     // Measured: nice 10 doubled read p99.9 during snapshots, nice 19 added 30%
@@ -147,6 +149,9 @@ fn run(setup: SnapshotterSetup) {
         match snapfile::write_snapshot(&data_dir, tree) {
             Ok(path) => {
                 snapshot_zxid = tree.last_zxid();
+                stats
+                    .snapshot_ms
+                    .record(started.elapsed().as_millis() as u64);
                 tracing::info!(
                     file = %path.display(),
                     zxid = format!("{snapshot_zxid:#x}"),

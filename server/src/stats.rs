@@ -69,7 +69,8 @@ fn summary<'a>(all: impl Iterator<Item = &'a Latency> + Clone) -> (u64, f64, u64
 }
 
 /// A histogram with fixed upper bounds, as Prometheus wants one: a count
-/// per bucket and the sum. Written by one thread, read by the metrics page.
+/// per bucket and the sum, in atomics (the shards record apply latency into
+/// one), read by the metrics page.
 pub struct Buckets {
     /// Upper bounds, ascending; a last, implicit bucket is +Inf.
     pub bounds: Vec<u64>,
@@ -264,6 +265,10 @@ pub struct ShardCounters {
     pub sent: AtomicU64,
     /// Requests sent to the sequencer and not yet answered.
     pub outstanding: AtomicI64,
+    /// Batches the sequencer sent this shard, and those it has applied: the
+    /// difference is its commit queue's depth.
+    pub batches_sent: AtomicU64,
+    pub batches_applied: AtomicU64,
     latency: Latency,
 }
 
@@ -273,6 +278,8 @@ impl ShardCounters {
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             outstanding: AtomicI64::new(0),
+            batches_sent: AtomicU64::new(0),
+            batches_applied: AtomicU64::new(0),
             latency: Latency::new(),
         }
     }
@@ -296,6 +303,12 @@ pub struct Stats {
     pub batch_bytes: Buckets,
     /// Log write + fdatasync per group commit, in microseconds.
     pub fsync_us: Buckets,
+    /// From a batch being durable to a shard having applied it, in microseconds.
+    pub apply_us: Buckets,
+    /// Snapshot writes, in milliseconds.
+    pub snapshot_ms: Buckets,
+    /// Entries in the sequencer's open batch when it was last taken.
+    pub open_batch: AtomicU64,
     /// Open connections per client address (`maxClientCnxns`); touched only
     /// when a connection opens or closes, never per request.
     per_ip: Mutex<HashMap<IpAddr, u32>>,
@@ -318,6 +331,9 @@ impl Stats {
             batch_txns: Buckets::powers_of_two(11),
             batch_bytes: Buckets::powers_of_two(24),
             fsync_us: Buckets::powers_of_two(20),
+            apply_us: Buckets::powers_of_two(20),
+            snapshot_ms: Buckets::powers_of_two(18),
+            open_batch: AtomicU64::new(0),
             per_ip: Mutex::new(HashMap::new()),
             clients: Mutex::new(BTreeMap::new()),
         }
@@ -326,6 +342,22 @@ impl Stats {
     /// The counters shard `index` writes.
     pub fn shard(&self, index: usize) -> &ShardCounters {
         &self.shards[index]
+    }
+
+    /// Per shard: requests in the sequencer's hands, and committed batches
+    /// not yet applied.
+    pub fn queue_depths(&self) -> Vec<(u64, u64)> {
+        self.shards
+            .iter()
+            .map(|s| {
+                let sent = s.batches_sent.load(Ordering::Relaxed);
+                let applied = s.batches_applied.load(Ordering::Relaxed);
+                (
+                    s.outstanding.load(Ordering::Relaxed).max(0) as u64,
+                    sent.saturating_sub(applied),
+                )
+            })
+            .collect()
     }
 
     fn sum(&self, counter: impl Fn(&ShardCounters) -> u64) -> u64 {

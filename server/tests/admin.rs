@@ -250,7 +250,7 @@ fn prometheus_page_has_zookeepers_names_and_zoocores_histograms() {
         Path::new(env!("CARGO_BIN_EXE_zoocore")),
         &format!(
             "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
-             metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort={}",
+             metricsProvider.httpHost=127.0.0.1\nmetricsProvider.httpPort={}\nsnapCount=2",
             metrics.port()
         ),
     );
@@ -263,8 +263,20 @@ fn prometheus_page_has_zookeepers_names_and_zoocores_histograms() {
         });
         assert_eq!(client.call(&set).expect("setData").header.err, 0);
     }
-    let (status, page) = get(metrics, "/metrics");
-    assert!(status.contains("200"), "{status}");
+    // snapCount=2: the snapshotter writes snapshots in the background.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let page = loop {
+        let (status, page) = get(metrics, "/metrics");
+        assert!(status.contains("200"), "{status}");
+        if sample(&page, "zoocore_snapshot_milliseconds_count") >= 1.0 {
+            break page;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot counted:\n{page}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert_eq!(sample(&page, "ephemerals_count"), 1.0);
     assert_eq!(
         sample(&page, "watch_count"),
@@ -294,6 +306,21 @@ fn prometheus_page_has_zookeepers_names_and_zoocores_histograms() {
         .expect("+Inf bucket");
     assert_eq!(inf, batches);
     assert!(page.contains("zoocore_sessions{shard=\"0\"} 1"), "{page}");
+    assert!(
+        page.contains("zoocore_sequencer_queue_depth{shard=\"0\"} 0"),
+        "{page}"
+    );
+    assert!(
+        page.contains("zoocore_commit_queue_depth{shard=\"0\"} 0"),
+        "{page}"
+    );
+    // The one shard applies every batch: those written to the log and those
+    // without txns (the gathers of these very metrics pages among them).
+    assert!(
+        sample(&page, "zoocore_apply_microseconds_count") >= batches,
+        "{page}"
+    );
+    assert_eq!(sample(&page, "fsynctime_count"), batches);
     let (status, _) = get(metrics, "/nothing");
     assert!(status.contains("404"), "{status}");
     // Every metric the Grafana dashboard in tuning/ plots is on the page.
