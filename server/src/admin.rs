@@ -22,6 +22,8 @@ use crate::stats::{Buckets, Stats};
 
 /// The most a request head may take; larger ones are refused.
 const MAX_REQUEST: usize = 8 * 1024;
+/// How long a client may take to send its request head.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Starts the admin and metrics servers this config asks for.
 pub fn spawn(shard: &Rc<Shard>) {
@@ -77,6 +79,10 @@ fn listen(shard: &Rc<Shard>, addr: SocketAddr, what: &'static str, page: Page) {
 
 /// One request, one response, then the connection closes.
 async fn serve(shard: Rc<Shard>, mut stream: TcpStream, page: Page) {
+    // A client that never finishes its request does not keep the connection.
+    if stream.set_read_timeout(Some(READ_TIMEOUT)).is_err() {
+        return;
+    }
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let path = loop {

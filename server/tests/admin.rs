@@ -359,3 +359,28 @@ fn prometheus_page_has_zookeepers_names_and_zoocores_histograms() {
         }
     }
 }
+
+/// A client that never finishes its request head is disconnected (after
+/// the admin server's 10 s read timeout) instead of holding its connection.
+#[test]
+fn a_stalled_admin_request_is_dropped() {
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+    let _zoocore = ZoocoreProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_zoocore")),
+        &format!(
+            "admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={}",
+            admin.port()
+        ),
+    );
+    let mut s = TcpStream::connect_timeout(&admin, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    s.write_all(b"GET /comm").expect("half a request");
+    let mut rest = Vec::new();
+    let read = s.read_to_end(&mut rest);
+    assert!(
+        read.is_ok(),
+        "the server should close the connection: {read:?}"
+    );
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
