@@ -10,11 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
-use zoocore_net::client::Client;
-use zoocore_net::consts::perms;
-use zoocore_net::records::{CreateRequest, PathWatchRequest, SetDataRequest};
-use zoocore_net::{Acl, CreateMode, Request};
-use zoocore_testkit::zk::{connect_as, free_port, ZooKeeperProcess};
+use zoocore_net::records::SetDataRequest;
+use zoocore_net::Request;
+use zoocore_testkit::zk::{free_port, watched_session, ZooKeeperProcess};
 use zoocore_testkit::zoocore::ZoocoreProcess;
 
 /// GET `path`: the status line and the body.
@@ -40,37 +38,6 @@ fn command(addr: SocketAddr, name: &str) -> Value {
     let (status, body) = get(addr, &format!("/commands/{name}"));
     assert!(status.contains("200"), "{name}: {status}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name}: {e}: {body}"))
-}
-
-fn create(c: &mut Client, path: &str, mode: CreateMode) {
-    let reply = c
-        .call(&Request::Create(CreateRequest {
-            path: path.into(),
-            data: Some(b"data".to_vec()),
-            acl: vec![Acl::new(perms::ALL, "world", "anyone")],
-            flags: mode as i32,
-        }))
-        .expect("create");
-    assert_eq!(reply.header.err, 0, "create {path}");
-}
-
-fn set_up(addr: SocketAddr) -> Client {
-    let mut c = connect_as(addr, 10_000, &[]);
-    create(&mut c, "/w", CreateMode::Persistent);
-    create(&mut c, "/w/a", CreateMode::Persistent);
-    create(&mut c, "/w/e", CreateMode::Ephemeral);
-    let path = |p: &str| PathWatchRequest {
-        path: p.into(),
-        watch: true,
-    };
-    for request in [
-        Request::GetData(path("/w/a")),
-        Request::Exists(path("/w/nope")),
-        Request::GetChildren(path("/w")),
-    ] {
-        c.call(&request).expect("watching read");
-    }
-    c
 }
 
 /// Fields every command's JSON has on both servers.
@@ -157,7 +124,7 @@ fn admin_commands_answer_as_zookeepers_admin_server_does() {
         ("zoocore", zoocore.addr, zoocore_admin),
         ("zookeeper", zk.addr, zk_admin),
     ] {
-        let client = set_up(client_addr);
+        let client = watched_session(client_addr);
         let session = client.session_id();
         for (command_name, fields) in FIELDS {
             let answer = command(admin, command_name);
@@ -254,7 +221,7 @@ fn prometheus_page_has_zookeepers_names_and_zoocores_histograms() {
             metrics.port()
         ),
     );
-    let mut client = set_up(zoocore.addr);
+    let mut client = watched_session(zoocore.addr);
     for i in 0..20 {
         let set = Request::SetData(SetDataRequest {
             path: "/w/a".into(),

@@ -6,45 +6,8 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use zoocore_net::client::Client;
-use zoocore_net::consts::perms;
-use zoocore_net::records::{CreateRequest, PathWatchRequest};
-use zoocore_net::{Acl, CreateMode, Request};
-use zoocore_testkit::zk::{connect_as, four_letter_word, ZooKeeperProcess};
+use zoocore_testkit::zk::{four_letter_word, watched_session, ZooKeeperProcess};
 use zoocore_testkit::zoocore::ZoocoreProcess;
-
-fn create(c: &mut Client, path: &str, mode: CreateMode) {
-    let reply = c
-        .call(&Request::Create(CreateRequest {
-            path: path.into(),
-            data: Some(b"data".to_vec()),
-            acl: vec![Acl::new(perms::ALL, "world", "anyone")],
-            flags: mode as i32,
-        }))
-        .expect("create");
-    assert_eq!(reply.header.err, 0, "create {path}");
-}
-
-fn watch(c: &mut Client, request: Request) {
-    c.call(&request).expect("watching read");
-}
-
-/// The session the words are about: /w/e ephemeral; data watches on /w/a
-/// (getData) and /w/nope (exists); a child watch on /w.
-fn set_up(addr: SocketAddr) -> Client {
-    let mut c = connect_as(addr, 10_000, &[]);
-    create(&mut c, "/w", CreateMode::Persistent);
-    create(&mut c, "/w/a", CreateMode::Persistent);
-    create(&mut c, "/w/e", CreateMode::Ephemeral);
-    let path = |p: &str| PathWatchRequest {
-        path: p.into(),
-        watch: true,
-    };
-    watch(&mut c, Request::GetData(path("/w/a")));
-    watch(&mut c, Request::Exists(path("/w/nope")));
-    watch(&mut c, Request::GetChildren(path("/w")));
-    c
-}
 
 /// Lines of an answer with the session id replaced, sorted (ZooKeeper lists
 /// paths and sessions in hash order).
@@ -72,7 +35,7 @@ fn value<'a>(answer: &'a str, key: &str) -> Option<&'a str> {
 
 /// Everything a server answers, by word, with its session id.
 fn answers(addr: SocketAddr) -> (i64, Vec<(&'static str, String)>) {
-    let client = set_up(addr);
+    let client = watched_session(addr);
     let words = [
         "ruok", "isro", "wchs", "wchc", "wchp", "dump", "cons", "mntr", "conf", "dirs", "envi",
         "crst", "srst",

@@ -223,6 +223,36 @@ pub fn connect_as(addr: SocketAddr, timeout_ms: i32, users: &[&str]) -> Client {
     client
 }
 
+/// A session with something for the admin words and commands to show:
+/// `/w/e` ephemeral; data watches on `/w/a` (getData) and `/w/nope`
+/// (exists); a child watch on `/w`.
+pub fn watched_session(addr: SocketAddr) -> Client {
+    let mut c = connect_as(addr, 10_000, &[]);
+    for (path, flags) in [("/w", 0), ("/w/a", 0), ("/w/e", 1)] {
+        let reply = c
+            .call(&Request::Create(zoocore_net::records::CreateRequest {
+                path: path.into(),
+                data: Some(b"data".to_vec()),
+                acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+                flags,
+            }))
+            .expect("create");
+        assert_eq!(reply.header.err, 0, "create {path}");
+    }
+    let watch = |p: &str| zoocore_net::records::PathWatchRequest {
+        path: p.into(),
+        watch: true,
+    };
+    for request in [
+        Request::GetData(watch("/w/a")),
+        Request::Exists(watch("/w/nope")),
+        Request::GetChildren(watch("/w")),
+    ] {
+        c.call(&request).expect("watching read");
+    }
+    c
+}
+
 /// Sends `requests` pipelined (at most 256 outstanding) and returns each
 /// reply's error code and body, in order.
 pub fn pipeline(client: &mut Client, requests: &[Request]) -> Vec<(i32, Response)> {
