@@ -35,7 +35,10 @@ pub fn prepare(tree: &DataTree, ctx: &PrepContext<'_>, request: &Request) -> Txn
     let result = match request {
         Request::Multi(ops) => return prepare_multi(&mut pending, ctx, ops),
         Request::CloseSession => Ok(TxnOp::CloseSession {
-            ephemerals: tree.ephemerals_of(ctx.session_id).cloned().collect(),
+            ephemerals: tree
+                .ephemerals_of(ctx.session_id)
+                .map(String::from)
+                .collect(),
         }),
         // ZooKeeper reads a client's deleteContainer path from the whole packet,
         // header included, so it always holds a NUL: BadArguments.
@@ -151,7 +154,7 @@ impl Pending<'_> {
             Some(change) => change.clone(),
             None => self.tree.get(key).map(|n| Record {
                 stat: n.stat,
-                child_count: n.children.len() as i32,
+                child_count: n.child_count() as i32,
                 acl: n.acl.clone(),
             }),
         }

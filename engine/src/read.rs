@@ -37,8 +37,8 @@ fn data_of(node: &Node) -> Option<Vec<u8>> {
     node.data.as_deref().map(<[u8]>::to_vec)
 }
 
-fn children_of(node: &Node) -> Vec<String> {
-    node.children.iter().map(|c| c.to_string()).collect()
+fn children_of(tree: &DataTree, p: &str) -> Vec<String> {
+    tree.child_names(p).map(String::from).collect()
 }
 
 /// Serves a read request. Requests that are not reads get `MarshallingError`.
@@ -59,12 +59,11 @@ pub fn read(tree: &DataTree, session_id: i64, who: &Identity, request: &Request)
                 stat: tree.stat_of(n),
             })
         }),
-        Request::GetChildren(r) => {
-            readable(tree, &r.path, who, perms::READ).map(|n| Response::Children(children_of(n)))
-        }
+        Request::GetChildren(r) => readable(tree, &r.path, who, perms::READ)
+            .map(|_| Response::Children(children_of(tree, &r.path))),
         Request::GetChildren2(r) => readable(tree, &r.path, who, perms::READ).map(|n| {
             Response::Children2(GetChildren2Response {
-                children: children_of(n),
+                children: children_of(tree, &r.path),
                 stat: tree.stat_of(n),
             })
         }),
@@ -76,7 +75,7 @@ pub fn read(tree: &DataTree, session_id: i64, who: &Identity, request: &Request)
             Ok(Response::Ephemerals(
                 tree.ephemerals_of(session_id)
                     .filter(|p| all || p.starts_with(&r.path))
-                    .cloned()
+                    .map(String::from)
                     .collect(),
             ))
         }
@@ -116,7 +115,7 @@ fn multi_read(tree: &DataTree, who: &Identity, ops: &[Request]) -> Reply {
     for op in ops {
         let result = match op {
             Request::GetChildren(r) => readable(tree, &r.path, who, perms::READ)
-                .map(|n| MultiResult::GetChildren(children_of(n))),
+                .map(|_| MultiResult::GetChildren(children_of(tree, &r.path))),
             Request::GetData(r) => readable(tree, &r.path, who, perms::READ).map(|n| {
                 MultiResult::GetData(GetDataResponse {
                     data: data_of(n),

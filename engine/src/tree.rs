@@ -1,7 +1,6 @@
 //! The data tree: znodes with data, ACL, children and ZooKeeper's persisted
 //! stat, plus the indexes of ephemeral, container and TTL nodes.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use zoocore_net::{consts::perms, Acl, Stat};
@@ -45,12 +44,74 @@ impl StatPersisted {
 /// ACL lists are shared between nodes that have the same list.
 pub type AclList = Arc<[Acl]>;
 
+/// A set of full paths, in order. Paths are the tree's own keys, shared.
+pub type PathSet = imbl::OrdSet<Arc<str>>;
+
+/// Every node by full path, in path order. Persistent (structurally
+/// shared): a clone of the tree costs a few reference counts and a change
+/// copies only the B-tree nodes on its way, so the sequencer hands one
+/// version of the tree to every shard and to the snapshotter instead of each
+/// keeping a copy. Ordered rather than hashed because a node's children are
+/// then a range of keys (no child sets to store), and because imbl's B-tree
+/// took 40-58 bytes per entry against its hash trie's 134 (measured).
+type NodeMap = imbl::OrdMap<Arc<str>, Arc<Node>>;
+
 #[derive(Debug, Clone)]
 pub struct Node {
     pub data: Option<Box<[u8]>>,
     pub acl: AclList,
     pub stat: StatPersisted,
-    pub children: BTreeSet<Box<str>>,
+    child_count: u32,
+}
+
+impl Node {
+    pub fn child_count(&self) -> usize {
+        self.child_count as usize
+    }
+
+    pub fn has_children(&self) -> bool {
+        self.child_count > 0
+    }
+}
+
+/// The children of one node, in name order, found in the ordered key space:
+/// after `p/`, a key is either a child or a descendant of the child just
+/// seen (a parent sorts before everything under it). Children are read in
+/// one pass; each run of descendants costs one seek past it.
+pub struct Children<'a> {
+    nodes: &'a NodeMap,
+    /// `p/`, or `/` for the root.
+    prefix: String,
+    keys: KeyRange<'a>,
+}
+
+type KeyRange<'a> =
+    imbl::ordmap::RangedIter<'a, Arc<str>, Arc<Node>, imbl::shared_ptr::DefaultSharedPtr>;
+
+impl<'a> Children<'a> {
+    fn keys_after(nodes: &'a NodeMap, from: std::ops::Bound<&str>) -> KeyRange<'a> {
+        nodes.range::<_, str>((from, std::ops::Bound::Unbounded))
+    }
+}
+
+impl<'a> Iterator for Children<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            let (key, _) = self.keys.next()?;
+            let rest = key.strip_prefix(self.prefix.as_str())?;
+            match rest.find('/') {
+                None => return Some(rest),
+                // Past every key under that child: '0' follows '/'.
+                Some(slash) => {
+                    let past = format!("{}0", &key[..self.prefix.len() + slash]);
+                    let from = std::ops::Bound::Included(past.as_str());
+                    self.keys = Children::keys_after(self.nodes, from);
+                }
+            }
+        }
+    }
 }
 
 /// Why a snapshot's nodes do not make a tree.
@@ -102,15 +163,17 @@ pub enum Applied {
     MultiError(Vec<i32>),
 }
 
+/// The tree with its indexes. Every field is persistent, so `clone` is cheap
+/// and the clone is a version that later changes do not touch.
 #[derive(Clone)]
 pub struct DataTree {
-    /// ahash: every read looks a path up here, and SipHash showed in profiles.
-    nodes: HashMap<Box<str>, Node, ahash::RandomState>,
-    ephemerals: HashMap<i64, BTreeSet<String>>,
-    containers: BTreeSet<String>,
-    ttls: BTreeSet<String>,
-    acls: HashSet<AclList, ahash::RandomState>,
-    sessions: HashMap<i64, i32>,
+    nodes: NodeMap,
+    ephemerals: imbl::HashMap<i64, PathSet>,
+    containers: PathSet,
+    ttls: PathSet,
+    /// Each distinct ACL list in use, with how many nodes use it.
+    acls: imbl::HashMap<AclList, u32>,
+    sessions: imbl::HashMap<i64, i32>,
     last_zxid: i64,
     extended_types: bool,
     /// Sum over nodes of path length + data length, kept as nodes change
@@ -131,39 +194,45 @@ impl DataTree {
     /// `/zookeeper/quota` and `/zookeeper/config` (read-only, aversion -1).
     pub fn new(extended_types: bool) -> Self {
         let mut tree = DataTree::restored(extended_types, 0);
-        let open = tree.intern_acl(&open_acl_unsafe());
-        let read_only = tree.intern_acl(&[Acl::new(perms::READ, "world", "anyone")]);
+        let open = open_acl_unsafe();
+        let read_only = [Acl::new(perms::READ, "world", "anyone")];
         for (p, acl, aversion) in [
-            ("/", open.clone(), 0),
-            ("/zookeeper", open.clone(), 0),
-            ("/zookeeper/quota", open, 0),
-            ("/zookeeper/config", read_only, -1),
+            ("/", &open[..], 0),
+            ("/zookeeper", &open[..], 0),
+            ("/zookeeper/quota", &open[..], 0),
+            ("/zookeeper/config", &read_only[..], -1),
         ] {
             let stat = StatPersisted {
                 aversion,
                 ..Default::default()
             };
+            let acl = tree.intern_acl(acl);
             tree.insert_node(p, Some(Box::default()), acl, stat);
         }
         tree
     }
 
-    fn insert_node(&mut self, p: &str, data: Option<Box<[u8]>>, acl: AclList, stat: StatPersisted) {
-        if let Some((parent, child)) = path::split(p).filter(|(_, c)| !c.is_empty()) {
-            let parent = self
-                .nodes
-                .get_mut(lookup_key(parent))
-                .expect("parent exists when inserting");
-            parent.children.insert(child.into());
+    /// Adds a node under its existing parent; returns its key.
+    fn insert_node(
+        &mut self,
+        p: &str,
+        data: Option<Box<[u8]>>,
+        acl: AclList,
+        stat: StatPersisted,
+    ) -> Arc<str> {
+        let key: Arc<str> = p.into();
+        if let Some((parent, _)) = path::split(p).filter(|(_, c)| !c.is_empty()) {
+            self.node_mut(parent).child_count += 1;
         }
         self.data_size += node_size(p, data.as_deref());
         let node = Node {
             data,
             acl,
             stat,
-            children: BTreeSet::new(),
+            child_count: 0,
         };
-        self.nodes.insert(p.into(), node);
+        self.nodes.insert(key.clone(), Arc::new(node));
+        key
     }
 
     pub fn extended_types(&self) -> bool {
@@ -185,22 +254,37 @@ impl DataTree {
 
     /// Ephemeral nodes of live sessions.
     pub fn ephemeral_count(&self) -> usize {
-        self.ephemerals.values().map(BTreeSet::len).sum()
+        self.ephemerals.values().map(PathSet::len).sum()
     }
 
     /// Sessions that own ephemeral nodes, with their paths, by session id.
-    pub fn ephemerals(&self) -> impl Iterator<Item = (i64, &BTreeSet<String>)> {
+    pub fn ephemerals(&self) -> impl Iterator<Item = (i64, &PathSet)> {
         self.ephemerals.iter().map(|(&id, paths)| (id, paths))
     }
 
     /// Looks a node up; "" names the root, as in ZooKeeper.
     pub fn get(&self, p: &str) -> Option<&Node> {
-        self.nodes.get(lookup_key(p))
+        self.nodes.get(lookup_key(p)).map(|node| &**node)
+    }
+
+    /// The names of a node's children, in order ("" names the root).
+    pub fn child_names(&self, p: &str) -> Children<'_> {
+        let p = lookup_key(p);
+        let prefix = if p == "/" {
+            "/".to_owned()
+        } else {
+            format!("{p}/")
+        };
+        Children {
+            nodes: &self.nodes,
+            keys: Children::keys_after(&self.nodes, std::ops::Bound::Excluded(&prefix)),
+            prefix,
+        }
     }
 
     /// The Stat clients see for a node.
     pub fn stat_of(&self, node: &Node) -> Stat {
-        let num_children = node.children.len() as i32;
+        let num_children = node.child_count as i32;
         let owner = node.stat.ephemeral_owner;
         Stat {
             czxid: node.stat.czxid,
@@ -225,51 +309,66 @@ impl DataTree {
     }
 
     /// Ephemeral paths owned by a session, in path order.
-    pub fn ephemerals_of(&self, session_id: i64) -> impl Iterator<Item = &String> {
-        self.ephemerals.get(&session_id).into_iter().flatten()
+    pub fn ephemerals_of(&self, session_id: i64) -> impl Iterator<Item = &str> {
+        self.ephemerals
+            .get(&session_id)
+            .into_iter()
+            .flatten()
+            .map(|p| &**p)
     }
 
-    pub fn containers(&self) -> &BTreeSet<String> {
+    pub fn containers(&self) -> &PathSet {
         &self.containers
     }
 
-    pub fn ttls(&self) -> &BTreeSet<String> {
+    pub fn ttls(&self) -> &PathSet {
         &self.ttls
     }
 
     /// Live sessions and their negotiated timeouts.
-    pub fn sessions(&self) -> &HashMap<i64, i32> {
+    pub fn sessions(&self) -> &imbl::HashMap<i64, i32> {
         &self.sessions
     }
 
-    /// Iterates over every (path, node).
+    /// Iterates over every (path, node) in path order, so every parent comes
+    /// before its children.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
-        self.nodes.iter().map(|(p, n)| (&**p, n))
+        self.nodes.iter().map(|(p, n)| (&**p, &**n))
     }
 
     /// Number of nodes strictly below `p` (getAllChildrenNumber). For the
     /// root alias "" ZooKeeper's prefix scan ("/") counts the root too.
     pub fn descendant_count(&self, p: &str) -> usize {
+        use std::ops::Bound;
         if p == "/" {
             return self.nodes.len() - 1;
         }
         let prefix = format!("{p}/");
-        self.nodes.keys().filter(|k| k.starts_with(&prefix)).count()
+        self.nodes
+            .range::<_, str>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .count()
     }
 
     fn intern_acl(&mut self, acl: &[Acl]) -> AclList {
-        if let Some(existing) = self.acls.get(acl) {
+        if let Some((existing, uses)) = self.acls.get_key_value_mut(acl) {
+            *uses += 1;
             return existing.clone();
         }
         let list: AclList = acl.into();
-        self.acls.insert(list.clone());
+        self.acls.insert(list.clone(), 1);
         list
     }
 
-    /// Drops an interned list nobody uses any more (the table holds one reference).
-    fn release_acl(&mut self, acl: AclList) {
-        if Arc::strong_count(&acl) == 2 {
-            self.acls.remove(&acl);
+    /// Drops an interned list once no node uses it.
+    fn release_acl(&mut self, acl: &AclList) {
+        let uses = self
+            .acls
+            .get_mut(&**acl)
+            .expect("a node's ACL list is interned");
+        *uses -= 1;
+        if *uses == 0 {
+            self.acls.remove(&**acl);
         }
     }
 
@@ -294,8 +393,13 @@ impl DataTree {
             }
             TxnOp::CloseSession { ephemerals } => {
                 let mut deleted = Vec::new();
-                let owned: Vec<String> = self.ephemerals_of(txn.session_id).cloned().collect();
-                for p in ephemerals.iter().chain(owned.iter()) {
+                let owned: Vec<Arc<str>> = self
+                    .ephemerals
+                    .get(&txn.session_id)
+                    .map(|paths| paths.iter().cloned().collect())
+                    .unwrap_or_default();
+                let listed = ephemerals.iter().map(String::as_str);
+                for p in listed.chain(owned.iter().map(|p| &**p)) {
                     if self.get(p).is_some() {
                         deleted.push(self.delete(p, txn.zxid));
                     }
@@ -311,14 +415,36 @@ impl DataTree {
                 data,
                 version,
             } => {
-                let node = self.node_mut(path);
-                let before = node_size(path, node.data.as_deref());
-                node.data = data.as_deref().map(Into::into);
-                self.data_size = self.data_size - before + node_size(path, data.as_deref());
-                let node = self.node_mut(path);
-                node.stat.mtime = txn.time;
-                node.stat.mzxid = txn.zxid;
-                node.stat.version = *version;
+                let slot = self
+                    .nodes
+                    .get_mut(lookup_key(path))
+                    .unwrap_or_else(|| panic!("txn names missing node {path}"));
+                let before = node_size(path, slot.data.as_deref());
+                let stat = StatPersisted {
+                    mtime: txn.time,
+                    mzxid: txn.zxid,
+                    version: *version,
+                    ..slot.stat
+                };
+                let after = node_size(path, data.as_deref());
+                let data = data.as_deref().map(Into::into);
+                match Arc::get_mut(slot) {
+                    Some(node) => {
+                        node.data = data;
+                        node.stat = stat;
+                    }
+                    // Shared with an older version: a new node, without
+                    // copying the data about to be replaced.
+                    None => {
+                        *slot = Arc::new(Node {
+                            data,
+                            acl: slot.acl.clone(),
+                            stat,
+                            child_count: slot.child_count,
+                        })
+                    }
+                }
+                self.data_size = self.data_size - before + after;
                 let node = self.node(path);
                 Applied::DataSet {
                     path: path.clone(),
@@ -331,7 +457,7 @@ impl DataTree {
                 let node = self.node_mut(path);
                 node.stat.aversion = *version;
                 let old = std::mem::replace(&mut node.acl, acl);
-                self.release_acl(old);
+                self.release_acl(&old);
                 Applied::AclSet {
                     stat: self.stat_of(self.node(path)),
                 }
@@ -350,10 +476,14 @@ impl DataTree {
             .unwrap_or_else(|| panic!("txn names missing node {p}"))
     }
 
+    /// The node to change, copied first if an older version shares it.
     fn node_mut(&mut self, p: &str) -> &mut Node {
-        self.nodes
-            .get_mut(lookup_key(p))
+        self.existing_mut(p)
             .unwrap_or_else(|| panic!("txn names missing node {p}"))
+    }
+
+    fn existing_mut(&mut self, p: &str) -> Option<&mut Node> {
+        self.nodes.get_mut(lookup_key(p)).map(Arc::make_mut)
     }
 
     fn create(&mut self, txn: &Txn, create: &CreateTxn) -> Applied {
@@ -379,27 +509,13 @@ impl DataTree {
             "create of existing node {}",
             create.path
         );
-        self.insert_node(
+        let key = self.insert_node(
             &create.path,
             create.data.as_deref().map(Into::into),
             acl,
             stat,
         );
-        match kind_of(owner, self.extended_types) {
-            EphemeralKind::Container => {
-                self.containers.insert(create.path.clone());
-            }
-            EphemeralKind::Ttl(_) => {
-                self.ttls.insert(create.path.clone());
-            }
-            EphemeralKind::Normal => {
-                self.ephemerals
-                    .entry(owner)
-                    .or_default()
-                    .insert(create.path.clone());
-            }
-            EphemeralKind::Void => {}
-        }
+        self.index_owner(key, owner);
         Applied::Created {
             path: create.path.clone(),
             stat: self.stat_of(self.node(&create.path)),
@@ -409,11 +525,27 @@ impl DataTree {
         }
     }
 
+    /// Records a new node in the index its owner field puts it in.
+    fn index_owner(&mut self, key: Arc<str>, owner: i64) {
+        match kind_of(owner, self.extended_types) {
+            EphemeralKind::Container => {
+                self.containers.insert(key);
+            }
+            EphemeralKind::Ttl(_) => {
+                self.ttls.insert(key);
+            }
+            EphemeralKind::Normal => {
+                self.ephemerals.entry(owner).or_default().insert(key);
+            }
+            EphemeralKind::Void => {}
+        }
+    }
+
     fn delete(&mut self, p: &str, zxid: i64) -> Deletion {
-        let (parent_path, child) = path::split(p).expect("validated path");
+        let (parent_path, _) = path::split(p).expect("validated path");
         let parent = self.node_mut(parent_path);
         let parent_acl = parent.acl.clone();
-        parent.children.remove(child);
+        parent.child_count -= 1;
         if zxid > parent.stat.pzxid {
             parent.stat.pzxid = zxid;
         }
@@ -421,10 +553,9 @@ impl DataTree {
             .nodes
             .remove(lookup_key(p))
             .unwrap_or_else(|| panic!("delete of missing node {p}"));
-        assert!(node.children.is_empty(), "delete of non-empty node {p}");
+        assert!(!node.has_children(), "delete of non-empty node {p}");
         self.data_size -= node_size(p, node.data.as_deref());
-        let acl = node.acl.clone();
-        self.release_acl(node.acl);
+        self.release_acl(&node.acl);
         let owner = node.stat.ephemeral_owner;
         match kind_of(owner, self.extended_types) {
             EphemeralKind::Container => {
@@ -445,7 +576,7 @@ impl DataTree {
         }
         Deletion {
             path: p.to_owned(),
-            acl,
+            acl: node.acl.clone(),
             parent_acl,
         }
     }
@@ -454,22 +585,16 @@ impl DataTree {
     /// (parents first) from a snapshot taken at `last_zxid`.
     pub fn restored(extended_types: bool, last_zxid: i64) -> Self {
         DataTree {
-            nodes: HashMap::default(),
-            ephemerals: HashMap::new(),
-            containers: BTreeSet::new(),
-            ttls: BTreeSet::new(),
-            acls: HashSet::default(),
-            sessions: HashMap::new(),
+            nodes: NodeMap::default(),
+            ephemerals: imbl::HashMap::new(),
+            containers: PathSet::new(),
+            ttls: PathSet::new(),
+            acls: imbl::HashMap::new(),
+            sessions: imbl::HashMap::new(),
             last_zxid,
             extended_types,
             data_size: 0,
         }
-    }
-
-    /// Makes room for `nodes` more nodes at once (restoring a big tree
-    /// otherwise rehashes it many times over).
-    pub fn reserve(&mut self, nodes: usize) {
-        self.nodes.reserve(nodes);
     }
 
     /// Adds a node read from a snapshot. Its parent must already be there;
@@ -496,22 +621,8 @@ impl DataTree {
             return Err(RestoreError::Orphan(p.to_owned()));
         }
         let acl = self.intern_acl(acl);
-        self.insert_node(p, data.map(Into::into), acl, stat);
-        match kind_of(stat.ephemeral_owner, self.extended_types) {
-            EphemeralKind::Container => {
-                self.containers.insert(p.to_owned());
-            }
-            EphemeralKind::Ttl(_) => {
-                self.ttls.insert(p.to_owned());
-            }
-            EphemeralKind::Normal => {
-                self.ephemerals
-                    .entry(stat.ephemeral_owner)
-                    .or_default()
-                    .insert(p.to_owned());
-            }
-            EphemeralKind::Void => {}
-        }
+        let key = self.insert_node(p, data.map(Into::into), acl, stat);
+        self.index_owner(key, stat.ephemeral_owner);
         Ok(())
     }
 
@@ -522,17 +633,18 @@ impl DataTree {
         let orphaned: Vec<i64> = self
             .ephemerals
             .keys()
-            .filter(|owner| !self.sessions.contains_key(owner))
+            .filter(|owner| !self.sessions.contains_key(*owner))
             .copied()
             .collect();
         let mut removed = Vec::new();
         for owner in orphaned {
-            let paths: Vec<String> = self.ephemerals_of(owner).cloned().collect();
+            let paths: Vec<String> = self.ephemerals_of(owner).map(String::from).collect();
             for p in paths {
                 self.delete(&p, self.last_zxid);
                 removed.push((owner, p));
             }
         }
+        removed.sort();
         removed
     }
 
@@ -543,7 +655,7 @@ impl DataTree {
 
     /// The distinct ACL lists in use (each node's list is one of them).
     pub fn acl_lists(&self) -> impl Iterator<Item = &AclList> {
-        self.acls.iter()
+        self.acls.keys()
     }
 
     /// Applies a txn logged after a *fuzzy* snapshot began, as Apache
@@ -561,7 +673,7 @@ impl DataTree {
             TxnOp::Create(create) => match self.get(&create.path) {
                 Some(_) => {
                     let (parent, _) = path::split(&create.path).expect("logged path");
-                    if let Some(parent) = self.nodes.get_mut(lookup_key(parent)) {
+                    if let Some(parent) = self.existing_mut(parent) {
                         if create.parent_cversion > parent.stat.cversion {
                             parent.stat.cversion = create.parent_cversion;
                             parent.stat.pzxid = txn.zxid;
@@ -571,7 +683,7 @@ impl DataTree {
                 }
                 None => path::split(&create.path).is_some_and(|(p, _)| self.get(p).is_some()),
             },
-            TxnOp::Delete { path } => self.get(path).is_some_and(|n| n.children.is_empty()),
+            TxnOp::Delete { path } => self.get(path).is_some_and(|n| !n.has_children()),
             TxnOp::SetData { path, .. } | TxnOp::SetAcl { path, .. } => self.get(path).is_some(),
             TxnOp::Multi(ops) => {
                 for op in ops {
@@ -605,16 +717,16 @@ impl DataTree {
     pub fn expired_nodes(&self, now: i64) -> Vec<String> {
         let containers = self.containers.iter().filter(|p| {
             self.get(p)
-                .is_some_and(|n| n.children.is_empty() && n.stat.cversion > 0)
+                .is_some_and(|n| !n.has_children() && n.stat.cversion > 0)
         });
         let ttls = self.ttls.iter().filter(|p| {
             self.get(p).is_some_and(|n| {
-                n.children.is_empty()
+                !n.has_children()
                     && matches!(kind_of(n.stat.ephemeral_owner, self.extended_types),
                         EphemeralKind::Ttl(ttl) if ttl != 0 && now - n.stat.mtime > ttl)
             })
         });
-        containers.chain(ttls).cloned().collect()
+        containers.chain(ttls).map(|p| p.to_string()).collect()
     }
 }
 
@@ -749,6 +861,123 @@ mod tests {
     }
 
     #[test]
+    fn a_clone_is_a_version_that_later_changes_leave_alone() {
+        let mut tree = DataTree::new(false);
+        tree.apply(&txn(1, 5, TxnOp::CreateSession { timeout: 4000 }));
+        tree.apply(&txn(2, 5, create("/a", false, 1)));
+        let version = tree.clone();
+        let set = TxnOp::SetData {
+            path: "/a".into(),
+            data: Some(b"new".to_vec()),
+            version: 1,
+        };
+        tree.apply(&txn(3, 5, set));
+        tree.apply(&txn(4, 5, create("/a/e", true, 1)));
+        tree.apply(&txn(
+            5,
+            5,
+            TxnOp::Delete {
+                path: "/zookeeper/quota".into(),
+            },
+        ));
+        let a = version.get("/a").unwrap();
+        assert_eq!((a.data.as_deref(), a.child_count()), (None, 0));
+        assert!(version.get("/a/e").is_none() && version.get("/zookeeper/quota").is_some());
+        assert_eq!((version.last_zxid(), version.ephemeral_count()), (2, 0));
+        let a = tree.get("/a").unwrap();
+        assert_eq!(a.data.as_deref(), Some(&b"new"[..]));
+        assert_eq!(tree.child_names("/a").collect::<Vec<_>>(), ["e"]);
+        assert_eq!(tree.ephemerals_of(5).collect::<Vec<_>>(), ["/a/e"]);
+    }
+
+    #[test]
+    fn children_are_listed_in_name_order_past_their_descendants() {
+        let mut tree = DataTree::new(false);
+        // Names that sort around '/' (0x2f): '-' before it, '0' after it.
+        let paths = [
+            "/a", "/a/x", "/a/x/y", "/a/x/y/z", "/a/x-1", "/a/x0", "/a-b", "/a0",
+        ];
+        for (i, p) in paths.iter().enumerate() {
+            tree.apply(&txn(i as i64 + 1, 0, create(p, false, 1)));
+        }
+        let names = |p: &str| tree.child_names(p).collect::<Vec<_>>();
+        assert_eq!(names("/a"), ["x", "x-1", "x0"]);
+        assert_eq!(names("/a/x"), ["y"]);
+        assert_eq!(names("/a/x/y/z"), Vec::<&str>::new());
+        assert_eq!(names("/"), ["a", "a-b", "a0", "zookeeper"]);
+        assert_eq!(names(""), names("/"));
+        assert_eq!(tree.descendant_count("/a"), 5);
+        assert_eq!(tree.descendant_count("/a/x"), 2);
+        let counted: Vec<usize> = paths
+            .iter()
+            .map(|p| tree.get(p).unwrap().child_count())
+            .collect();
+        let listed: Vec<usize> = paths.iter().map(|p| tree.child_names(p).count()).collect();
+        assert_eq!(counted, listed);
+    }
+
+    #[test]
+    fn children_match_a_scan_of_every_path_in_a_tree_of_awkward_names() {
+        // Every path up to three levels over names that sort just before,
+        // at and after the separator.
+        let names = ["a", "a!", "a-", "a0", "b"];
+        let mut paths = vec![String::new()];
+        let mut tree = DataTree::new(false);
+        let mut zxid = 0;
+        for _ in 0..3 {
+            let mut deeper = Vec::new();
+            for parent in &paths {
+                for name in names {
+                    let p = format!("{parent}/{name}");
+                    zxid += 1;
+                    tree.apply(&txn(zxid, 0, create(&p, false, zxid as i32)));
+                    deeper.push(p);
+                }
+            }
+            paths = deeper;
+        }
+        for (parent, node) in tree.iter() {
+            let prefix = if parent == "/" {
+                "/".to_owned()
+            } else {
+                format!("{parent}/")
+            };
+            let mut expected: Vec<&str> = tree
+                .iter()
+                .filter_map(|(p, _)| p.strip_prefix(prefix.as_str()))
+                .filter(|rest| !rest.is_empty() && !rest.contains('/'))
+                .collect();
+            expected.sort_unstable();
+            let listed: Vec<&str> = tree.child_names(parent).collect();
+            assert_eq!(listed, expected, "{parent}");
+            assert_eq!(node.child_count(), listed.len(), "{parent}");
+        }
+    }
+
+    #[test]
+    fn an_acl_list_is_kept_while_some_node_uses_it() {
+        let mut tree = DataTree::new(false);
+        let lists = |t: &DataTree| t.acl_lists().count();
+        let before = lists(&tree);
+        let digest = vec![Acl::new(perms::ALL, "digest", "u:x")];
+        tree.apply(&txn(1, 0, create("/a", false, 1)));
+        tree.apply(&txn(2, 0, create("/b", false, 2)));
+        for (zxid, path) in [(3, "/a"), (4, "/b")] {
+            let op = TxnOp::SetAcl {
+                path: path.into(),
+                acl: digest.clone(),
+                version: 1,
+            };
+            tree.apply(&txn(zxid, 0, op));
+        }
+        assert_eq!(lists(&tree), before + 1);
+        tree.apply(&txn(5, 0, TxnOp::Delete { path: "/a".into() }));
+        assert_eq!(lists(&tree), before + 1, "/b still uses it");
+        tree.apply(&txn(6, 0, TxnOp::Delete { path: "/b".into() }));
+        assert_eq!(lists(&tree), before);
+    }
+
+    #[test]
     fn restore_refuses_orphans_and_duplicates() {
         let mut tree = DataTree::restored(false, 10);
         let acl = [Acl::new(perms::ALL, "world", "anyone")];
@@ -763,6 +992,6 @@ mod tests {
             tree.restore_node("/a", None, &acl, stat),
             Err(RestoreError::Duplicate("/a".into()))
         );
-        assert_eq!(tree.get("/").unwrap().children.len(), 1);
+        assert_eq!(tree.get("/").unwrap().child_count(), 1);
     }
 }

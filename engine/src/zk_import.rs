@@ -914,7 +914,7 @@ impl Replay {
             if let TxnOp::CloseSession { ephemerals } = &mut op {
                 // In a fuzzy replay a listed path may since have become a
                 // parent; ZooKeeper never deletes one with children either.
-                ephemerals.retain(|p| tree.get(p).is_none_or(|n| n.children.is_empty()));
+                ephemerals.retain(|p| tree.get(p).is_none_or(|n| !n.has_children()));
             }
             let txn = Txn {
                 zxid,

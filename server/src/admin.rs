@@ -259,10 +259,10 @@ fn command(name: &str, cx: &Context<'_>) -> Map<String, Value> {
                 let at = (s.expires_ms / tick + 1) * tick;
                 expiry.entry(at.to_string()).or_default().push(s.id);
             }
-            let ephemerals: BTreeMap<String, Vec<&String>> = cx
+            let ephemerals: BTreeMap<String, Vec<&str>> = cx
                 .tree
                 .ephemerals()
-                .map(|(id, paths)| (id.to_string(), paths.iter().collect()))
+                .map(|(id, paths)| (id.to_string(), paths.iter().map(|p| &**p).collect()))
                 .collect();
             object([
                 ("expiry_time_to_session_ids".into(), json!(expiry)),

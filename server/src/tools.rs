@@ -86,7 +86,11 @@ pub fn dump_snapshot(
     while let Some(p) = stack.pop() {
         let node = tree.get(&p).expect("children are nodes");
         let base = if p == "/" { "" } else { p.as_str() };
-        stack.extend(node.children.iter().rev().map(|c| format!("{base}/{c}")));
+        let children: Vec<String> = tree
+            .child_names(&p)
+            .map(|c| format!("{base}/{c}"))
+            .collect();
+        stack.extend(children.into_iter().rev());
         let stat = tree.stat_of(node);
         let _ = writeln!(
             out,
