@@ -330,26 +330,15 @@ fn run(config: Config) -> Result<(), String> {
     if config.purge_interval_hours > 0 {
         spawn_autopurge(&config)?;
     }
-    let log_end = recovered.append.unwrap_or(wal::LogPosition {
-        segment: recovered.tree.last_zxid() + 1,
-        offset: 0,
-    });
-    let durable = Arc::new(std::sync::Mutex::new(snapshotter::Durable {
-        zxid: recovered.tree.last_zxid(),
-        end: log_end,
-    }));
     let (snapshot_wake, wake) = std::sync::mpsc::sync_channel(1);
     if recovered.txns > 0 {
         // Replaying a long log once is enough: snapshot what was recovered.
-        let _ = snapshot_wake.try_send(());
+        let _ = snapshot_wake.try_send(recovered.tree.clone());
     }
     let stats = Arc::new(stats::Stats::new(config.shards));
     snapshotter::spawn(snapshotter::SnapshotterSetup {
         snapshot_zxid: recovered.snapshot_zxid,
         data_dir: config.data_dir.clone(),
-        log_dir: config.data_log_dir.clone(),
-        extended_types: config.extended_types,
-        durable: durable.clone(),
         wake,
         stats: stats.clone(),
     })
@@ -393,9 +382,6 @@ fn run(config: Config) -> Result<(), String> {
     let append = recovered.append;
     let next_zxid = recovered.tree.last_zxid() + 1;
     let segment_bytes = config.log_segment_bytes;
-    let extended_types = config.extended_types;
-    let sequencer_log_dir = log_dir.clone();
-    let data_dir = config.data_dir.clone();
     let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
     let snapshot_policy =
         snapshotter::SnapshotPolicy::new(config.snap_count, config.snap_size_limit_bytes);
@@ -415,10 +401,6 @@ fn run(config: Config) -> Result<(), String> {
         stats,
         server_id: 1,
         container_check_interval,
-        data_dir,
-        log_dir: sequencer_log_dir,
-        extended_types,
-        durable,
         snapshot_policy,
         snapshot_wake,
         fsync_warning,

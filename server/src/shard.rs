@@ -1,8 +1,9 @@
 //! A shard core: accepts connections (SO_REUSEPORT, so every shard listens on
 //! the client port), keeps each connection and its session here, serves reads
-//! from its own replica without locks, sends writes and session changes to
-//! the sequencer, and applies every committed batch to its replica, firing
-//! the watches of its connections and answering its own writes.
+//! from its replica without locks, sends writes and session changes to the
+//! sequencer, and takes each committed batch's version of the tree as its
+//! replica, firing the watches of its connections and answering its own
+//! writes from the effects the sequencer worked out.
 //!
 //! Per connection, requests are handled one at a time: a read waits while
 //! the connection's write is in flight, so a session always reads its own
@@ -134,7 +135,11 @@ pub struct Shard {
     index: usize,
     config: Arc<Config>,
     stats: Arc<Stats>,
+    /// The newest committed version of the tree (shared with the sequencer).
     replica: RefCell<DataTree>,
+    /// The last txn whose replies and events this shard has handled; equal
+    /// to the replica's last zxid between batches.
+    handled_zxid: Cell<i64>,
     watches: RefCell<WatchTable<u64>>,
     conns: RefCell<HashMap<u64, Rc<Conn>>>,
     sessions: RefCell<HashMap<i64, Session>>,
@@ -180,6 +185,7 @@ pub async fn run(setup: ShardSetup) {
     let shard = Rc::new(Shard {
         index: setup.index,
         stats: setup.stats,
+        handled_zxid: Cell::new(setup.tree.last_zxid()),
         replica: RefCell::new(setup.tree),
         watches: RefCell::new(WatchTable::default()),
         conns: RefCell::new(HashMap::new()),
@@ -730,6 +736,9 @@ fn view(shard: &Shard) -> fourlw::ShardView {
 async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch>>) {
     let commits = commits.connect().await;
     while let Some(batch) = commits.recv().await {
+        // The whole batch is handled before any read runs again, so reads
+        // never see the new version before its writes are answered.
+        *shard.replica.borrow_mut() = batch.tree.clone();
         for entry in &batch.entries {
             match entry {
                 Entry::Attached {
@@ -745,7 +754,11 @@ async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch
                         }
                     }
                 }
-                Entry::Txn { txn, origin } => apply_txn(&shard, txn, *origin),
+                Entry::Txn {
+                    txn,
+                    origin,
+                    applied,
+                } => apply_txn(&shard, txn, applied, *origin),
                 Entry::Synced { origin } if origin.shard == shard.index => {
                     let conn = shard.conns.borrow().get(&origin.conn).cloned();
                     match conn {
@@ -772,25 +785,28 @@ async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch
     }
 }
 
-fn apply_txn(shard: &Rc<Shard>, txn: &zoocore_engine::Txn, origin: Option<Origin>) {
-    let mut replica = shard.replica.borrow_mut();
-    // Design invariant 1: every replica applies every txn, in order, none
+fn apply_txn(
+    shard: &Rc<Shard>,
+    txn: &zoocore_engine::Txn,
+    applied: &Applied,
+    origin: Option<Origin>,
+) {
+    // Design invariant 1: every shard handles every txn, in order, none
     // skipped (the sequencer hands out consecutive zxids).
     assert_eq!(
         txn.zxid,
-        replica.last_zxid() + 1,
-        "shard {} replica out of step with the sequencer",
+        shard.handled_zxid.get() + 1,
+        "shard {} out of step with the sequencer",
         shard.index
     );
-    let applied = replica.apply(txn);
-    drop(replica);
+    shard.handled_zxid.set(txn.zxid);
     let conns = shard.conns.borrow();
     let mut can_read = |w: u64, acl: &[zoocore_net::Acl]| {
         conns
             .get(&w)
             .is_some_and(|c| acl::check(acl, perms::READ, &c.identity.borrow()))
     };
-    let events = shard.watches.borrow_mut().fire(&applied, &mut can_read);
+    let events = shard.watches.borrow_mut().fire(applied, &mut can_read);
     for (w, event) in &events {
         if let Some(conn) = conns.get(w) {
             conn.event(event);
@@ -799,7 +815,7 @@ fn apply_txn(shard: &Rc<Shard>, txn: &zoocore_engine::Txn, origin: Option<Origin
     let mine = origin
         .filter(|o| o.shard == shard.index)
         .and_then(|o| conns.get(&o.conn).cloned());
-    match &applied {
+    match applied {
         Applied::SessionCreated => {
             let Some(conn) = mine else {
                 // The connection went away before its session was made; the
@@ -845,7 +861,7 @@ fn apply_txn(shard: &Rc<Shard>, txn: &zoocore_engine::Txn, origin: Option<Origin
                 );
             }
             if let Some(conn) = mine {
-                reply_write(shard, &conn, txn, &applied);
+                reply_write(shard, &conn, txn, applied);
                 conn.close();
             } else if let Some(conn) = tracked.and_then(|s| s.conn).and_then(|c| conns.get(&c)) {
                 conn.close();
@@ -853,8 +869,8 @@ fn apply_txn(shard: &Rc<Shard>, txn: &zoocore_engine::Txn, origin: Option<Origin
         }
         _ => {
             if let Some(conn) = mine {
-                reply_write(shard, &conn, txn, &applied);
-                if conn.inflight.borrow().is_empty() && txn_closes(&applied) {
+                reply_write(shard, &conn, txn, applied);
+                if conn.inflight.borrow().is_empty() && txn_closes(applied) {
                     conn.close();
                 }
             }
@@ -931,7 +947,7 @@ fn reject(shard: &Shard, origin: Option<Origin>, session_id: i64) {
     let Some(entry) = answered(shard, &conn) else {
         return;
     };
-    let zxid = shard.replica.borrow().last_zxid();
+    let zxid = shard.handled_zxid.get();
     let header = ReplyHeader {
         xid: entry.xid,
         zxid,
@@ -952,7 +968,7 @@ fn answer_sync(shard: &Shard, conn: &Conn) {
         conn.close();
         return;
     };
-    let zxid = shard.replica.borrow().last_zxid();
+    let zxid = shard.handled_zxid.get();
     conn.reply(
         ReplyHeader { xid, zxid, err: 0 },
         &Response::Sync(path.path),

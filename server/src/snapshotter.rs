@@ -1,28 +1,18 @@
 //! Snapshots, off the serving path. The sequencer only counts: after
 //! `snapCount` txns or `snapSizeLimitInKb` of log (each with ZooKeeper's
-//! random jitter, so that servers do not snapshot in step) it wakes the
-//! snapshotter, a plain thread at low CPU priority that follows the log on
-//! disk into a tree of its own and writes that tree out. Nothing on a shard
-//! or the sequencer waits for it.
+//! random jitter, so that servers do not snapshot in step) it hands the
+//! snapshotter, a plain thread at low CPU priority, the version of the tree
+//! that the log holds durably, and the snapshotter writes that version out.
+//! The tree is persistent: holding a version costs only the nodes changed
+//! since, and nothing on a shard or the sequencer waits for the write.
 
 use std::hash::BuildHasher;
 use std::path::PathBuf;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex};
 
 use zoocore_engine::DataTree;
 
 use crate::snapfile;
-use crate::wal::{LogFollower, LogPosition};
-
-/// What the log holds durably; published by the sequencer after each sync.
-#[derive(Debug, Clone, Copy)]
-pub struct Durable {
-    pub zxid: i64,
-    pub end: LogPosition,
-}
-
-pub type SharedDurable = Arc<Mutex<Durable>>;
 
 /// When the next snapshot is due, as ZooKeeper's SyncRequestProcessor decides.
 pub struct SnapshotPolicy {
@@ -85,10 +75,8 @@ pub struct SnapshotterSetup {
     /// The zxid of the newest snapshot at start (0: none).
     pub snapshot_zxid: i64,
     pub data_dir: PathBuf,
-    pub log_dir: PathBuf,
-    pub extended_types: bool,
-    pub durable: SharedDurable,
-    pub wake: Receiver<()>,
+    /// Durable versions of the tree to write.
+    pub wake: Receiver<DataTree>,
     pub stats: std::sync::Arc<crate::stats::Stats>,
 }
 
@@ -102,9 +90,6 @@ fn run(setup: SnapshotterSetup) {
     let SnapshotterSetup {
         mut snapshot_zxid,
         data_dir,
-        log_dir,
-        extended_types,
-        durable,
         wake,
         stats,
     } = setup;
@@ -115,38 +100,12 @@ fn run(setup: SnapshotterSetup) {
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19);
     }
-    // Built from disk at the first snapshot, not cloned at start: a clone of
-    // a big tree would delay serving, and this also re-checks recovery.
-    let mut state: Option<(DataTree, LogFollower)> = None;
-    while wake.recv().is_ok() {
+    while let Ok(tree) = wake.recv() {
         let started = std::time::Instant::now();
-        let target = *durable.lock().unwrap_or_else(|e| e.into_inner());
-        let (tree, follower) = match &mut state {
-            Some(state) => state,
-            None => {
-                match crate::wal::durable_state(&data_dir, &log_dir, target.end, extended_types) {
-                    Ok(tree) => state.insert((tree, LogFollower::new(&log_dir, target.end))),
-                    Err(e) => {
-                        tracing::error!(error = %e, "snapshot skipped: cannot read the data dir");
-                        continue;
-                    }
-                }
-            }
-        };
-        if let Err(e) = follower.catch_up(tree, target.zxid, target.end) {
-            tracing::error!(error = %e, "snapshot skipped: cannot follow the log");
-            state = None;
-            continue;
-        }
-        // Only what the sequencer has made durable may be snapshotted.
-        assert!(
-            tree.last_zxid() <= target.zxid,
-            "snapshotter read past the durable log"
-        );
         if tree.last_zxid() <= snapshot_zxid {
             continue;
         }
-        match snapfile::write_snapshot(&data_dir, tree) {
+        match snapfile::write_snapshot(&data_dir, &tree) {
             Ok(path) => {
                 snapshot_zxid = tree.last_zxid();
                 stats

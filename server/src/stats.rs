@@ -344,6 +344,15 @@ impl Stats {
         &self.shards[index]
     }
 
+    /// Committed batches that every shard has applied.
+    pub fn min_batches_applied(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|s| s.batches_applied.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    }
+
     /// Per shard: requests in the sequencer's hands, and committed batches
     /// not yet applied.
     pub fn queue_depths(&self) -> Vec<(u64, u64)> {

@@ -99,7 +99,7 @@ pub fn recover(
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }
-    let loaded = load(data_dir, log_dir, extended_types, None)?;
+    let loaded = load(data_dir, log_dir, extended_types)?;
     if let Some((path, torn_at)) = &loaded.torn {
         let end = loaded
             .append
@@ -117,17 +117,6 @@ pub fn recover(
         txns: loaded.txns,
         append: loaded.append,
     })
-}
-
-/// The state the disk holds durably up to `end`: what the sequencer returns
-/// to when a batch could not be written.
-pub fn durable_state(
-    data_dir: &Path,
-    log_dir: &Path,
-    end: LogPosition,
-    extended_types: bool,
-) -> std::io::Result<DataTree> {
-    Ok(load(data_dir, log_dir, extended_types, Some(end))?.tree)
 }
 
 struct Loaded {
@@ -158,17 +147,9 @@ fn base_tree(
     Ok((DataTree::new(extended_types), None, rejected))
 }
 
-fn load(
-    data_dir: &Path,
-    log_dir: &Path,
-    extended_types: bool,
-    bound: Option<LogPosition>,
-) -> std::io::Result<Loaded> {
+fn load(data_dir: &Path, log_dir: &Path, extended_types: bool) -> std::io::Result<Loaded> {
     let (mut tree, snapshot, rejected) = base_tree(data_dir, extended_types)?;
-    let mut segments = segments(log_dir)?;
-    if let Some(bound) = bound {
-        segments.retain(|(first, _)| *first <= bound.segment);
-    }
+    let segments = segments(log_dir)?;
     let snapshot_zxid = if snapshot.is_some() {
         tree.last_zxid()
     } else {
@@ -209,10 +190,7 @@ fn load(
     let mut torn = None;
     let last = segments.len() - 1;
     for (i, (start, path)) in segments.iter().enumerate().skip(first) {
-        let mut image = std::fs::read(path)?;
-        if let Some(bound) = bound.filter(|b| b.segment == *start) {
-            image.truncate(bound.offset as usize);
-        }
+        let image = std::fs::read(path)?;
         let scan = log::scan(&image);
         if let (Some(at), Some(valid)) = (scan.torn_at, scan.valid_after_damage) {
             return Err(refuse(format!(
@@ -265,83 +243,6 @@ fn load(
         append,
         torn,
     })
-}
-
-/// Reads records out of the log as it grows: the snapshotter's way of
-/// following the sequencer without a channel on the serving path.
-pub struct LogFollower {
-    dir: PathBuf,
-    at: LogPosition,
-}
-
-impl LogFollower {
-    pub fn new(dir: &Path, at: LogPosition) -> LogFollower {
-        LogFollower {
-            dir: dir.to_owned(),
-            at,
-        }
-    }
-
-    /// Applies to `tree` every record after its last zxid up to `upto`, which
-    /// must be durable, ending at or before `end`.
-    pub fn catch_up(
-        &mut self,
-        tree: &mut DataTree,
-        upto: i64,
-        end: LogPosition,
-    ) -> std::io::Result<usize> {
-        use std::io::{Read, Seek};
-        let mut applied = 0;
-        while tree.last_zxid() < upto {
-            let path = self.dir.join(segment_name(self.at.segment));
-            let mut file = std::fs::File::open(&path)?;
-            file.seek(std::io::SeekFrom::Start(self.at.offset))?;
-            let mut image = Vec::new();
-            if end.segment == self.at.segment {
-                file.take(end.offset.saturating_sub(self.at.offset))
-                    .read_to_end(&mut image)?;
-            } else {
-                file.read_to_end(&mut image)?;
-            }
-            let scan = log::scan(&image);
-            let mut resume = scan.valid_len;
-            for ((_, txn), start) in scan.txns.iter().zip(&scan.batch_starts) {
-                if txn.zxid > upto {
-                    resume = *start;
-                    break;
-                }
-                if txn.zxid <= tree.last_zxid() {
-                    continue;
-                }
-                if txn.zxid != tree.last_zxid() + 1 {
-                    return Err(std::io::Error::other(format!(
-                        "{}: zxid {:#x} follows {:#x}",
-                        path.display(),
-                        txn.zxid,
-                        tree.last_zxid()
-                    )));
-                }
-                tree.apply(txn);
-                applied += 1;
-            }
-            self.at.offset += resume as u64;
-            if tree.last_zxid() >= upto {
-                break;
-            }
-            let next = tree.last_zxid() + 1;
-            if self.at.segment == end.segment || !self.dir.join(segment_name(next)).exists() {
-                return Err(std::io::Error::other(format!(
-                    "the log ends before zxid {upto:#x} (at {:#x})",
-                    tree.last_zxid()
-                )));
-            }
-            self.at = LogPosition {
-                segment: next,
-                offset: 0,
-            };
-        }
-        Ok(applied)
-    }
 }
 
 /// Deletes snapshots beyond the newest `retain`, and segments whose every
@@ -473,14 +374,6 @@ impl LogWriter {
         let path = self.dir.join(NEXT_SEGMENT);
         let size = self.segment_bytes;
         self.next = Some(glommio::spawn_local(prepare_segment(path, size)).detach());
-    }
-
-    /// Where the next batch goes; everything before it is durable.
-    pub fn position(&self) -> LogPosition {
-        LogPosition {
-            segment: self.segment,
-            offset: self.position,
-        }
     }
 
     /// Moves to a new segment whose first record is `first_zxid`.
