@@ -212,7 +212,10 @@ fn load(data_dir: &Path, log_dir: &Path, extended_types: bool) -> std::io::Resul
                 txn.zxid
             )));
         }
-        for (_, txn) in &scan.txns {
+        // Each record is dropped once applied, so the next nodes reuse its
+        // memory: holding every decoded record until the segment's end left
+        // ~100 MiB of holes in the heap after replaying 300k setData.
+        for (_, txn) in scan.txns {
             if txn.zxid <= tree.last_zxid() && i == first {
                 continue; // already in the snapshot
             }
@@ -224,7 +227,7 @@ fn load(data_dir: &Path, log_dir: &Path, extended_types: bool) -> std::io::Resul
                     tree.last_zxid()
                 )));
             }
-            tree.apply(txn);
+            tree.apply(&txn);
             txns += 1;
         }
         if i == last {
