@@ -12,6 +12,7 @@
 pub mod acl;
 pub mod ephemeral;
 pub mod path;
+mod path_key;
 pub mod prep;
 pub mod read;
 pub mod session;

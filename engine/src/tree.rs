@@ -8,6 +8,7 @@ use zoocore_net::{consts::perms, Acl, Stat};
 use crate::acl::open_acl_unsafe;
 use crate::ephemeral::{kind_of, EphemeralKind, CONTAINER_OWNER};
 use crate::path;
+use crate::path_key::{PathKey, Probe};
 use crate::txn::{CreateKind, CreateTxn, Txn, TxnOp};
 
 /// A node's metadata as ZooKeeper persists it. `cversion` here counts child
@@ -53,8 +54,10 @@ pub type PathSet = imbl::OrdSet<Arc<str>>;
 /// version of the tree to every shard and to the snapshotter instead of each
 /// keeping a copy. Ordered rather than hashed because a node's children are
 /// then a range of keys (no child sets to store), and because imbl's B-tree
-/// took 40-58 bytes per entry against its hash trie's 134 (measured).
-type NodeMap = imbl::OrdMap<Arc<str>, Arc<Node>>;
+/// took 40-58 bytes per entry against its hash trie's 134 (measured). The
+/// price is lookups: five levels of cache misses in a 1M-node tree, where a
+/// hash map took one or two (`benches/README.md`).
+type NodeMap = imbl::OrdMap<PathKey, Arc<Node>>;
 
 #[derive(Debug, Clone)]
 pub struct Node {
@@ -86,11 +89,12 @@ pub struct Children<'a> {
 }
 
 type KeyRange<'a> =
-    imbl::ordmap::RangedIter<'a, Arc<str>, Arc<Node>, imbl::shared_ptr::DefaultSharedPtr>;
+    imbl::ordmap::RangedIter<'a, PathKey, Arc<Node>, imbl::shared_ptr::DefaultSharedPtr>;
 
 impl<'a> Children<'a> {
     fn keys_after(nodes: &'a NodeMap, from: std::ops::Bound<&str>) -> KeyRange<'a> {
-        nodes.range::<_, str>((from, std::ops::Bound::Unbounded))
+        let from = from.map(Probe::new);
+        nodes.range::<_, Probe>((from.as_ref(), std::ops::Bound::Unbounded))
     }
 }
 
@@ -100,6 +104,7 @@ impl<'a> Iterator for Children<'a> {
     fn next(&mut self) -> Option<&'a str> {
         loop {
             let (key, _) = self.keys.next()?;
+            let key = &**key.path();
             let rest = key.strip_prefix(self.prefix.as_str())?;
             match rest.find('/') {
                 None => return Some(rest),
@@ -231,7 +236,7 @@ impl DataTree {
             stat,
             child_count: 0,
         };
-        self.nodes.insert(key.clone(), Arc::new(node));
+        self.nodes.insert(PathKey::new(key.clone()), Arc::new(node));
         key
     }
 
@@ -264,7 +269,9 @@ impl DataTree {
 
     /// Looks a node up; "" names the root, as in ZooKeeper.
     pub fn get(&self, p: &str) -> Option<&Node> {
-        self.nodes.get(lookup_key(p)).map(|node| &**node)
+        self.nodes
+            .get(&Probe::new(lookup_key(p)))
+            .map(|node| &**node)
     }
 
     /// The names of a node's children, in order ("" names the root).
@@ -333,7 +340,7 @@ impl DataTree {
     /// Iterates over every (path, node) in path order, so every parent comes
     /// before its children.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Node)> {
-        self.nodes.iter().map(|(p, n)| (&**p, &**n))
+        self.nodes.iter().map(|(p, n)| (&**p.path(), &**n))
     }
 
     /// Number of nodes strictly below `p` (getAllChildrenNumber). For the
@@ -344,9 +351,10 @@ impl DataTree {
             return self.nodes.len() - 1;
         }
         let prefix = format!("{p}/");
+        let from = Probe::new(&prefix);
         self.nodes
-            .range::<_, str>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(&prefix))
+            .range::<_, Probe>((Bound::Included(&from), Bound::Unbounded))
+            .take_while(|(k, _)| k.path().starts_with(&prefix))
             .count()
     }
 
@@ -417,7 +425,7 @@ impl DataTree {
             } => {
                 let slot = self
                     .nodes
-                    .get_mut(lookup_key(path))
+                    .get_mut(&Probe::new(lookup_key(path)))
                     .unwrap_or_else(|| panic!("txn names missing node {path}"));
                 let before = node_size(path, slot.data.as_deref());
                 let stat = StatPersisted {
@@ -483,7 +491,9 @@ impl DataTree {
     }
 
     fn existing_mut(&mut self, p: &str) -> Option<&mut Node> {
-        self.nodes.get_mut(lookup_key(p)).map(Arc::make_mut)
+        self.nodes
+            .get_mut(&Probe::new(lookup_key(p)))
+            .map(Arc::make_mut)
     }
 
     fn create(&mut self, txn: &Txn, create: &CreateTxn) -> Applied {
@@ -551,7 +561,7 @@ impl DataTree {
         }
         let node = self
             .nodes
-            .remove(lookup_key(p))
+            .remove(&Probe::new(lookup_key(p)))
             .unwrap_or_else(|| panic!("delete of missing node {p}"));
         assert!(!node.has_children(), "delete of non-empty node {p}");
         self.data_size -= node_size(p, node.data.as_deref());
@@ -606,7 +616,7 @@ impl DataTree {
         acl: &[Acl],
         stat: StatPersisted,
     ) -> Result<(), RestoreError> {
-        if self.nodes.contains_key(p) {
+        if self.nodes.contains_key(&Probe::new(p)) {
             return Err(RestoreError::Duplicate(p.to_owned()));
         }
         if p != "/" {
