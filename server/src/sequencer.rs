@@ -476,7 +476,7 @@ struct HandedVersions {
 impl HandedVersions {
     fn push(&mut self, tree: DataTree, stats: &Stats) {
         self.versions.push_back(tree);
-        // A shard that has applied n batches holds version n - 1 or later.
+        // A shard that has applied n batches holds no version older than the n-th.
         let applied = stats.min_batches_applied();
         while self.released + 1 < applied && self.versions.len() > 1 {
             self.versions.pop_front();

@@ -774,6 +774,13 @@ async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch
                 Entry::Rejected { origin, session_id } => reject(&shard, *origin, *session_id),
             }
         }
+        // The replica is the version every handled txn leads to.
+        assert_eq!(
+            shard.handled_zxid.get(),
+            shard.replica.borrow().last_zxid(),
+            "shard {} handled a batch other than its version's",
+            shard.index
+        );
         let counters = shard.counters();
         counters
             .batches_applied
