@@ -4,18 +4,13 @@
 //! glommio executor per shard core and one for the sequencer (which may
 //! share a core with a shard), connected by bounded channels.
 
-mod admin;
-mod cli;
 mod config;
-mod fourlw;
-mod sequencer;
-mod shard;
-mod snapfile;
-mod snapshotter;
+mod ops;
+mod seq;
+mod serve;
 mod stats;
+mod storage;
 mod tools;
-mod tune;
-mod wal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +22,8 @@ use glommio::channels::shared_channel;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
+use crate::storage::{snapshotter, wal};
+use crate::tools::{cli, tune};
 
 /// Set on SIGINT/SIGTERM; the sequencer exits once its open batch is durable.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -171,9 +168,9 @@ fn main() -> ExitCode {
     }
     if let Some(tool) = cli.tool {
         let done = match tool {
-            Tool::Log(LogTool::Dump) => tools::dump_log(&config.data_log_dir),
+            Tool::Log(LogTool::Dump) => tools::dump::dump_log(&config.data_log_dir),
             Tool::Snapshot(SnapshotTool::Dump { file }) => {
-                tools::dump_snapshot(&config.data_dir, file.as_deref(), config.extended_types)
+                tools::dump::dump_snapshot(&config.data_dir, file.as_deref(), config.extended_types)
             }
             Tool::Tune(TuneTool::Check) => {
                 return ExitCode::from(tune::report(&tune::check(&config)));
@@ -193,7 +190,7 @@ fn main() -> ExitCode {
                     }
                 };
             }
-            Tool::ImportZk { from } => tools::import_zk(
+            Tool::ImportZk { from } => tools::dump::import_zk(
                 &from,
                 &config.data_dir,
                 &config.data_log_dir,
@@ -358,7 +355,7 @@ fn run(config: Config) -> Result<(), String> {
         let (outbox, commits) = shared_channel::new_bounded(config.commit_queue);
         inboxes.push(inbox);
         outboxes.push(outbox);
-        let setup = shard::ShardSetup {
+        let setup = serve::ShardSetup {
             index,
             config: config.clone(),
             tree: recovered.tree.clone(),
@@ -374,7 +371,7 @@ fn run(config: Config) -> Result<(), String> {
         let handle = executor(Placement::Fixed(index % cpus), &config)
             .name(&format!("shard-{index}"))
             .io_memory(io_memory)
-            .spawn(move || shard::run(setup))
+            .spawn(move || serve::run(setup))
             .map_err(|e| format!("starting shard {index}: {e}"))?;
         handles.push(handle);
     }
@@ -390,7 +387,7 @@ fn run(config: Config) -> Result<(), String> {
     let linger = std::time::Duration::from_micros(config.commit_linger_us);
     let container_check_interval =
         std::time::Duration::from_millis(config.container_check_interval_ms);
-    let sequencer_setup = move |log| sequencer::SequencerSetup {
+    let sequencer_setup = move |log| seq::SequencerSetup {
         tree: recovered.tree,
         log,
         inboxes,
@@ -413,7 +410,7 @@ fn run(config: Config) -> Result<(), String> {
     .io_memory(io_memory)
     .spawn(move || async move {
         match wal::LogWriter::open(&log_dir, append, next_zxid, segment_bytes).await {
-            Ok(log) => sequencer::run(sequencer_setup(log)).await,
+            Ok(log) => seq::run(sequencer_setup(log)).await,
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the log");
                 terminate(1);

@@ -18,7 +18,7 @@ use zoocore_net::records::{
 };
 use zoocore_net::{Acl, AddWatchMode, ErrorCode, EventType, KeeperState, Request, Response, Stat};
 
-use crate::fourlw::java_date;
+use crate::ops::fourlw::java_date;
 
 /// Why a command did not succeed; each maps to an exit code.
 #[derive(Debug)]

@@ -16,8 +16,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use serde_json::{json, Map, Value};
 
-use crate::fourlw::{self, Context};
-use crate::shard::{inspect, Shard};
+use crate::ops::fourlw::{self, Context};
+use crate::serve::{inspect, Shard};
 use crate::stats::{Buckets, Stats};
 
 /// The most a request head may take; larger ones are refused.

@@ -35,8 +35,8 @@ use zoocore_net::records::{ConnectRequest, ConnectResponse, ReplyHeader, Watcher
 use zoocore_net::{decode_request, encode_reply, ErrorCode, Request, Response};
 
 use crate::config::Config;
-use crate::fourlw;
-use crate::sequencer::{CommitBatch, Entry, Origin, ToSequencer};
+use crate::ops::fourlw;
+use crate::seq::{CommitBatch, Entry, Origin, ToSequencer};
 use crate::stats::{ClientStats, ShardCounters, Stats};
 
 pub struct ShardSetup {
@@ -198,7 +198,7 @@ pub async fn run(setup: ShardSetup) {
     glommio::spawn_local(apply_commits(shard.clone(), setup.commits)).detach();
     glommio::spawn_local(expire_sessions(shard.clone())).detach();
     if shard.index == 0 {
-        crate::admin::spawn(&shard);
+        crate::ops::admin::spawn(&shard);
     }
     loop {
         match listener.accept().await {

@@ -17,7 +17,7 @@ pub fn snapshot_name(zxid: i64) -> String {
 
 /// Snapshots in `dir`, newest first.
 pub fn list(dir: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
-    let mut found = crate::wal::files_named(dir, PREFIX)?;
+    let mut found = crate::storage::wal::files_named(dir, PREFIX)?;
     found.reverse();
     Ok(found)
 }

@@ -19,7 +19,7 @@ use glommio::task::JoinHandle;
 use zoocore_engine::log::{self, BLOCK};
 use zoocore_engine::DataTree;
 
-use crate::snapfile;
+use crate::storage::snapfile;
 
 const SEGMENT_PREFIX: &str = "zoocore.log.";
 const NEXT_SEGMENT: &str = "zoocore.log.next";

@@ -10,7 +10,7 @@ use zoocore_engine::txn::{CreateKind, TxnOp};
 use zoocore_engine::zk_import::{self, DigestCheck, ZkSource};
 use zoocore_net::{Acl, ErrorCode};
 
-use crate::{snapfile, wal};
+use crate::storage::{snapfile, wal};
 
 /// Prints every txn of the log segments in `dir`, one line each, like
 /// ZooKeeper's LogFormatter, then where each segment ends and whether its
@@ -255,7 +255,7 @@ pub fn import_zk(
         ));
     }
     let tree = &imported.tree;
-    let written = crate::snapfile::write_snapshot(data_dir, tree)
+    let written = crate::storage::snapfile::write_snapshot(data_dir, tree)
         .map_err(|e| format!("writing a snapshot in {}: {e}", data_dir.display()))?;
     std::fs::create_dir_all(log_dir).map_err(|e| format!("{}: {e}", log_dir.display()))?;
     let digest = match imported.digest {

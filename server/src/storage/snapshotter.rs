@@ -12,7 +12,7 @@ use std::sync::mpsc::Receiver;
 
 use zoocore_engine::DataTree;
 
-use crate::snapfile;
+use crate::storage::snapfile;
 
 /// When the next snapshot is due, as ZooKeeper's SyncRequestProcessor decides.
 pub struct SnapshotPolicy {

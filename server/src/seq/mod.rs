@@ -26,9 +26,9 @@ use zoocore_engine::txn::{Txn, TxnOp};
 use zoocore_engine::{prepare, session, DataTree, PrepContext};
 use zoocore_net::{ErrorCode, Request};
 
-use crate::snapshotter::SnapshotPolicy;
+use crate::storage::snapshotter::SnapshotPolicy;
 use crate::stats::Stats;
-use crate::wal::LogWriter;
+use crate::storage::wal::LogWriter;
 
 /// Where a request came from, so its shard can answer it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub enum ToSequencer {
         origin: Origin,
     },
     /// A four-letter word wants every shard's view of its connections.
-    Gather(Arc<crate::fourlw::Gather>),
+    Gather(Arc<crate::ops::fourlw::Gather>),
 }
 
 /// One entry of a committed batch.
@@ -89,7 +89,7 @@ pub enum Entry {
         origin: Origin,
     },
     /// Each shard adds its view of its connections to the word's gather.
-    Gather(Arc<crate::fourlw::Gather>),
+    Gather(Arc<crate::ops::fourlw::Gather>),
     /// A write or session change that could not be made durable (the log
     /// could not be written): its shard answers it with an error.
     Rejected {

@@ -1,0 +1,4 @@
+//! Files in dataDir and dataLogDir: log segments, snapshots, recovery.
+pub mod snapfile;
+pub mod snapshotter;
+pub mod wal;

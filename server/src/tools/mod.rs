@@ -1,0 +1,4 @@
+//! Subcommands run instead of the server.
+pub mod cli;
+pub mod dump;
+pub mod tune;
