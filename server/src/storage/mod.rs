@@ -1,4 +1,6 @@
 //! Files in dataDir and dataLogDir: log segments, snapshots, recovery.
+pub mod dir;
+pub mod recovery;
 pub mod snapfile;
 pub mod snapshotter;
 pub mod wal;

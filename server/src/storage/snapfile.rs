@@ -17,7 +17,7 @@ pub fn snapshot_name(zxid: i64) -> String {
 
 /// Snapshots in `dir`, newest first.
 pub fn list(dir: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
-    let mut found = crate::storage::wal::files_named(dir, PREFIX)?;
+    let mut found = crate::storage::dir::files_named(dir, PREFIX)?;
     found.reverse();
     Ok(found)
 }
@@ -57,7 +57,7 @@ pub fn write_snapshot(dir: &Path, tree: &DataTree) -> std::io::Result<PathBuf> {
     file.sync_all()?;
     drop(file);
     std::fs::rename(&temporary, &path)?;
-    sync_dir(dir)?;
+    crate::storage::dir::sync_dir(dir)?;
     Ok(path)
 }
 
@@ -101,10 +101,6 @@ impl Write for PacedFile {
     fn flush(&mut self) -> std::io::Result<()> {
         self.file.flush()
     }
-}
-
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Reads a snapshot file: maps it, checks that its header names the zxid its

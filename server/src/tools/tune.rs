@@ -75,8 +75,8 @@ fn memlock(config: &Config) -> Finding {
     // SAFETY: getrlimit fills the struct it is given.
     unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
     let rings = (config.shards + 1) * 3;
-    let want = (rings * crate::IO_MEMORY) as u64;
-    let least = (rings * crate::MIN_IO_MEMORY) as u64;
+    let want = (rings * crate::process::IO_MEMORY) as u64;
+    let least = (rings * crate::process::MIN_IO_MEMORY) as u64;
     let show = |v: libc::rlim_t| {
         if v == libc::RLIM_INFINITY {
             "unlimited".to_owned()

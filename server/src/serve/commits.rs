@@ -1,0 +1,266 @@
+//! Committed batches: the shard takes each batch's version of the tree as
+//! its replica, fires its connections' watches and answers its own writes,
+//! syncs and session opens from the effects the sequencer worked out.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use glommio::channels::shared_channel::SharedReceiver;
+use zoocore_engine::acl;
+use zoocore_engine::session;
+use zoocore_engine::tree::Applied;
+use zoocore_engine::write_reply;
+use zoocore_net::consts::perms;
+use zoocore_net::records::{ConnectResponse, ReplyHeader};
+use zoocore_net::{ErrorCode, Request, Response};
+
+use super::request::{answered, view};
+use super::sessions::{send_connect_response, track};
+use super::{Conn, InFlight, Shard};
+use crate::seq::{CommitBatch, Entry, Origin};
+
+/// Applies every committed batch to this shard's replica, in zxid order.
+pub(super) async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<CommitBatch>>) {
+    let commits = commits.connect().await;
+    while let Some(batch) = commits.recv().await {
+        // The whole batch is handled before any read runs again, so reads
+        // never see the new version before its writes are answered.
+        *shard.replica.borrow_mut() = batch.tree.clone();
+        for entry in &batch.entries {
+            match entry {
+                Entry::Attached {
+                    session_id,
+                    shard: owner,
+                } => {
+                    if *owner != shard.index {
+                        let gone = shard.sessions.borrow_mut().remove(session_id);
+                        if let Some(conn) = gone.and_then(|s| s.conn) {
+                            if let Some(conn) = shard.conns.borrow().get(&conn) {
+                                conn.close();
+                            }
+                        }
+                    }
+                }
+                Entry::Txn {
+                    txn,
+                    origin,
+                    applied,
+                } => apply_txn(&shard, txn, applied, *origin),
+                Entry::Synced { origin } if origin.shard == shard.index => {
+                    let conn = shard.conns.borrow().get(&origin.conn).cloned();
+                    match conn {
+                        Some(conn) if conn.catching_up.replace(false) => {
+                            let _ = conn.done.try_send(());
+                        }
+                        Some(conn) => answer_sync(&shard, &conn),
+                        None => {}
+                    }
+                }
+                Entry::Synced { .. } => {}
+                Entry::Gather(gather) => gather.add(view(&shard)),
+                Entry::Rejected { origin, session_id } => reject(&shard, *origin, *session_id),
+            }
+        }
+        // The replica is the version every handled txn leads to.
+        assert_eq!(
+            shard.handled_zxid.get(),
+            shard.replica.borrow().last_zxid(),
+            "shard {} handled a batch other than its version's",
+            shard.index
+        );
+        let counters = shard.counters();
+        counters
+            .batches_applied
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        shard
+            .stats
+            .apply_us
+            .record(batch.durable_at.elapsed().as_micros() as u64);
+    }
+}
+
+pub(super) fn apply_txn(
+    shard: &Rc<Shard>,
+    txn: &zoocore_engine::Txn,
+    applied: &Applied,
+    origin: Option<Origin>,
+) {
+    // Design invariant 1: every shard handles every txn, in order, none
+    // skipped (the sequencer hands out consecutive zxids).
+    assert_eq!(
+        txn.zxid,
+        shard.handled_zxid.get() + 1,
+        "shard {} out of step with the sequencer",
+        shard.index
+    );
+    shard.handled_zxid.set(txn.zxid);
+    let conns = shard.conns.borrow();
+    let mut can_read = |w: u64, acl: &[zoocore_net::Acl]| {
+        conns
+            .get(&w)
+            .is_some_and(|c| acl::check(acl, perms::READ, &c.identity.borrow()))
+    };
+    let events = shard.watches.borrow_mut().fire(applied, &mut can_read);
+    for (w, event) in &events {
+        if let Some(conn) = conns.get(w) {
+            conn.event(event);
+        }
+    }
+    let mine = origin
+        .filter(|o| o.shard == shard.index)
+        .and_then(|o| conns.get(&o.conn).cloned());
+    match applied {
+        Applied::SessionCreated => {
+            let Some(conn) = mine else {
+                // The connection went away before its session was made; the
+                // session expires unless someone reconnects to it.
+                if origin.is_some_and(|o| o.shard == shard.index) {
+                    track(shard, txn.session_id, txn_timeout(txn), None);
+                }
+                return;
+            };
+            let timeout = shard
+                .opening
+                .borrow_mut()
+                .remove(&conn.id)
+                .unwrap_or_else(|| txn_timeout(txn));
+            tracing::info!(
+                session = format!("{:#x}", txn.session_id),
+                timeout_ms = timeout,
+                client = %conn.counters.peer,
+                "session established"
+            );
+            track(shard, txn.session_id, timeout, Some(conn.id));
+            conn.session_id.set(txn.session_id);
+            conn.counters.note_session(txn.session_id, timeout);
+            send_connect_response(
+                &conn,
+                &ConnectResponse {
+                    protocol_version: 0,
+                    timeout,
+                    session_id: txn.session_id,
+                    passwd: session::password(txn.session_id).to_vec(),
+                    read_only: conn.read_only_byte.get().then_some(false),
+                },
+            );
+            let _ = conn.done.try_send(());
+        }
+        Applied::SessionClosed { deleted } => {
+            let tracked = shard.sessions.borrow_mut().remove(&txn.session_id);
+            if tracked.is_some() {
+                tracing::info!(
+                    session = format!("{:#x}", txn.session_id),
+                    ephemerals_deleted = deleted.len(),
+                    "session closed"
+                );
+            }
+            if let Some(conn) = mine {
+                reply_write(shard, &conn, txn, applied);
+                conn.close();
+            } else if let Some(conn) = tracked.and_then(|s| s.conn).and_then(|c| conns.get(&c)) {
+                conn.close();
+            }
+        }
+        _ => {
+            if let Some(conn) = mine {
+                reply_write(shard, &conn, txn, applied);
+                if conn.inflight.borrow().is_empty() && txn_closes(applied) {
+                    conn.close();
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn txn_timeout(txn: &zoocore_engine::Txn) -> i32 {
+    match txn.op {
+        zoocore_engine::TxnOp::CreateSession { timeout } => timeout,
+        _ => 0,
+    }
+}
+
+/// A close answered with SessionExpired (the session was already gone).
+pub(super) fn txn_closes(applied: &Applied) -> bool {
+    matches!(applied, Applied::Error(code) if *code == ErrorCode::SessionExpired.code())
+}
+
+pub(super) fn reply_write(
+    shard: &Shard,
+    conn: &Conn,
+    txn: &zoocore_engine::Txn,
+    applied: &Applied,
+) {
+    let Some(entry) = answered(shard, conn) else {
+        tracing::error!(
+            conn = conn.id,
+            "commit for a connection with no write in flight"
+        );
+        return;
+    };
+    debug_assert_eq!(entry.xid, txn.cxid, "replies leave in request order");
+    let (err, body) = write_reply(&entry.request, applied);
+    conn.reply(
+        ReplyHeader {
+            xid: entry.xid,
+            zxid: txn.zxid,
+            err,
+        },
+        &body,
+        shard.counters(),
+        entry.arrived,
+    );
+    let _ = conn.done.try_send(());
+}
+
+/// A request the log could not take: writes get SystemError, a new session
+/// loses its connection, an expiry is retried later.
+pub(super) fn reject(shard: &Shard, origin: Option<Origin>, session_id: i64) {
+    let Some(origin) = origin else {
+        if let Some(s) = shard.sessions.borrow_mut().get_mut(&session_id) {
+            s.expiring = false;
+        }
+        return;
+    };
+    if origin.shard != shard.index {
+        return;
+    }
+    let Some(conn) = shard.conns.borrow().get(&origin.conn).cloned() else {
+        return;
+    };
+    if shard.opening.borrow_mut().remove(&conn.id).is_some() {
+        conn.close();
+        return;
+    }
+    let Some(entry) = answered(shard, &conn) else {
+        return;
+    };
+    let zxid = shard.handled_zxid.get();
+    let header = ReplyHeader {
+        xid: entry.xid,
+        zxid,
+        err: ErrorCode::SystemError.code(),
+    };
+    conn.reply(header, &Response::Empty, shard.counters(), entry.arrived);
+    let _ = conn.done.try_send(());
+}
+
+pub(super) fn answer_sync(shard: &Shard, conn: &Conn) {
+    let Some(InFlight {
+        xid,
+        request: Request::Sync(path),
+        arrived,
+    }) = answered(shard, conn)
+    else {
+        tracing::error!(conn = conn.id, "sync answered out of order");
+        conn.close();
+        return;
+    };
+    let zxid = shard.handled_zxid.get();
+    conn.reply(
+        ReplyHeader { xid, zxid, err: 0 },
+        &Response::Sync(path.path),
+        shard.counters(),
+        arrived,
+    );
+    let _ = conn.done.try_send(());
+}

@@ -1,0 +1,266 @@
+//! A decoded request: reads answered from this shard's replica, writes,
+//! syncs and closes pipelined to the sequencer, four-letter words.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use glommio::channels::local_channel::LocalReceiver;
+use zoocore_engine::{handle_watch_request, read, watch_for};
+use zoocore_net::consts::xid;
+use zoocore_net::records::ReplyHeader;
+use zoocore_net::{decode_request, ErrorCode, Request, Response};
+
+use super::sessions::now_deadline;
+use super::{Conn, InFlight, Shard, MAX_PIPELINED};
+use crate::ops::fourlw;
+use crate::seq::{Origin, ToSequencer};
+
+pub(super) async fn send(shard: &Shard, message: ToSequencer) -> Result<(), String> {
+    shard
+        .to_sequencer
+        .send(message)
+        .await
+        .map_err(|_| "sequencer gone".to_owned())
+}
+
+pub(super) async fn handle_request(
+    shard: &Rc<Shard>,
+    conn: &Rc<Conn>,
+    payload: &[u8],
+    done_rx: &LocalReceiver<()>,
+) -> Result<(), String> {
+    let (header, request) = decode_request(payload).map_err(|e| {
+        tracing::warn!(conn = conn.id, error = %e, "malformed request; closing connection");
+        format!("malformed request: {e}")
+    })?;
+    let arrived = Instant::now();
+    shard
+        .counters()
+        .received
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    conn.counters.note_request(request.op(), header.xid);
+    let session_id = conn.session_id.get();
+    if let Some(s) = shard.sessions.borrow_mut().get_mut(&session_id) {
+        s.deadline = now_deadline(s.timeout_ms);
+    }
+    let last_zxid = || shard.replica.borrow().last_zxid();
+    let origin = Origin {
+        shard: shard.index,
+        conn: conn.id,
+    };
+    if request.is_write() || matches!(request, Request::Sync(_) | Request::CloseSession) {
+        let message = match &request {
+            Request::Sync(_) => ToSequencer::Sync { origin },
+            Request::CloseSession => ToSequencer::CloseSession {
+                origin: Some(origin),
+                session_id,
+                cxid: header.xid,
+            },
+            _ => ToSequencer::Write {
+                origin,
+                session_id,
+                cxid: header.xid,
+                identity: conn.identity.borrow().clone(),
+                request: request.clone(),
+            },
+        };
+        let closing = matches!(request, Request::CloseSession);
+        let entry = InFlight {
+            xid: header.xid,
+            request,
+            arrived,
+        };
+        pipeline(shard, conn, entry, message, done_rx).await?;
+        if closing {
+            drain(conn, done_rx).await?;
+        }
+        return Ok(());
+    }
+    // Answered here, so only after every earlier write of this connection
+    // is answered: replies stay in order and reads see those writes.
+    drain(conn, done_rx).await?;
+    match &request {
+        Request::Ping => {
+            let h = ReplyHeader {
+                xid: xid::PING,
+                zxid: last_zxid(),
+                err: 0,
+            };
+            conn.reply(h, &Response::Empty, shard.counters(), arrived);
+        }
+        Request::Auth(auth) => {
+            let result = Arc::make_mut(&mut conn.identity.borrow_mut()).authenticate(
+                &auth.scheme,
+                &auth.auth,
+                &conn.peer_ip.to_string(),
+                shard.config.super_digest.as_deref(),
+            );
+            let err = result.err().map_or(0, ErrorCode::code);
+            conn.reply(
+                ReplyHeader {
+                    xid: header.xid,
+                    zxid: 0,
+                    err,
+                },
+                &Response::Empty,
+                shard.counters(),
+                arrived,
+            );
+            if err != 0 {
+                return Err("authentication failed".into());
+            }
+        }
+        Request::Unsupported { op } => {
+            let h = ReplyHeader {
+                xid: header.xid,
+                zxid: -1,
+                err: ErrorCode::Unimplemented.code(),
+            };
+            conn.reply(h, &Response::Empty, shard.counters(), arrived);
+            return Err(format!("unimplemented opcode {op}"));
+        }
+        _ => {
+            let replica = shard.replica.borrow();
+            let watched = {
+                let mut watches = shard.watches.borrow_mut();
+                handle_watch_request(&mut watches, &replica, conn.id, &request)
+            };
+            let (err, body) = match watched {
+                Some(((err, body), events)) => {
+                    for event in &events {
+                        conn.event(event);
+                    }
+                    (err, body)
+                }
+                None => {
+                    let reply = read(&replica, session_id, &conn.identity.borrow(), &request);
+                    if let Some((table, path)) = watch_for(&request, reply.0) {
+                        shard.watches.borrow_mut().add(table, path, conn.id);
+                    }
+                    reply
+                }
+            };
+            let h = ReplyHeader {
+                xid: header.xid,
+                zxid: replica.last_zxid(),
+                err,
+            };
+            conn.reply(h, &body, shard.counters(), arrived);
+        }
+    }
+    Ok(())
+}
+
+/// Sends a request that the sequencer orders (a write, a close, a sync)
+/// without waiting for its answer, so a client's pipelined writes share
+/// group commits; waits first if the connection already has `MAX_PIPELINED`.
+pub(super) async fn pipeline(
+    shard: &Shard,
+    conn: &Conn,
+    entry: InFlight,
+    message: ToSequencer,
+    done_rx: &LocalReceiver<()>,
+) -> Result<(), String> {
+    loop {
+        let pending = conn.inflight.borrow().len();
+        if pending < MAX_PIPELINED {
+            break;
+        }
+        done_rx.recv().await.ok_or("shard stopping")?;
+    }
+    conn.inflight.borrow_mut().push_back(entry);
+    shard
+        .counters()
+        .outstanding
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    send(shard, message).await
+}
+
+/// Waits until every request of the connection in the sequencer's hands has
+/// been answered.
+pub(super) async fn drain(conn: &Conn, done_rx: &LocalReceiver<()>) -> Result<(), String> {
+    loop {
+        let pending = conn.inflight.borrow().len();
+        if pending == 0 {
+            return Ok(());
+        }
+        done_rx.recv().await.ok_or("shard stopping")?;
+    }
+}
+
+/// The oldest request of the connection the sequencer ordered: its turn to be answered.
+pub(super) fn answered(shard: &Shard, conn: &Conn) -> Option<InFlight> {
+    let entry = conn.inflight.borrow_mut().pop_front()?;
+    shard
+        .counters()
+        .outstanding
+        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    Some(entry)
+}
+
+/// The answer to a four-letter word.
+pub(super) async fn answer_word(shard: &Rc<Shard>, word: &str) -> String {
+    if !shard.config.allows_word(word) {
+        return fourlw::not_whitelisted(word);
+    }
+    inspect(shard, fourlw::needs_views(word), |cx| {
+        fourlw::answer(word, cx)
+    })
+    .await
+    .unwrap_or_else(|e| format!("{word}: {e}\n"))
+}
+
+/// Runs `answer` on what four-letter words and admin commands show: this
+/// shard's replica, and with `all_shards` every shard's view of its
+/// connections, gathered through the sequencer's batch stream.
+pub async fn inspect<R>(
+    shard: &Rc<Shard>,
+    all_shards: bool,
+    answer: impl FnOnce(&fourlw::Context<'_>) -> R,
+) -> Result<R, String> {
+    let views = if all_shards {
+        let gather = fourlw::Gather::new(shard.config.shards);
+        send(shard, ToSequencer::Gather(gather.clone())).await?;
+        gather
+            .wait()
+            .await
+            .ok_or("not every shard answered in time")?
+    } else {
+        Vec::new()
+    };
+    let replica = shard.replica.borrow();
+    let cx = fourlw::Context {
+        config: &shard.config,
+        stats: &shard.stats,
+        tree: &replica,
+        views: &views,
+    };
+    Ok(answer(&cx))
+}
+
+/// What this shard alone knows of its connections, for a four-letter word.
+pub(super) fn view(shard: &Shard) -> fourlw::ShardView {
+    let conns = shard.conns.borrow();
+    let session_of = |c: u64| conns.get(&c).map_or(0, |c| c.session_id.get());
+    let watches = shard.watches.borrow();
+    let (now, now_ms) = (Instant::now(), crate::stats::epoch_ms());
+    fourlw::ShardView {
+        shard: shard.index,
+        data_watches: watches
+            .data_watches()
+            .map(|(p, watchers)| (p.to_owned(), watchers.map(session_of).collect()))
+            .collect(),
+        watch_count: watches.watch_count(),
+        sessions: shard
+            .sessions
+            .borrow()
+            .iter()
+            .map(|(&id, s)| fourlw::SessionView {
+                id,
+                expires_ms: now_ms + s.deadline.saturating_duration_since(now).as_millis() as i64,
+                peer: s.conn.and_then(|c| conns.get(&c)).map(|c| c.counters.peer),
+            })
+            .collect(),
+    }
+}
