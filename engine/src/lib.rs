@@ -23,9 +23,9 @@ pub mod watch;
 
 pub use acl::Identity;
 pub use prep::{prepare, PrepContext};
-pub use read::{read, watch_for, write_reply};
+pub use read::{read, write_reply};
 pub use tree::{Applied, DataTree};
 pub use txn::{Txn, TxnOp};
-pub use watch::{handle_watch_request, WatchTable};
+pub use watch::{handle_watch_request, watch_for, WatchTable};
 pub mod log;
 pub mod zk_import;

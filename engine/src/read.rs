@@ -10,7 +10,6 @@ use zoocore_net::{Acl, ErrorCode, MultiResult, Request, Response};
 use crate::acl::{self, Identity};
 use crate::tree::{Applied, DataTree, Node};
 use crate::txn::CreateKind;
-use crate::watch::Table;
 
 /// A reply: error code for the header, and the body.
 pub type Reply = (i32, Response);
@@ -128,22 +127,6 @@ fn multi_read(tree: &DataTree, who: &Identity, ops: &[Request]) -> Reply {
         results.push(result.unwrap_or_else(|e| MultiResult::Error(e.code())));
     }
     (0, Response::Multi(results))
-}
-
-/// The watch a read registers, given its reply code: exists watches even a
-/// missing node; getData and getChildren only on success.
-pub fn watch_for(request: &Request, err: i32) -> Option<(Table, &str)> {
-    let ok = err == 0;
-    match request {
-        Request::Exists(r) if r.watch && (ok || err == ErrorCode::NoNode.code()) => {
-            Some((Table::Data, &r.path))
-        }
-        Request::GetData(r) if r.watch && ok => Some((Table::Data, &r.path)),
-        Request::GetChildren(r) | Request::GetChildren2(r) if r.watch && ok => {
-            Some((Table::Child, &r.path))
-        }
-        _ => None,
-    }
 }
 
 /// The reply to a write, from the request and what applying its txn did.

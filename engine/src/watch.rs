@@ -436,6 +436,22 @@ pub fn handle_watch_request<W: Copy + Eq + Hash + Ord>(
     })
 }
 
+/// The watch a read registers, given its reply code: exists watches even a
+/// missing node; getData and getChildren only on success.
+pub fn watch_for(request: &Request, err: i32) -> Option<(Table, &str)> {
+    let ok = err == 0;
+    match request {
+        Request::Exists(r) if r.watch && (ok || err == ErrorCode::NoNode.code()) => {
+            Some((Table::Data, &r.path))
+        }
+        Request::GetData(r) if r.watch && ok => Some((Table::Data, &r.path)),
+        Request::GetChildren(r) | Request::GetChildren2(r) if r.watch && ok => {
+            Some((Table::Child, &r.path))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

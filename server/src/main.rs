@@ -2,6 +2,7 @@
 //! This file turns argv into a subcommand; `process` runs the server.
 
 mod config;
+mod inspect;
 mod ops;
 mod process;
 mod seq;

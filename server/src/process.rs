@@ -3,7 +3,6 @@
 //! connected by bounded channels; the snapshotter and autopurge threads;
 //! signals.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use glommio::channels::shared_channel;
@@ -12,9 +11,6 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::Config;
 use crate::storage::{recovery, snapshotter, wal};
 use crate::{seq, serve, stats};
-
-/// Set on SIGINT/SIGTERM; the sequencer exits once its open batch is durable.
-pub static STOP: AtomicBool = AtomicBool::new(false);
 
 /// Ends the process at once. Everything acknowledged is already durable, and
 /// `std::process::exit` can hang tearing down executors on other threads.
@@ -93,7 +89,7 @@ pub(crate) fn spawn_autopurge(config: &Config) -> Result<(), String> {
 }
 
 /// Blocks SIGINT/SIGTERM in every thread and waits for them on one.
-pub(crate) fn handle_signals() {
+pub(crate) fn handle_signals(shutdown: seq::Shutdown) {
     // SAFETY: signal masks manipulated before any other thread exists.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -107,7 +103,7 @@ pub(crate) fn handle_signals() {
             let mut signal = 0;
             libc::sigwait(&set, &mut signal);
             tracing::info!(signal, "shutting down");
-            STOP.store(true, Ordering::Relaxed);
+            shutdown.request();
         });
     }
 }
@@ -125,7 +121,8 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
     config.check().map_err(|e| e.to_string())?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let io_memory = size_io_memory(config.shards + 1)?;
-    handle_signals();
+    let shutdown = seq::Shutdown::default();
+    handle_signals(shutdown.clone());
     let started = std::time::Instant::now();
     let recovered = recovery::recover(
         &config.data_dir,
@@ -188,7 +185,17 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
         let handle = executor(Placement::Fixed(index % cpus), &config)
             .name(&format!("shard-{index}"))
             .io_memory(io_memory)
-            .spawn(move || serve::run(setup))
+            .spawn(move || async move {
+                let admin = move |shard: &_| {
+                    if index == 0 {
+                        crate::ops::admin::spawn(shard);
+                    }
+                };
+                if let Err(e) = serve::run(setup, admin).await {
+                    tracing::error!(error = %e, "shard {index} stopped");
+                    terminate(1);
+                }
+            })
             .map_err(|e| format!("starting shard {index}: {e}"))?;
         handles.push(handle);
     }
@@ -218,6 +225,7 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
         snapshot_policy,
         snapshot_wake,
         fsync_warning,
+        shutdown,
     };
     let sequencer = executor(
         Placement::Fixed(config.sequencer_cpu.min(cpus - 1)),
@@ -227,7 +235,10 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
     .io_memory(io_memory)
     .spawn(move || async move {
         match wal::LogWriter::open(&log_dir, append, next_zxid, segment_bytes).await {
-            Ok(log) => seq::run(sequencer_setup(log)).await,
+            Ok(log) => match seq::run(sequencer_setup(log)).await {
+                seq::Stopped::Requested => terminate(0),
+                seq::Stopped::ShardGone => terminate(3),
+            },
             Err(e) => {
                 tracing::error!(error = %e, "cannot open the log");
                 terminate(1);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::CachePadded;
 
@@ -124,19 +124,10 @@ pub struct ClientStats {
     pub last_op: AtomicI64,
     pub last_cxid: AtomicI64,
     pub last_zxid: AtomicI64,
+    started: Instant,
     /// When the last reply left, in ms since the server started.
     pub last_response_ms: AtomicU64,
     pub latency: Latency,
-}
-
-static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-
-/// Milliseconds since the server started (since `Stats::new`).
-pub fn elapsed_ms() -> u64 {
-    STARTED
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_millis() as u64
 }
 
 /// Milliseconds since the Unix epoch.
@@ -150,9 +141,11 @@ pub fn epoch_ms() -> i64 {
 const NO_OP: i64 = i64::MIN;
 
 impl ClientStats {
-    pub fn new(peer: SocketAddr) -> Self {
+    /// `started`: when the server started (`Stats::started`).
+    pub fn new(peer: SocketAddr, started: Instant) -> Self {
         ClientStats {
             peer,
+            started,
             received: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             session_id: AtomicI64::new(0),
@@ -180,7 +173,8 @@ impl ClientStats {
     pub fn note_reply(&self, zxid: i64, latency: Duration) {
         self.sent.fetch_add(1, Ordering::Relaxed);
         self.last_zxid.store(zxid, Ordering::Relaxed);
-        self.last_response_ms.store(elapsed_ms(), Ordering::Relaxed);
+        self.last_response_ms
+            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
         self.latency.record(latency);
     }
 
@@ -291,6 +285,8 @@ impl ShardCounters {
 }
 
 pub struct Stats {
+    /// When the server started: uptime, and `cons`'s last response times.
+    pub started: Instant,
     shards: Vec<CachePadded<ShardCounters>>,
     pub connections: AtomicU64,
     pub batches: AtomicU64,
@@ -318,8 +314,8 @@ pub struct Stats {
 
 impl Stats {
     pub fn new(shards: usize) -> Self {
-        elapsed_ms();
         Stats {
+            started: Instant::now(),
             shards: (0..shards)
                 .map(|_| CachePadded::new(ShardCounters::new()))
                 .collect(),
@@ -462,7 +458,7 @@ impl Stats {
 
     /// Milliseconds since the server started.
     pub fn uptime_ms(&self) -> u64 {
-        elapsed_ms()
+        self.started.elapsed().as_millis() as u64
     }
 
     pub fn add_client(&self, shard: usize, conn: u64, client: Arc<ClientStats>) {

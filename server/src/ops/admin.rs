@@ -16,7 +16,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use serde_json::{json, Map, Value};
 
-use crate::ops::fourlw::{self, Context};
+use crate::inspect::Context;
+use crate::ops::fourlw;
 use crate::serve::{inspect, Shard};
 use crate::stats::{Buckets, Stats};
 

@@ -50,17 +50,19 @@ pub(super) struct State {
     pub(super) max_batch_bytes: usize,
 }
 
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl State {
-    pub(super) fn txn(&mut self, session_id: i64, cxid: i32, op: TxnOp, origin: Option<Origin>) {
+    /// `time`: the txn's time stamp, from the clock the caller reads.
+    pub(super) fn txn(
+        &mut self,
+        time: i64,
+        session_id: i64,
+        cxid: i32,
+        op: TxnOp,
+        origin: Option<Origin>,
+    ) {
         let txn = Txn {
             zxid: self.next_zxid,
-            time: now_ms(),
+            time,
             session_id,
             cxid,
             op,
@@ -118,7 +120,7 @@ impl State {
                 .sum::<usize>()
     }
 
-    pub(super) fn accept(&mut self, message: ToSequencer) {
+    pub(super) fn accept(&mut self, message: ToSequencer, now_ms: i64) {
         match message {
             ToSequencer::Write {
                 origin,
@@ -132,18 +134,24 @@ impl State {
                         session_id,
                         identity: &identity,
                         zxid: self.next_zxid,
-                        time: now_ms(),
+                        time: now_ms,
                     };
                     prepare(&self.tree, &ctx, &request)
                 } else {
                     TxnOp::Error(ErrorCode::SessionExpired.code())
                 };
-                self.txn(session_id, cxid, op, Some(origin));
+                self.txn(now_ms, session_id, cxid, op, Some(origin));
             }
             ToSequencer::OpenSession { origin, timeout } => {
                 let id = self.next_session_id;
                 self.next_session_id += 1;
-                self.txn(id, 0, TxnOp::CreateSession { timeout }, Some(origin));
+                self.txn(
+                    now_ms,
+                    id,
+                    0,
+                    TxnOp::CreateSession { timeout },
+                    Some(origin),
+                );
             }
             ToSequencer::CloseSession {
                 origin,
@@ -156,13 +164,14 @@ impl State {
                         session_id,
                         identity: &identity,
                         zxid: self.next_zxid,
-                        time: now_ms(),
+                        time: now_ms,
                     };
                     let op = prepare(&self.tree, &ctx, &Request::CloseSession);
-                    self.txn(session_id, cxid, op, origin);
+                    self.txn(now_ms, session_id, cxid, op, origin);
                 } else if origin.is_some() {
                     // Expired meanwhile: the close is answered by an error txn.
                     self.txn(
+                        now_ms,
                         session_id,
                         cxid,
                         TxnOp::Error(ErrorCode::SessionExpired.code()),
@@ -182,11 +191,11 @@ impl State {
 
     /// Deletes one container or TTL node found due, as ZooKeeper's container
     /// manager does (the check is repeated against the current tree).
-    pub(super) fn expire(&mut self, path: &str) {
+    pub(super) fn expire(&mut self, path: &str, now_ms: i64) {
         let op = prepare_expiry_delete(&self.tree, self.next_zxid, path);
         if !matches!(op, TxnOp::Error(_)) {
             tracing::debug!(path, "expired node deleted");
-            self.txn(0, 0, op, None);
+            self.txn(now_ms, 0, 0, op, None);
         }
     }
 }
@@ -216,7 +225,7 @@ mod tests {
             data: Some(vec![0; size]),
             version: 1,
         };
-        state.txn(1, 0, op, None);
+        state.txn(0, 1, 0, op, None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use glommio::channels::shared_channel::ConnectedSender;
 use zoocore_engine::DataTree;
 
-use super::{CommitBatch, Entry};
+use super::{CommitBatch, Entry, Stopped};
 use crate::stats::Stats;
 
 /// Versions of the tree handed to the shards, oldest first. The sequencer
@@ -48,7 +48,7 @@ pub(super) async fn fan_out(
     senders: &[ConnectedSender<Arc<CommitBatch>>],
     stats: &Stats,
     batch: Arc<CommitBatch>,
-) {
+) -> Result<(), Stopped> {
     for (shard, sender) in senders.iter().enumerate() {
         stats
             .shard(shard)
@@ -56,9 +56,10 @@ pub(super) async fn fan_out(
             .fetch_add(1, Ordering::Relaxed);
         if sender.send(batch.clone()).await.is_err() {
             tracing::error!("a shard is gone; stopping");
-            crate::process::terminate(3);
+            return Err(Stopped::ShardGone);
         }
     }
+    Ok(())
 }
 
 /// A txn that did not reach the log becomes a rejection; other entries stand.

@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use glommio::channels::local_channel;
@@ -32,7 +32,7 @@ use crate::storage::wal::LogWriter;
 mod batch;
 mod fanout;
 
-use batch::{now_ms, Batch, Sealed, State};
+use batch::{Batch, Sealed, State};
 use fanout::{commit_batch, fan_out, reject, HandedVersions};
 
 /// Where a request came from, so its shard can answer it.
@@ -71,7 +71,7 @@ pub enum ToSequencer {
         origin: Origin,
     },
     /// A four-letter word wants every shard's view of its connections.
-    Gather(Arc<crate::ops::fourlw::Gather>),
+    Gather(Arc<crate::inspect::Gather>),
 }
 
 /// One entry of a committed batch.
@@ -94,7 +94,7 @@ pub enum Entry {
         origin: Origin,
     },
     /// Each shard adds its view of its connections to the word's gather.
-    Gather(Arc<crate::ops::fourlw::Gather>),
+    Gather(Arc<crate::inspect::Gather>),
     /// A write or session change that could not be made durable (the log
     /// could not be written): its shard answers it with an error.
     Rejected {
@@ -110,6 +110,31 @@ pub struct CommitBatch {
     pub tree: DataTree,
     /// When it became durable (for the fan-out apply latency).
     pub durable_at: std::time::Instant,
+}
+
+/// Asks a server's sequencer to stop once what it has taken is durable.
+/// One per server (not a process global), so several can share a process.
+#[derive(Clone, Default)]
+pub struct Shutdown(Arc<AtomicBool>);
+
+impl Shutdown {
+    pub fn request(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn requested(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Why the sequencer returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    /// Shutdown was requested: every batch taken is durable and handed out;
+    /// what was still open was never acknowledged.
+    Requested,
+    /// A shard's commit queue is gone: the server cannot answer any more.
+    ShardGone,
 }
 
 pub struct SequencerSetup {
@@ -128,10 +153,11 @@ pub struct SequencerSetup {
     /// Hands a durable version of the tree to the snapshotter.
     pub snapshot_wake: std::sync::mpsc::SyncSender<DataTree>,
     pub fsync_warning: std::time::Duration,
+    pub shutdown: Shutdown,
 }
 
-/// Runs the sequencer on the current executor until the process stops.
-pub async fn run(setup: SequencerSetup) {
+/// Runs the sequencer on the current executor until it is asked to stop.
+pub async fn run(setup: SequencerSetup) -> Stopped {
     let SequencerSetup {
         tree,
         mut log,
@@ -146,6 +172,7 @@ pub async fn run(setup: SequencerSetup) {
         mut snapshot_policy,
         snapshot_wake,
         fsync_warning,
+        shutdown,
     } = setup;
     // What the log holds: a failed write returns the sequencer to it.
     let mut durable = tree.clone();
@@ -169,7 +196,7 @@ pub async fn run(setup: SequencerSetup) {
                 if room.acquire(1).await.is_err() {
                     return;
                 }
-                state.borrow_mut().accept(message);
+                state.borrow_mut().accept(message, now_ms());
                 let _ = kick_tx.try_send(());
             }
         })
@@ -185,7 +212,7 @@ pub async fn run(setup: SequencerSetup) {
                     if room.acquire(1).await.is_err() {
                         return;
                     }
-                    state.borrow_mut().expire(&path);
+                    state.borrow_mut().expire(&path, now_ms());
                     let _ = kick_tx.try_send(());
                 }
             }
@@ -202,11 +229,9 @@ pub async fn run(setup: SequencerSetup) {
         if !linger.is_zero() && (1..max_batch_txns).contains(&pending) {
             glommio::timer::sleep(linger).await;
         }
-        if crate::process::STOP.load(Ordering::Relaxed) {
-            // Every batch taken so far is durable and handed to the shards;
-            // what is still open was never acknowledged.
+        if shutdown.requested() {
             tracing::info!("shutting down; the log is durable");
-            crate::process::terminate(0);
+            return Stopped::Requested;
         }
         stats
             .open_batch
@@ -269,14 +294,27 @@ pub async fn run(setup: SequencerSetup) {
                     };
                     room.signal((entries.len() + later.len()) as u64);
                     let rejected = entries.into_iter().chain(later).map(reject).collect();
-                    fan_out(&senders, &stats, commit_batch(rejected, durable.clone())).await;
+                    if let Err(stopped) =
+                        fan_out(&senders, &stats, commit_batch(rejected, durable.clone())).await
+                    {
+                        return stopped;
+                    }
                     handed.push(durable.clone(), &stats);
                     continue;
                 }
             }
         }
         room.signal(entries.len() as u64);
-        fan_out(&senders, &stats, commit_batch(entries, tree.clone())).await;
+        if let Err(stopped) = fan_out(&senders, &stats, commit_batch(entries, tree.clone())).await {
+            return stopped;
+        }
         handed.push(tree, &stats);
     }
+}
+
+/// The sequencer's clock: txn time stamps and session ids come from here alone.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -47,7 +47,7 @@ pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         closing: Cell::new(false),
         read_only_byte: Cell::new(false),
         catching_up: Cell::new(false),
-        counters: Arc::new(ClientStats::new(peer_addr)),
+        counters: Arc::new(ClientStats::new(peer_addr, shard.stats.started)),
     });
     shard
         .stats

@@ -160,15 +160,12 @@ impl Shard {
     }
 }
 
-/// Runs a shard on the current executor until the process stops.
-pub async fn run(setup: ShardSetup) {
-    let listener = match TcpListener::bind(setup.config.client_addr()) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!(addr = %setup.config.client_addr(), error = %e, "cannot listen");
-            crate::process::terminate(1);
-        }
-    };
+/// Runs a shard on the current executor until the process stops;
+/// `started` runs once the shard exists (process.rs puts the admin server
+/// on shard 0 with it).
+pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<(), String> {
+    let addr = setup.config.client_addr();
+    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     let now = Instant::now();
     let sessions = setup
         .restored_sessions
@@ -198,9 +195,7 @@ pub async fn run(setup: ShardSetup) {
     });
     glommio::spawn_local(commits::apply_commits(shard.clone(), setup.commits)).detach();
     glommio::spawn_local(sessions::expire_sessions(shard.clone())).detach();
-    if shard.index == 0 {
-        crate::ops::admin::spawn(&shard);
-    }
+    started(&shard);
     loop {
         match listener.accept().await {
             Ok(stream) => {

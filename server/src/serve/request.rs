@@ -13,6 +13,7 @@ use zoocore_net::{decode_request, ErrorCode, Request, Response};
 
 use super::sessions::now_deadline;
 use super::{Conn, InFlight, Shard, MAX_PIPELINED};
+use crate::inspect;
 use crate::ops::fourlw;
 use crate::seq::{Origin, ToSequencer};
 
@@ -204,7 +205,7 @@ pub(super) async fn answer_word(shard: &Rc<Shard>, word: &str) -> String {
     if !shard.config.allows_word(word) {
         return fourlw::not_whitelisted(word);
     }
-    inspect(shard, fourlw::needs_views(word), |cx| {
+    inspect(shard, inspect::needs_views(word), |cx| {
         fourlw::answer(word, cx)
     })
     .await
@@ -217,10 +218,10 @@ pub(super) async fn answer_word(shard: &Rc<Shard>, word: &str) -> String {
 pub async fn inspect<R>(
     shard: &Rc<Shard>,
     all_shards: bool,
-    answer: impl FnOnce(&fourlw::Context<'_>) -> R,
+    answer: impl FnOnce(&inspect::Context<'_>) -> R,
 ) -> Result<R, String> {
     let views = if all_shards {
-        let gather = fourlw::Gather::new(shard.config.shards);
+        let gather = inspect::Gather::new(shard.config.shards);
         send(shard, ToSequencer::Gather(gather.clone())).await?;
         gather
             .wait()
@@ -230,7 +231,7 @@ pub async fn inspect<R>(
         Vec::new()
     };
     let replica = shard.replica.borrow();
-    let cx = fourlw::Context {
+    let cx = inspect::Context {
         config: &shard.config,
         stats: &shard.stats,
         tree: &replica,
@@ -240,12 +241,12 @@ pub async fn inspect<R>(
 }
 
 /// What this shard alone knows of its connections, for a four-letter word.
-pub(super) fn view(shard: &Shard) -> fourlw::ShardView {
+pub(super) fn view(shard: &Shard) -> inspect::ShardView {
     let conns = shard.conns.borrow();
     let session_of = |c: u64| conns.get(&c).map_or(0, |c| c.session_id.get());
     let watches = shard.watches.borrow();
     let (now, now_ms) = (Instant::now(), crate::stats::epoch_ms());
-    fourlw::ShardView {
+    inspect::ShardView {
         shard: shard.index,
         data_watches: watches
             .data_watches()
@@ -256,7 +257,7 @@ pub(super) fn view(shard: &Shard) -> fourlw::ShardView {
             .sessions
             .borrow()
             .iter()
-            .map(|(&id, s)| fourlw::SessionView {
+            .map(|(&id, s)| inspect::SessionView {
                 id,
                 expires_ms: now_ms + s.deadline.saturating_duration_since(now).as_millis() as i64,
                 peer: s.conn.and_then(|c| conns.get(&c)).map(|c| c.counters.peer),
