@@ -311,7 +311,7 @@ impl<T: Target> Run<T> {
         panic!(
             "divergence (seed {seed}): {message}\nlast operations:\n{}\n\
              reproduce: ZOOCORE_DIFF_FIRST_SEED={seed} ZOOCORE_DIFF_SEEDS=1 \
-             cargo test -p zoocore-engine --test differential",
+             cargo test -p zoocore-engine --test it differential",
             self.history[start..].join("\n")
         );
     }

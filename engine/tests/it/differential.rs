@@ -1,7 +1,7 @@
 //! Differential test of the engine in-process against Apache ZooKeeper (see
 //! `zoocore_testkit::differential`). Defaults: 50 seeds x 250 ops. Soak:
 //! `ZOOCORE_DIFF_SEEDS=2000 ZOOCORE_DIFF_OPS=1000 cargo test --release -p
-//! zoocore-engine --test differential`. Reproduce one seed:
+//! zoocore-engine --test it differential`. Reproduce one seed:
 //! `ZOOCORE_DIFF_FIRST_SEED=17 ZOOCORE_DIFF_SEEDS=1`.
 
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! numbers never go back, and ephemerals of closed sessions stay gone.
 //!
 //! `ZOOCORE_CRASH_CYCLES` (default 30) and `ZOOCORE_CRASH_SEED` set the run;
-//! a soak: `ZOOCORE_CRASH_CYCLES=1000 cargo test --release -p zoocore --test crash`.
+//! a soak: `ZOOCORE_CRASH_CYCLES=1000 cargo test --release -p zoocore --test it crash`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,6 @@
+//! The crate's integration tests, one module per area, linked into one
+//! binary (one link of the crate's dependencies instead of one per file).
+
+mod differential;
+mod semantics;
+mod zk_import;

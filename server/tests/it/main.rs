@@ -1,0 +1,14 @@
+//! The crate's integration tests, one module per area, linked into one
+//! binary (one link of the crate's dependencies instead of one per file).
+
+mod admin;
+mod cli;
+mod crash;
+mod differential;
+mod fourlw;
+mod import_zk;
+mod restart;
+mod snapshots;
+mod tune;
+mod zkcli;
+mod zookeeper_client;
