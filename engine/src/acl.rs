@@ -29,6 +29,12 @@ impl Identity {
         }
     }
 
+    /// Identities proven elsewhere: a request forwarded by the server the
+    /// client is connected to carries what that server saw.
+    pub fn from_ids(ids: Vec<Id>) -> Self {
+        Identity { ids }
+    }
+
     pub fn ids(&self) -> &[Id] {
         &self.ids
     }

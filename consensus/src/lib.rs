@@ -1,0 +1,24 @@
+//! zoocore's replication core, sans I/O: raft-rs's `RawNode` driven around
+//! the sequencer's validate-and-order step. No glommio, no clock, no
+//! sockets or files: the server (on its sequencer core) and the
+//! deterministic simulation (`tests/it/simulation.rs`) feed it time, peer
+//! messages and proposals, and carry out the [`Output`] it returns.
+//!
+//! - `replica.rs`: [`Replica`], one member: leader speculation, batches as
+//!   raft entries, apply, sessions, sync through raft's ReadIndex.
+//! - `entry.rs`: a sealed commit batch is one raft entry.
+//! - `peer_msg.rs`: what members say to each other, framed and checksummed.
+//! - `sessions.rs`: the leader's session tracker (expiry only by the leader).
+//! - `membership.rs`: the ensemble from zoo.cfg's `server.N` lines.
+
+pub mod entry;
+pub mod membership;
+pub mod peer_msg;
+pub mod replica;
+pub mod sessions;
+
+pub use membership::{Member, Membership};
+pub use peer_msg::{PeerMsg, Proposal, ProposalOp};
+pub use replica::{Committed, DurableState, Output, Persist, Replica, ReplicaConfig, ReplicaError};
+/// raft's persistent state and log entries, as a driver stores them.
+pub use raft::eraftpb::{Entry, HardState};

@@ -1,0 +1,597 @@
+//! One member of an ensemble as a pure state machine: raft-rs's `RawNode`
+//! around the sequencer's validate-and-order step. Inputs are method calls
+//! (time, peer messages, proposals, "this is durable now"); everything to
+//! do is collected in an [`Output`]. No I/O, no clock, no threads: the
+//! server drives it on the sequencer's core, the simulation drives several
+//! in one test, and the same inputs give the same outputs.
+//!
+//! The leader validates each proposal against its *speculative* tree (every
+//! txn it has ordered, committed or not, applied), so a request sees every
+//! request ordered before it, as ZooKeeper's outstanding changes do; txns
+//! collect in an open batch that becomes one raft entry. Every member,
+//! leader included, applies committed entries to its *applied* tree, which
+//! is the only state clients read. A leader that steps down drops its
+//! speculation; the next one rebuilds it from the applied tree and the
+//! entries of its log that are not applied yet (raft commits all of them
+//! with its first entry), so zxids continue from its log's last and are
+//! never reused by a committed txn.
+
+use std::collections::BTreeSet;
+
+use raft::eraftpb::{ConfState, Entry, HardState, Message};
+use raft::storage::MemStorage;
+use raft::{RawNode, ReadOnlyOption, StateRole, Storage};
+use zoocore_engine::acl::Identity;
+use zoocore_engine::prep::prepare_expiry_delete;
+use zoocore_engine::tree::Applied;
+use zoocore_engine::txn::{Txn, TxnOp};
+use zoocore_engine::{prepare, session, DataTree, PrepContext};
+use zoocore_net::{ErrorCode, Request};
+
+use crate::entry::{self, EntryError, EntryKind};
+use crate::peer_msg::{PeerMsg, Proposal, ProposalOp, MAX_TOUCHES};
+use crate::sessions::SessionTracker;
+
+/// What a replica is configured with; every duration is in ticks or in the
+/// caller's milliseconds.
+#[derive(Debug, Clone)]
+pub struct ReplicaConfig {
+    /// This server's id (`myid`), 1..=255.
+    pub id: u64,
+    pub voters: Vec<u64>,
+    pub learners: Vec<u64>,
+    /// Milliseconds per raft tick (`zoocore.raftTickMs`).
+    pub tick_ms: i64,
+    /// Ticks without a leader before an election (`zoocore.electionTicks`).
+    pub election_ticks: usize,
+    /// Ticks between a leader's heartbeats (`zoocore.heartbeatTicks`).
+    pub heartbeat_ticks: usize,
+    /// Randomised election timeout range `[min, max)` in ticks; `None` is
+    /// raft's `[election, 2 x election)`. The simulation gives each member
+    /// a fixed, distinct timeout so that a seed decides everything.
+    pub election_range: Option<(usize, usize)>,
+    /// A batch is sealed (becomes one entry) before it passes this size.
+    pub max_batch_bytes: usize,
+    /// Appends in flight to one follower (`zoocore.maxInflightAppends`).
+    pub max_inflight_appends: usize,
+    /// Bytes of entries in one append message (`zoocore.maxAppendBytes`).
+    pub max_append_bytes: u64,
+    pub extended_types: bool,
+}
+
+/// What a replica finds on its disk at start: the raft hard state and the
+/// entries that were made durable, from index 1.
+#[derive(Debug, Clone, Default)]
+pub struct DurableState {
+    pub hard_state: HardState,
+    pub entries: Vec<Entry>,
+}
+
+/// Entries and hard state to make durable, in order of `number`. Entries
+/// replace whatever the log holds from the first one's index on (raft cuts
+/// a follower's conflicting suffix this way). Once they are durable, send
+/// `after` and call [`Replica::persisted`] with `number`.
+#[derive(Debug, Clone)]
+pub struct Persist {
+    pub number: u64,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    pub after: Vec<(u64, PeerMsg)>,
+}
+
+/// A committed entry's txns, applied, with the tree they lead to.
+#[derive(Clone)]
+pub struct Committed {
+    pub index: u64,
+    pub term: u64,
+    pub txns: Vec<(Txn, Applied)>,
+    /// The applied tree after this entry (a version: cheap to keep).
+    pub tree: DataTree,
+}
+
+/// Everything a replica asks its driver to do.
+#[derive(Default)]
+pub struct Output {
+    /// Send now.
+    pub messages: Vec<(u64, PeerMsg)>,
+    /// Make durable, in order.
+    pub persist: Vec<Persist>,
+    /// Committed entries, applied, in order.
+    pub committed: Vec<Committed>,
+    /// Syncs (by the caller's id) that may be answered: everything
+    /// committed before they were asked is applied here.
+    pub synced: Vec<u64>,
+    /// The leader this replica follows changed (0: none known). Requests of
+    /// this server's clients that are in flight end in connection loss.
+    pub leader_changed: Option<u64>,
+    /// Proposals made while no leader is known: refused at once.
+    pub refused: Vec<Proposal>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    #[error("committed {0}")]
+    Entry(#[from] EntryError),
+    #[error("committed entry {index} starts at zxid {zxid:#x}, the tree is at {last:#x}")]
+    ZxidGap { index: u64, zxid: i64, last: i64 },
+}
+
+/// The leader's side: speculation, the open batch, session deadlines.
+struct Leading {
+    /// Every txn this leader has ordered, committed or not, applied.
+    tree: DataTree,
+    next_zxid: i64,
+    /// Records of the open batch (not yet an entry), and their count.
+    open: Vec<u8>,
+    open_txns: usize,
+    sessions: SessionTracker,
+}
+
+pub struct Replica {
+    config: ReplicaConfig,
+    raw: RawNode<MemStorage>,
+    /// The state clients read: every committed entry up to `applied`.
+    tree: DataTree,
+    applied: u64,
+    leading: Option<Leading>,
+    leader_id: u64,
+    term: u64,
+    now: i64,
+    last_tick: i64,
+    next_session_id: i64,
+    /// Sessions heard from since the last report to the leader.
+    touched: BTreeSet<i64>,
+    /// Syncs waiting for `applied` to reach their read index.
+    reads: Vec<(u64, u64)>,
+    out: Output,
+}
+
+impl Replica {
+    /// A replica starting at `now` from what its disk holds.
+    pub fn new(config: ReplicaConfig, durable: DurableState, now: i64) -> Result<Replica, ReplicaError> {
+        let storage = MemStorage::new_with_conf_state(ConfState::from((
+            config.voters.clone(),
+            config.learners.clone(),
+        )));
+        {
+            let mut core = storage.wl();
+            core.append(&durable.entries)?;
+            core.set_hardstate(durable.hard_state.clone());
+        }
+        let mut raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.election_ticks,
+            heartbeat_tick: config.heartbeat_ticks,
+            applied: 0,
+            max_size_per_msg: config.max_append_bytes,
+            max_inflight_msgs: config.max_inflight_appends,
+            check_quorum: true,
+            pre_vote: true,
+            read_only_option: ReadOnlyOption::Safe,
+            batch_append: true,
+            ..Default::default()
+        };
+        if let Some((min, max)) = config.election_range {
+            raft_config.min_election_tick = min;
+            raft_config.max_election_tick = max;
+        }
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let raw = RawNode::new(&raft_config, storage, &logger)?;
+        let server_id = u8::try_from(config.id).unwrap_or(u8::MAX);
+        Ok(Replica {
+            tree: DataTree::new(config.extended_types),
+            applied: 0,
+            leading: None,
+            leader_id: 0,
+            term: durable.hard_state.term,
+            now,
+            last_tick: now,
+            next_session_id: session::first_session_id(server_id, now),
+            touched: BTreeSet::new(),
+            reads: Vec::new(),
+            out: Output::default(),
+            raw,
+            config,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.config.id
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leading.is_some()
+    }
+
+    /// The leader this replica follows, 0 when none is known.
+    pub fn leader_id(&self) -> u64 {
+        self.leader_id
+    }
+
+    pub fn term(&self) -> u64 {
+        self.term
+    }
+
+    /// The tree clients of this server read.
+    pub fn tree(&self) -> &DataTree {
+        &self.tree
+    }
+
+    pub fn applied_index(&self) -> u64 {
+        self.applied
+    }
+
+    pub fn commit_index(&self) -> u64 {
+        self.raw.raft.raft_log.committed
+    }
+
+    /// The id for a session a client of this server opens. Server ids sit in
+    /// the top byte, so members never pick the same one.
+    pub fn next_session_id(&mut self) -> i64 {
+        loop {
+            let id = self.next_session_id;
+            self.next_session_id += 1;
+            if !self.tree.sessions().contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// Time passes: raft ticks, the leader expires sessions not heard from,
+    /// a follower reports the sessions its clients touched.
+    pub fn tick(&mut self, now: i64) {
+        self.now = self.now.max(now);
+        while self.last_tick + self.config.tick_ms <= self.now {
+            self.last_tick += self.config.tick_ms;
+            self.raw.tick();
+        }
+        if let Some(leading) = &mut self.leading {
+            let due = leading.sessions.due(self.now);
+            for session_id in due {
+                self.order(Proposal {
+                    session_id,
+                    cxid: 0,
+                    identity: Identity::default(),
+                    op: ProposalOp::CloseSession,
+                });
+            }
+            let expired = self
+                .leading
+                .as_ref()
+                .map(|l| l.tree.expired_nodes(self.now))
+                .unwrap_or_default();
+            for path in expired {
+                self.expire_node(&path);
+            }
+        } else if self.leader_id != 0 && !self.touched.is_empty() {
+            let touched: Vec<i64> = std::mem::take(&mut self.touched).into_iter().collect();
+            for chunk in touched.chunks(MAX_TOUCHES) {
+                self.out
+                    .messages
+                    .push((self.leader_id, PeerMsg::Touches(chunk.to_vec())));
+            }
+        }
+    }
+
+    /// A client of this server was heard from.
+    pub fn touch(&mut self, session_id: i64) {
+        match &mut self.leading {
+            Some(leading) => leading.sessions.touch(session_id, self.now),
+            None => {
+                self.touched.insert(session_id);
+            }
+        }
+    }
+
+    /// A message from another member.
+    pub fn step(&mut self, from: u64, msg: PeerMsg) -> Result<(), ReplicaError> {
+        match msg {
+            PeerMsg::Raft(m) => {
+                if m.from != from || m.to != self.config.id {
+                    return Ok(());
+                }
+                match self.raw.step(*m) {
+                    // Stale or foreign messages are raft's to ignore.
+                    Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            PeerMsg::Forward(proposal) => {
+                // A proposal for an older leader is dropped: its server fails
+                // the request when it sees the leader change.
+                if self.leading.is_some() {
+                    self.touch(proposal.session_id);
+                    self.order(proposal);
+                }
+            }
+            PeerMsg::Touches(ids) => {
+                if let Some(leading) = &mut self.leading {
+                    for id in ids {
+                        leading.sessions.touch(id, self.now);
+                    }
+                }
+            }
+            PeerMsg::Hello { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// A client of this server asks for a write or a session change.
+    pub fn propose(&mut self, proposal: Proposal) {
+        if self.leading.is_some() {
+            self.touch(proposal.session_id);
+            self.order(proposal);
+        } else if self.leader_id != 0 {
+            self.touch(proposal.session_id);
+            self.out
+                .messages
+                .push((self.leader_id, PeerMsg::Forward(proposal)));
+        } else {
+            self.out.refused.push(proposal);
+        }
+    }
+
+    /// `sync`: answered (in `Output::synced`) once this replica has applied
+    /// everything the leader had committed when it confirmed leadership.
+    pub fn sync(&mut self, id: u64) {
+        self.raw.read_index(id.to_be_bytes().to_vec());
+    }
+
+    /// What `Persist::number` named is durable.
+    pub fn persisted(&mut self, number: u64) {
+        self.raw.on_persist_ready(number);
+    }
+
+    /// Seals the open batch and collects everything there is to do.
+    pub fn output(&mut self) -> Result<Output, ReplicaError> {
+        self.seal()?;
+        while self.raw.has_ready() {
+            self.handle_ready()?;
+        }
+        Ok(std::mem::take(&mut self.out))
+    }
+
+    /// Validates a proposal against the speculative tree and orders it.
+    fn order(&mut self, proposal: Proposal) {
+        let now = self.now;
+        let Some(leading) = &mut self.leading else {
+            return;
+        };
+        let known = leading.tree.sessions().contains_key(&proposal.session_id);
+        let op = match &proposal.op {
+            ProposalOp::Write(request) if known => {
+                let ctx = PrepContext {
+                    session_id: proposal.session_id,
+                    identity: &proposal.identity,
+                    zxid: leading.next_zxid,
+                    time: now,
+                };
+                prepare(&leading.tree, &ctx, request)
+            }
+            ProposalOp::OpenSession { timeout } if !known => TxnOp::CreateSession { timeout: *timeout },
+            ProposalOp::CloseSession if known => {
+                let ctx = PrepContext {
+                    session_id: proposal.session_id,
+                    identity: &proposal.identity,
+                    zxid: leading.next_zxid,
+                    time: now,
+                };
+                prepare(&leading.tree, &ctx, &Request::CloseSession)
+            }
+            // An expiry of a session already gone is nothing to order.
+            ProposalOp::CloseSession if proposal.cxid == 0 => return,
+            _ => TxnOp::Error(ErrorCode::SessionExpired.code()),
+        };
+        self.append_txn(proposal.session_id, proposal.cxid, op);
+    }
+
+    fn expire_node(&mut self, path: &str) {
+        let Some(leading) = &self.leading else {
+            return;
+        };
+        let op = prepare_expiry_delete(&leading.tree, leading.next_zxid, path);
+        if !matches!(op, TxnOp::Error(_)) {
+            self.append_txn(0, 0, op);
+        }
+    }
+
+    fn append_txn(&mut self, session_id: i64, cxid: i32, op: TxnOp) {
+        let (now, term, max_bytes) = (self.now, self.term, self.config.max_batch_bytes);
+        let Some(leading) = &mut self.leading else {
+            return;
+        };
+        let txn = Txn {
+            zxid: leading.next_zxid,
+            time: now,
+            session_id,
+            cxid,
+            op,
+        };
+        leading.next_zxid += 1;
+        leading.tree.apply(&txn);
+        entry::append_txn(&mut leading.open, term, &txn);
+        leading.open_txns += 1;
+        if leading.open.len() >= max_bytes {
+            let _ = self.seal();
+        }
+    }
+
+    /// Proposes the open batch as one entry.
+    fn seal(&mut self) -> Result<(), ReplicaError> {
+        let Some(leading) = &mut self.leading else {
+            return Ok(());
+        };
+        if leading.open_txns == 0 {
+            return Ok(());
+        }
+        let records = std::mem::take(&mut leading.open);
+        leading.open_txns = 0;
+        if self.raw.propose(Vec::new(), records).is_err() {
+            // Raft refused (a leader transfer is under way): what was ordered
+            // on top of the log is dropped, and its clients see a failure.
+            self.speculate()?;
+        }
+        Ok(())
+    }
+
+    fn handle_ready(&mut self) -> Result<(), ReplicaError> {
+        let mut rd = self.raw.ready();
+        let role_change = rd.ss().map(|ss| (ss.leader_id, ss.raft_state));
+        for m in rd.take_messages() {
+            self.out.messages.push((m.to, raft_msg(m)));
+        }
+        let committed = rd.take_committed_entries();
+        let entries = rd.take_entries();
+        let hard_state = rd.hs().cloned();
+        {
+            let store = self.raw.mut_store();
+            let mut core = store.wl();
+            core.append(&entries)?;
+            if let Some(hs) = &hard_state {
+                core.set_hardstate(hs.clone());
+            }
+        }
+        if let Some(hs) = &hard_state {
+            self.term = hs.term;
+        }
+        for entry in committed {
+            self.apply(entry)?;
+        }
+        for state in rd.take_read_states() {
+            let id = state
+                .request_ctx
+                .first_chunk::<8>()
+                .map_or(0, |b| u64::from_be_bytes(*b));
+            self.reads.push((id, state.index));
+        }
+        let after: Vec<(u64, PeerMsg)> = rd
+            .take_persisted_messages()
+            .into_iter()
+            .map(|m| (m.to, raft_msg(m)))
+            .collect();
+        if !entries.is_empty() || hard_state.is_some() || !after.is_empty() {
+            self.out.persist.push(Persist {
+                number: rd.number(),
+                entries,
+                hard_state,
+                after,
+            });
+        }
+        self.raw.advance_append_async(rd);
+        self.raw.advance_apply_to(self.applied);
+        if let Some((leader_id, role)) = role_change {
+            self.role_changed(leader_id, role)?;
+        }
+        let applied = self.applied;
+        self.reads.retain(|&(id, index)| {
+            let ready = index <= applied;
+            if ready {
+                self.out.synced.push(id);
+            }
+            !ready
+        });
+        Ok(())
+    }
+
+    fn role_changed(&mut self, leader_id: u64, role: StateRole) -> Result<(), ReplicaError> {
+        if leader_id != self.leader_id {
+            self.leader_id = leader_id;
+            self.out.leader_changed = Some(leader_id);
+        }
+        let leads = role == StateRole::Leader;
+        if leads && self.leading.is_none() {
+            let sessions = SessionTracker::taking_office(
+                self.tree.sessions().iter().map(|(&id, &t)| (id, t)),
+                self.now,
+            );
+            self.leading = Some(Leading {
+                tree: self.tree.clone(),
+                next_zxid: 0,
+                open: Vec::new(),
+                open_txns: 0,
+                sessions,
+            });
+            self.speculate()?;
+        } else if !leads {
+            self.leading = None;
+            self.touched.clear();
+        }
+        Ok(())
+    }
+
+    /// Rebuilds the leader's speculation: the applied tree plus every entry
+    /// of the log after it (all of which this leader will commit).
+    fn speculate(&mut self) -> Result<(), ReplicaError> {
+        let Some(leading) = &mut self.leading else {
+            return Ok(());
+        };
+        let mut tree = self.tree.clone();
+        let store = self.raw.store();
+        let last = store.last_index()?;
+        if last > self.applied {
+            let entries = store.entries(
+                self.applied + 1,
+                last + 1,
+                None,
+                raft::GetEntriesContext::empty(false),
+            )?;
+            for e in entries {
+                if EntryKind::of(&e) == EntryKind::Batch {
+                    for txn in entry::decode_batch(e.index, &e.data)? {
+                        tree.apply(&txn);
+                    }
+                }
+            }
+        }
+        leading.next_zxid = tree.last_zxid() + 1;
+        leading.tree = tree;
+        leading.open.clear();
+        leading.open_txns = 0;
+        Ok(())
+    }
+
+    fn apply(&mut self, e: Entry) -> Result<(), ReplicaError> {
+        let (index, term) = (e.index, e.term);
+        if EntryKind::of(&e) == EntryKind::Batch {
+            let txns = entry::decode_batch(index, &e.data)?;
+            let last = self.tree.last_zxid();
+            if txns.first().map(|t| t.zxid) != Some(last + 1) {
+                return Err(ReplicaError::ZxidGap {
+                    index,
+                    zxid: txns.first().map_or(0, |t| t.zxid),
+                    last,
+                });
+            }
+            let mut done = Vec::with_capacity(txns.len());
+            for txn in txns {
+                let applied = self.tree.apply(&txn);
+                if let Some(leading) = &mut self.leading {
+                    match &applied {
+                        Applied::SessionCreated => {
+                            if let TxnOp::CreateSession { timeout } = txn.op {
+                                leading.sessions.opened(txn.session_id, timeout, self.now);
+                            }
+                        }
+                        Applied::SessionClosed { .. } => leading.sessions.closed(txn.session_id),
+                        _ => {}
+                    }
+                }
+                done.push((txn, applied));
+            }
+            self.out.committed.push(Committed {
+                index,
+                term,
+                txns: done,
+                tree: self.tree.clone(),
+            });
+        }
+        self.applied = index;
+        Ok(())
+    }
+}
+
+fn raft_msg(m: Message) -> PeerMsg {
+    PeerMsg::Raft(Box::new(m))
+}
