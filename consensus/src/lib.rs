@@ -19,6 +19,6 @@ pub mod sessions;
 
 pub use membership::{Member, Membership};
 pub use peer_msg::{PeerMsg, Proposal, ProposalOp};
-pub use replica::{Committed, DurableState, Output, Persist, Replica, ReplicaConfig, ReplicaError};
 /// raft's persistent state and log entries, as a driver stores them.
 pub use raft::eraftpb::{Entry, HardState};
+pub use replica::{Committed, DurableState, Output, Persist, Replica, ReplicaConfig, ReplicaError};

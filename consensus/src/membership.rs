@@ -90,7 +90,11 @@ impl Member {
         let observer = match parts.next() {
             None | Some("participant") => false,
             Some("observer") => true,
-            Some(other) => return Err(bad(&format!("role {other:?} is neither participant nor observer"))),
+            Some(other) => {
+                return Err(bad(&format!(
+                    "role {other:?} is neither participant nor observer"
+                )))
+            }
         };
         if parts.next().is_some() {
             return Err(bad("too many fields"));
@@ -130,7 +134,11 @@ impl fmt::Display for Member {
             host(&self.host),
             self.peer_port,
             self.election_port,
-            if self.observer { "observer" } else { "participant" }
+            if self.observer {
+                "observer"
+            } else {
+                "participant"
+            }
         )?;
         if let Some((client_host, client_port)) = &self.client {
             let client_host = client_host.as_deref().unwrap_or("0.0.0.0");
@@ -170,12 +178,20 @@ impl Membership {
 
     /// Raft voters: the participants.
     pub fn voters(&self) -> Vec<u64> {
-        self.members.iter().filter(|m| !m.observer).map(|m| m.id).collect()
+        self.members
+            .iter()
+            .filter(|m| !m.observer)
+            .map(|m| m.id)
+            .collect()
     }
 
     /// Raft learners: the observers.
     pub fn learners(&self) -> Vec<u64> {
-        self.members.iter().filter(|m| m.observer).map(|m| m.id).collect()
+        self.members
+            .iter()
+            .filter(|m| m.observer)
+            .map(|m| m.id)
+            .collect()
     }
 
     /// Checks that `myid` is a member.
@@ -200,10 +216,19 @@ mod tests {
     fn zookeeper_server_lines_parse_and_print_as_zookeeper_writes_them() {
         let m = Member::parse(1, "zk1:2888:3888;2181").expect("valid");
         assert_eq!(
-            (m.host.as_str(), m.peer_port, m.election_port, m.observer, m.client.clone()),
+            (
+                m.host.as_str(),
+                m.peer_port,
+                m.election_port,
+                m.observer,
+                m.client.clone()
+            ),
             ("zk1", 2888, 3888, false, Some((None, 2181)))
         );
-        assert_eq!(m.to_string(), "server.1=zk1:2888:3888:participant;0.0.0.0:2181");
+        assert_eq!(
+            m.to_string(),
+            "server.1=zk1:2888:3888:participant;0.0.0.0:2181"
+        );
         let o = Member::parse(4, "[::1]:2890:3890:observer;127.0.0.1:2184").expect("valid");
         assert!(o.observer);
         assert_eq!(o.host, "::1");
@@ -229,7 +254,10 @@ mod tests {
             assert!(err.to_string().starts_with("server.1: "), "{err}");
         }
         assert_eq!(Member::parse(0, "a:1:2"), Err(MembershipError::BadId(0)));
-        assert_eq!(Member::parse(256, "a:1:2"), Err(MembershipError::BadId(256)));
+        assert_eq!(
+            Member::parse(256, "a:1:2"),
+            Err(MembershipError::BadId(256))
+        );
     }
 
     #[test]

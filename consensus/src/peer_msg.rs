@@ -39,7 +39,9 @@ pub enum ProposalOp {
     Write(Request),
     /// A new session, with the id the client's server chose (server ids sit
     /// in the top byte, so servers never choose the same one).
-    OpenSession { timeout: i32 },
+    OpenSession {
+        timeout: i32,
+    },
     CloseSession,
 }
 
@@ -233,10 +235,12 @@ mod tests {
         raft_msg.to = 2;
         raft_msg.from = 1;
         raft_msg.term = 9;
-        let mut entry = raft::eraftpb::Entry::default();
-        entry.index = 4;
-        entry.term = 9;
-        entry.data = vec![1, 2, 3].into();
+        let entry = raft::eraftpb::Entry {
+            index: 4,
+            term: 9,
+            data: vec![1, 2, 3].into(),
+            ..Default::default()
+        };
         raft_msg.entries = vec![entry].into();
         vec![
             PeerMsg::Hello {
@@ -306,7 +310,12 @@ mod tests {
             Err(PeerMsgError::TooLarge(MAX_FRAME + 1))
         );
         // A checksummed body that is not a message: refused, not a panic.
-        for body in [vec![], vec![99], vec![FORWARD, 1, 2], vec![TOUCHES, 0x7f, 0, 0, 0]] {
+        for body in [
+            vec![],
+            vec![99],
+            vec![FORWARD, 1, 2],
+            vec![TOUCHES, 0x7f, 0, 0, 0],
+        ] {
             let mut f = (body.len() as u32).to_be_bytes().to_vec();
             f.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
             f.extend_from_slice(&body);

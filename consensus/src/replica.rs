@@ -60,17 +60,19 @@ pub struct ReplicaConfig {
 }
 
 /// What a replica finds on its disk at start: the raft hard state and the
-/// entries that were made durable, from index 1.
+/// entries that were made durable, from index 1. The hard state may be newer
+/// than the entries (it is written first).
 #[derive(Debug, Clone, Default)]
 pub struct DurableState {
     pub hard_state: HardState,
     pub entries: Vec<Entry>,
 }
 
-/// Entries and hard state to make durable, in order of `number`. Entries
-/// replace whatever the log holds from the first one's index on (raft cuts
-/// a follower's conflicting suffix this way). Once they are durable, send
-/// `after` and call [`Replica::persisted`] with `number`.
+/// Entries and hard state to make durable, in order of `number`: the hard
+/// state first, then the entries, which replace whatever the log holds from
+/// the first one's index on (raft cuts a follower's conflicting suffix this
+/// way). Once both are durable, send `after` and call
+/// [`Replica::persisted`] with `number`.
 #[derive(Debug, Clone)]
 pub struct Persist {
     pub number: u64,
@@ -150,7 +152,11 @@ pub struct Replica {
 
 impl Replica {
     /// A replica starting at `now` from what its disk holds.
-    pub fn new(config: ReplicaConfig, durable: DurableState, now: i64) -> Result<Replica, ReplicaError> {
+    pub fn new(
+        config: ReplicaConfig,
+        durable: DurableState,
+        now: i64,
+    ) -> Result<Replica, ReplicaError> {
         let storage = MemStorage::new_with_conf_state(ConfState::from((
             config.voters.clone(),
             config.learners.clone(),
@@ -158,7 +164,14 @@ impl Replica {
         {
             let mut core = storage.wl();
             core.append(&durable.entries)?;
-            core.set_hardstate(durable.hard_state.clone());
+            // Term and vote must be durable before the messages that depend
+            // on them, so the hard state is written before the entries it
+            // came with; a crash between the two leaves a commit index past
+            // the log. The commit index is only a hint: lower it to the log.
+            let mut hard_state = durable.hard_state.clone();
+            let last = durable.entries.last().map_or(0, |e| e.index);
+            hard_state.commit = hard_state.commit.min(last);
+            core.set_hardstate(hard_state);
         }
         let mut raft_config = raft::Config {
             id: config.id,
@@ -170,7 +183,11 @@ impl Replica {
             check_quorum: true,
             pre_vote: true,
             read_only_option: ReadOnlyOption::Safe,
-            batch_append: true,
+            // raft-rs 0.7's batch_append merges new entries into a pending
+            // empty append whose index is past them, so the follower reports a
+            // match beyond its log and later panics on a heartbeat's commit.
+            // The simulation found it under message reordering (seed 1).
+            batch_append: false,
             ..Default::default()
         };
         if let Some((min, max)) = config.election_range {
@@ -294,7 +311,9 @@ impl Replica {
                 }
                 match self.raw.step(*m) {
                     // Stale or foreign messages are raft's to ignore.
-                    Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => {}
+                    Ok(())
+                    | Err(raft::Error::StepPeerNotFound)
+                    | Err(raft::Error::StepLocalMsg) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -370,7 +389,9 @@ impl Replica {
                 };
                 prepare(&leading.tree, &ctx, request)
             }
-            ProposalOp::OpenSession { timeout } if !known => TxnOp::CreateSession { timeout: *timeout },
+            ProposalOp::OpenSession { timeout } if !known => {
+                TxnOp::CreateSession { timeout: *timeout }
+            }
             ProposalOp::CloseSession if known => {
                 let ctx = PrepContext {
                     session_id: proposal.session_id,

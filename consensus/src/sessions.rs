@@ -30,7 +30,8 @@ impl SessionTracker {
 
     /// A session was created (its txn was applied by the leader).
     pub fn opened(&mut self, id: i64, timeout: i32, now: i64) {
-        self.sessions.insert(id, (timeout, now + i64::from(timeout)));
+        self.sessions
+            .insert(id, (timeout, now + i64::from(timeout)));
     }
 
     /// A session was closed or expired (its txn was applied).
