@@ -3,7 +3,7 @@
 //!
 //! A record is `len: u32 | crc32c(payload): u32 | payload`, payload =
 //! `term: u64 | txn`. A commit batch is a header `magic: u32 | len: u32 |
-//! crc32c(records): u32 | 0: u32`, then its records, padded with zeros to
+//! crc32c(records): u32 | kind: u32`, then its records, padded with zeros to
 //! [`BLOCK`] so it can be written with O_DIRECT; the next batch starts on the
 //! next block, and a block of zeros where a batch would start ends the log.
 //! Scanning stops at the first batch whose header or checksum is wrong: a
@@ -13,6 +13,13 @@
 //! one before is durable, so a torn batch never has a valid one after it;
 //! and whatever blocks of a torn batch did land, none of them passes for a
 //! batch header.
+//!
+//! An ensemble member's log holds raft entries instead (batch kind 1): each
+//! record's payload is `index: u64 | term: u64 | entry kind: u8 | data`, the
+//! data of a commit batch being its txn records. Entries are only appended:
+//! one whose index is at or below an earlier one's replaces that entry and
+//! everything after it (raft cutting a conflicting suffix), so truncating
+//! never rewrites the file. [`scan_entries`] reads such a log back.
 
 use zoocore_net::jute::{Jute, Reader, WriteJute};
 use zoocore_net::{Acl, DecodeError};
@@ -24,6 +31,11 @@ pub const BLOCK: usize = 4096;
 const HEADER: usize = 8;
 const BATCH_HEADER: usize = 16;
 const BATCH_MAGIC: u32 = 0x5a43_4231; // "ZCB1"
+/// Batch kinds (the header's last word): txn records, or raft entries.
+const KIND_TXNS: u32 = 0;
+const KIND_ENTRIES: u32 = 1;
+/// An entry record's payload before its data: index, term, kind.
+const ENTRY_HEAD: usize = 17;
 /// Largest record payload accepted when scanning; a longer length is corruption.
 pub const MAX_RECORD: usize = 64 << 20;
 
@@ -197,13 +209,48 @@ pub fn begin_batch(out: &mut Vec<u8>) {
 /// Completes a batch begun with [`begin_batch`]: fills in its header and
 /// pads it with zeros to a whole number of blocks.
 pub fn seal_batch(out: &mut Vec<u8>) {
+    seal(out, KIND_TXNS);
+}
+
+/// Completes a batch of raft entries begun with [`begin_batch`].
+pub fn seal_entries_batch(out: &mut Vec<u8>) {
+    seal(out, KIND_ENTRIES);
+}
+
+fn seal(out: &mut Vec<u8>, kind: u32) {
     assert!(out.len() >= BATCH_HEADER, "a batch was begun");
     let len = u32::try_from(out.len() - BATCH_HEADER).expect("batch over 4 GiB");
     let crc = crc32c::crc32c(&out[BATCH_HEADER..]);
     out[..4].copy_from_slice(&BATCH_MAGIC.to_be_bytes());
     out[4..8].copy_from_slice(&len.to_be_bytes());
     out[8..12].copy_from_slice(&crc.to_be_bytes());
+    out[12..16].copy_from_slice(&kind.to_be_bytes());
     pad_to_block(out);
+}
+
+/// One raft entry as an ensemble member's log holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoggedEntry {
+    pub index: u64,
+    pub term: u64,
+    /// Raft's entry type (normal, conf change, ...).
+    pub kind: u8,
+    pub data: Vec<u8>,
+}
+
+/// Appends one entry record to a batch begun with [`begin_batch`].
+pub fn append_entry(out: &mut Vec<u8>, index: u64, term: u64, kind: u8, data: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    out.extend_from_slice(&index.to_be_bytes());
+    out.extend_from_slice(&term.to_be_bytes());
+    out.push(kind);
+    out.extend_from_slice(data);
+    let payload = &out[start + HEADER..];
+    let len = u32::try_from(payload.len()).expect("entry over 4 GiB");
+    let crc = crc32c::crc32c(payload);
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
 /// Pads with zeros to a whole number of blocks.
@@ -228,8 +275,9 @@ pub struct Scan {
     pub valid_after_damage: Option<usize>,
 }
 
-/// The record at `pos`, if a whole valid one starts there.
-fn read_record(image: &[u8], pos: usize) -> Option<((u64, Txn), usize)> {
+/// The payload of the record at `pos` and where the next one starts, if a
+/// whole valid record starts there.
+fn read_payload(image: &[u8], pos: usize) -> Option<(&[u8], usize)> {
     let header = image.get(pos..pos + HEADER)?;
     let len = u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) as usize;
     let crc = u32::from_be_bytes(header[4..].try_into().expect("4 bytes"));
@@ -240,18 +288,42 @@ fn read_record(image: &[u8], pos: usize) -> Option<((u64, Txn), usize)> {
     if crc32c::crc32c(payload) != crc {
         return None;
     }
-    let term = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
-    let txn = Txn::decode(&payload[8..]).ok()?;
-    Some(((term, txn), pos + HEADER + len))
+    Some((payload, pos + HEADER + len))
 }
 
-/// The records of the batch at `pos` (block-aligned) if a whole valid one
-/// starts there, and where the next batch would start.
-fn read_batch(image: &[u8], pos: usize) -> Option<(Vec<(u64, Txn)>, usize)> {
+/// The txn record at `pos`, if a whole valid one starts there.
+fn read_record(image: &[u8], pos: usize) -> Option<((u64, Txn), usize)> {
+    let (payload, next) = read_payload(image, pos)?;
+    let term = u64::from_be_bytes(payload[..8].try_into().expect("8 bytes"));
+    let txn = Txn::decode(&payload[8..]).ok()?;
+    Some(((term, txn), next))
+}
+
+/// The entry record at `pos`, if a whole valid one starts there.
+fn read_entry(image: &[u8], pos: usize) -> Option<(LoggedEntry, usize)> {
+    let (payload, next) = read_payload(image, pos)?;
+    let head = payload.get(..ENTRY_HEAD)?;
+    let entry = LoggedEntry {
+        index: u64::from_be_bytes(head[..8].try_into().expect("8 bytes")),
+        term: u64::from_be_bytes(head[8..16].try_into().expect("8 bytes")),
+        kind: head[16],
+        data: payload[ENTRY_HEAD..].to_vec(),
+    };
+    Some((entry, next))
+}
+
+/// The records of the batch of `kind` at `pos` (block-aligned) if a whole
+/// valid one starts there, and where the next batch would start.
+fn read_batch_of<T>(
+    image: &[u8],
+    pos: usize,
+    kind: u32,
+    read: fn(&[u8], usize) -> Option<(T, usize)>,
+) -> Option<(Vec<T>, usize)> {
     let header = image.get(pos..pos + BATCH_HEADER)?;
     let word = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 bytes"));
     let len = word(4) as usize;
-    if word(0) != BATCH_MAGIC || word(12) != 0 || len == 0 {
+    if word(0) != BATCH_MAGIC || word(12) != kind || len == 0 {
         return None;
     }
     let start = pos + BATCH_HEADER;
@@ -259,14 +331,60 @@ fn read_batch(image: &[u8], pos: usize) -> Option<(Vec<(u64, Txn)>, usize)> {
     if crc32c::crc32c(records) != word(8) {
         return None;
     }
-    let mut txns = Vec::new();
+    let mut items = Vec::new();
     let mut at = 0;
     while at < records.len() {
-        let (txn, next) = read_record(records, at)?;
-        txns.push(txn);
+        let (item, next) = read(records, at)?;
+        items.push(item);
         at = next;
     }
-    Some((txns, (start + len).div_ceil(BLOCK) * BLOCK))
+    Some((items, (start + len).div_ceil(BLOCK) * BLOCK))
+}
+
+fn read_batch(image: &[u8], pos: usize) -> Option<(Vec<(u64, Txn)>, usize)> {
+    read_batch_of(image, pos, KIND_TXNS, read_record)
+}
+
+/// What scanning an ensemble member's log image found: its entries, each
+/// later one replacing what it overlaps, and where the valid part ends.
+#[derive(Debug, Default)]
+pub struct EntryScan {
+    pub entries: Vec<LoggedEntry>,
+    /// As [`Scan::valid_len`].
+    pub valid_len: usize,
+    pub torn_at: Option<usize>,
+    pub valid_after_damage: Option<usize>,
+}
+
+/// Scans an image of raft-entry batches from its start; `entries` continues
+/// `before` (the entries of earlier segments).
+pub fn scan_entries(image: &[u8], before: Vec<LoggedEntry>) -> EntryScan {
+    let mut scan = EntryScan {
+        entries: before,
+        ..EntryScan::default()
+    };
+    let mut pos = 0;
+    while pos + BATCH_HEADER <= image.len() {
+        if image[pos..pos + BATCH_HEADER].iter().all(|&b| b == 0) {
+            break;
+        }
+        let Some((entries, next)) = read_batch_of(image, pos, KIND_ENTRIES, read_entry) else {
+            scan.torn_at = Some(pos);
+            scan.valid_after_damage = (pos + BLOCK..image.len())
+                .step_by(BLOCK)
+                .find(|&b| read_batch_of(image, b, KIND_ENTRIES, read_entry).is_some());
+            break;
+        };
+        for entry in entries {
+            // An entry at or below the last replaces it and all after it.
+            let keep = scan.entries.partition_point(|e| e.index < entry.index);
+            scan.entries.truncate(keep);
+            scan.entries.push(entry);
+        }
+        pos = next;
+        scan.valid_len = pos;
+    }
+    scan
 }
 
 /// Scans a log image from its start, batch by batch.
@@ -446,6 +564,54 @@ mod tests {
         assert_eq!(scan.torn_at, Some(0));
         assert!(scan.txns.is_empty());
         assert_eq!(scan.valid_len, 0);
+    }
+
+    fn entries_batch(entries: &[(u64, u64, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        begin_batch(&mut out);
+        for (index, term, data) in entries {
+            append_entry(&mut out, *index, *term, 0, data);
+        }
+        seal_entries_batch(&mut out);
+        out
+    }
+
+    #[test]
+    fn entries_round_trip_and_a_later_entry_replaces_the_suffix_it_overlaps() {
+        let log = [
+            entries_batch(&[(1, 1, b"a"), (2, 1, b"b"), (3, 1, b"c")]),
+            entries_batch(&[(2, 2, b"B"), (3, 2, b"")]),
+            entries_batch(&[(4, 2, b"d")]),
+        ]
+        .concat();
+        let read = scan_entries(&log, Vec::new());
+        assert_eq!((read.torn_at, read.valid_len), (None, log.len()));
+        let got: Vec<(u64, u64, Vec<u8>)> = read
+            .entries
+            .iter()
+            .map(|e| (e.index, e.term, e.data.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, 1, b"a".to_vec()),
+                (2, 2, b"B".to_vec()),
+                (3, 2, vec![]),
+                (4, 2, b"d".to_vec())
+            ]
+        );
+        // A torn entry batch is cut like a torn txn batch; kinds do not mix.
+        let mut torn = log.clone();
+        torn[2 * BLOCK + 30] ^= 1;
+        let cut = scan_entries(&torn, Vec::new());
+        assert_eq!((cut.torn_at, cut.entries.len()), (Some(2 * BLOCK), 3));
+        assert_eq!(
+            scan(&log).torn_at,
+            Some(0),
+            "entry batches are not txn batches"
+        );
+        let txn_log = image(&[&txns()]);
+        assert_eq!(scan_entries(&txn_log, Vec::new()).torn_at, Some(0));
     }
 
     #[test]
