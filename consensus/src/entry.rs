@@ -27,6 +27,37 @@ impl EntryKind {
     }
 }
 
+/// Raft's entry type as a byte, for the log.
+pub fn type_byte(entry: &raft::eraftpb::Entry) -> u8 {
+    match entry.get_entry_type() {
+        raft::eraftpb::EntryType::EntryNormal => 0,
+        raft::eraftpb::EntryType::EntryConfChange => 1,
+        raft::eraftpb::EntryType::EntryConfChangeV2 => 2,
+    }
+}
+
+/// A raft entry from what the log holds; `None` for an unknown type byte.
+pub fn from_log(
+    index: u64,
+    term: u64,
+    type_byte: u8,
+    data: Vec<u8>,
+) -> Option<raft::eraftpb::Entry> {
+    let entry_type = match type_byte {
+        0 => raft::eraftpb::EntryType::EntryNormal,
+        1 => raft::eraftpb::EntryType::EntryConfChange,
+        2 => raft::eraftpb::EntryType::EntryConfChangeV2,
+        _ => return None,
+    };
+    Some(raft::eraftpb::Entry {
+        entry_type,
+        term,
+        index,
+        data: data.into(),
+        ..Default::default()
+    })
+}
+
 /// Why an entry's data is not a valid batch.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EntryError {
@@ -96,6 +127,18 @@ mod tests {
                 version: -1,
             },
         }
+    }
+
+    #[test]
+    fn entries_survive_the_log_s_byte_form() {
+        for t in 0..3 {
+            let e = from_log(7, 3, t, vec![1, 2]).expect("known type");
+            assert_eq!(
+                (e.index, e.term, type_byte(&e), &e.data[..]),
+                (7, 3, t, &[1u8, 2][..])
+            );
+        }
+        assert!(from_log(7, 3, 9, Vec::new()).is_none());
     }
 
     #[test]

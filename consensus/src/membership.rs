@@ -149,7 +149,7 @@ impl fmt::Display for Member {
 }
 
 /// Every member of an ensemble, ordered by id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Membership {
     members: Vec<Member>,
 }

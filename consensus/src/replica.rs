@@ -244,6 +244,44 @@ impl Replica {
         self.raw.raft.raft_log.committed
     }
 
+    /// Leader only: other members heard from recently, and those of them
+    /// whose log holds everything committed (ZooKeeper's followers and
+    /// synced followers).
+    pub fn followers(&self) -> (usize, usize) {
+        if self.leading.is_none() {
+            return (0, 0);
+        }
+        let commit = self.commit_index();
+        let mut counts = (0, 0);
+        for (&id, progress) in self.raw.raft.prs().iter() {
+            if id == self.config.id || !progress.recent_active {
+                continue;
+            }
+            counts.0 += 1;
+            if progress.matched >= commit {
+                counts.1 += 1;
+            }
+        }
+        counts
+    }
+
+    /// Hands leadership to the voter whose log is furthest along (a leader
+    /// stopping on SIGTERM); returns whom, or `None` if there is no one.
+    pub fn transfer_leadership(&mut self) -> Option<u64> {
+        self.leading.as_ref()?;
+        let me = self.config.id;
+        let to = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(&id, p)| id != me && p.recent_active && self.config.voters.contains(&id))
+            .max_by_key(|(&id, p)| (p.matched, std::cmp::Reverse(id)))
+            .map(|(&id, _)| id)?;
+        self.raw.transfer_leader(to);
+        Some(to)
+    }
+
     /// The id for a session a client of this server opens. Server ids sit in
     /// the top byte, so members never pick the same one.
     pub fn next_session_id(&mut self) -> i64 {

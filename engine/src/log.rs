@@ -312,13 +312,17 @@ fn read_entry(image: &[u8], pos: usize) -> Option<(LoggedEntry, usize)> {
     Some((entry, next))
 }
 
+/// Reads the record at a position of a batch's records: the item and where
+/// the next record starts.
+type ReadRecord<T> = fn(&[u8], usize) -> Option<(T, usize)>;
+
 /// The records of the batch of `kind` at `pos` (block-aligned) if a whole
 /// valid one starts there, and where the next batch would start.
 fn read_batch_of<T>(
     image: &[u8],
     pos: usize,
     kind: u32,
-    read: fn(&[u8], usize) -> Option<(T, usize)>,
+    read: ReadRecord<T>,
 ) -> Option<(Vec<T>, usize)> {
     let header = image.get(pos..pos + BATCH_HEADER)?;
     let word = |i: usize| u32::from_be_bytes(header[i..i + 4].try_into().expect("4 bytes"));

@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
+use zoocore_consensus::{Member, Membership};
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -84,6 +85,38 @@ pub struct Config {
     /// How often empty containers and expired TTL nodes are looked for
     /// (ZooKeeper's `znode.container.checkIntervalMs`).
     pub container_check_interval_ms: u64,
+    /// The ensemble this server is a member of; `None` (zero or one
+    /// `server.N` line) is standalone, exactly as before ensembles.
+    pub ensemble: Option<Ensemble>,
+    /// Whether clientPort was given (else an ensemble member's line gives it).
+    pub client_port_set: bool,
+}
+
+/// An ensemble member's settings: zoo.cfg's `server.N` lines, `myid` in
+/// dataDir, and the raft timing keys.
+#[derive(Debug, Clone)]
+pub struct Ensemble {
+    pub myid: u64,
+    pub membership: Membership,
+    /// Ticks a member may take to connect and catch up (ZooKeeper's key).
+    pub init_limit: u32,
+    /// Ticks a follower may lag before the leader stops counting it as
+    /// synced (ZooKeeper's key).
+    pub sync_limit: u32,
+    /// Milliseconds per raft tick (`zoocore.raftTickMs`); ZooKeeper's
+    /// tickTime stays the session clock and does not drive raft.
+    pub raft_tick_ms: u64,
+    /// Raft ticks without a leader before an election (`zoocore.electionTicks`).
+    pub election_ticks: usize,
+    /// Raft ticks between a leader's heartbeats (`zoocore.heartbeatTicks`).
+    pub heartbeat_ticks: usize,
+}
+
+impl Ensemble {
+    /// This server's line.
+    pub fn me(&self) -> Option<&Member> {
+        self.membership.get(self.myid)
+    }
 }
 
 impl Default for Config {
@@ -122,6 +155,8 @@ impl Default for Config {
             log_level: "info".into(),
             fsync_warning_ms: 1000,
             container_check_interval_ms: 60_000,
+            ensemble: None,
+            client_port_set: false,
         }
     }
 }
@@ -151,6 +186,16 @@ impl Config {
         let mut max_set = false;
         let mut log_dir_set = false;
         let mut global_outstanding = None;
+        let mut members = Vec::new();
+        let mut ensemble = Ensemble {
+            myid: 0,
+            membership: Membership::default(),
+            init_limit: 10,
+            sync_limit: 5,
+            raft_tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+        };
         let (mut admin_enabled, mut admin_ip, mut admin_port) =
             (true, IpAddr::from([0, 0, 0, 0]), 8080);
         let (mut metrics_enabled, mut metrics_ip, mut metrics_port) =
@@ -185,6 +230,7 @@ impl Config {
             };
             match key {
                 "clientPort" => {
+                    config.client_port_set = true;
                     config.client_port = u16::try_from(number(value)?)
                         .map_err(|_| invalid(format!("clientPort {value} out of range")))?
                 }
@@ -285,18 +331,36 @@ impl Config {
                         invalid(format!("metricsProvider.httpPort {value} out of range"))
                     })?
                 }
-                "initLimit" | "syncLimit" | "standaloneEnabled" | "reconfigEnabled"
-                | "preAllocSize" => warnings.push(format!(
-                    "{}:{}: {key} is accepted but has no effect yet",
-                    path.display(),
-                    i + 1
-                )),
+                _ if key.starts_with("server.") => {
+                    let id = key["server.".len()..]
+                        .parse::<u64>()
+                        .map_err(|_| invalid(format!("{key}: server ids are numbers")))?;
+                    members.push(Member::parse(id, value).map_err(|e| invalid(e.to_string()))?);
+                }
+                "initLimit" => ensemble.init_limit = number(value)? as u32,
+                "syncLimit" => ensemble.sync_limit = number(value)? as u32,
+                "zoocore.raftTickMs" => ensemble.raft_tick_ms = number(value)?,
+                "zoocore.electionTicks" => ensemble.election_ticks = number(value)? as usize,
+                "zoocore.heartbeatTicks" => ensemble.heartbeat_ticks = number(value)? as usize,
+                "peerType" if value == "participant" => {}
+                "standaloneEnabled" | "reconfigEnabled" | "preAllocSize" | "peerType" => warnings
+                    .push(format!(
+                        "{}:{}: {key} is accepted but has no effect yet",
+                        path.display(),
+                        i + 1
+                    )),
                 _ => warnings.push(format!(
                     "{}:{}: unknown key {key} ignored",
                     path.display(),
                     i + 1
                 )),
             }
+        }
+        // Zero or one server line is standalone, as in ZooKeeper.
+        if members.len() > 1 {
+            ensemble.membership = Membership::new(members)
+                .map_err(|e| ConfigError::Inconsistent(format!("{}: {e}", path.display())))?;
+            config.ensemble = Some(ensemble);
         }
         config.admin_addr = admin_enabled.then(|| SocketAddr::new(admin_ip, admin_port));
         config.metrics_addr = metrics_enabled.then(|| SocketAddr::new(metrics_ip, metrics_port));
@@ -349,6 +413,50 @@ impl Config {
         }
         if self.tick_time_ms == 0 {
             return fail("tickTime must be positive".into());
+        }
+        if let Some(e) = &self.ensemble {
+            if e.raft_tick_ms == 0
+                || e.heartbeat_ticks == 0
+                || e.election_ticks <= e.heartbeat_ticks
+            {
+                return fail(format!(
+                    "zoocore.electionTicks ({}) must be above zoocore.heartbeatTicks ({}), \
+                     both and zoocore.raftTickMs ({}) positive",
+                    e.election_ticks, e.heartbeat_ticks, e.raft_tick_ms
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// For an ensemble member: reads `myid` from dataDir, as ZooKeeper does,
+    /// and takes the client port from this server's line unless clientPort
+    /// was given.
+    pub fn resolve_myid(&mut self) -> Result<(), ConfigError> {
+        let Some(ensemble) = &mut self.ensemble else {
+            return Ok(());
+        };
+        let path = self.data_dir.join("myid");
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        ensemble.myid = text.trim().parse().map_err(|_| {
+            ConfigError::Inconsistent(format!(
+                "{}: {:?} is not a server id",
+                path.display(),
+                text.trim()
+            ))
+        })?;
+        let me = ensemble
+            .membership
+            .check_member(ensemble.myid)
+            .map_err(|e| ConfigError::Inconsistent(e.to_string()))?;
+        if let (false, Some((host, port))) = (self.client_port_set, &me.client) {
+            self.client_port = *port;
+            if let Some(ip) = host.as_deref().and_then(|h| h.parse().ok()) {
+                self.client_port_address = ip;
+            }
         }
         Ok(())
     }

@@ -5,6 +5,7 @@ mod config;
 mod inspect;
 mod ops;
 mod process;
+mod replicate;
 mod seq;
 mod serve;
 mod stats;
@@ -138,6 +139,7 @@ fn main() -> ExitCode {
     }
     if let Some(port) = cli.client_port {
         config.client_port = port;
+        config.client_port_set = true;
     }
     if let Some(dir) = cli.data_dir {
         config.data_log_dir = dir.clone();

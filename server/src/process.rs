@@ -5,11 +5,14 @@
 
 use std::sync::Arc;
 
-use glommio::channels::shared_channel;
+use glommio::channels::shared_channel::{self, SharedReceiver, SharedSender};
 use glommio::{LocalExecutorBuilder, Placement};
+use zoocore_consensus::{Replica, ReplicaConfig};
+use zoocore_engine::DataTree;
 
-use crate::config::Config;
-use crate::storage::{recovery, snapshotter, wal};
+use crate::config::{Config, Ensemble};
+use crate::replicate::{self, transport};
+use crate::storage::{raftlog, recovery, snapshotter, wal};
 use crate::{seq, serve, stats};
 
 /// Ends the process at once. Everything acknowledged is already durable, and
@@ -117,50 +120,36 @@ pub(crate) fn executor(placement: Placement, config: &Config) -> LocalExecutorBu
     }
 }
 
-pub(crate) fn run(config: Config) -> Result<(), String> {
+/// What runs on the sequencer's executor once the shards exist.
+type SequencerTask = Box<
+    dyn FnOnce(
+            Vec<SharedReceiver<seq::ToSequencer>>,
+            Vec<SharedSender<Arc<seq::CommitBatch>>>,
+        ) -> std::pin::Pin<Box<dyn std::future::Future<Output = seq::Stopped>>>
+        + Send,
+>;
+
+/// What a server starts from: the tree its shards begin with, sessions
+/// they expire unless the clients come back, and its sequencer.
+struct Start {
+    tree: DataTree,
+    restored_sessions: Vec<(i64, i32)>,
+    sequencer: SequencerTask,
+}
+
+pub(crate) fn run(mut config: Config) -> Result<(), String> {
     config.check().map_err(|e| e.to_string())?;
+    config.resolve_myid().map_err(|e| e.to_string())?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let io_memory = size_io_memory(config.shards + 1)?;
     let shutdown = seq::Shutdown::default();
     handle_signals(shutdown.clone());
-    let started = std::time::Instant::now();
-    let recovered = recovery::recover(
-        &config.data_dir,
-        &config.data_log_dir,
-        config.extended_types,
-    )
-    .map_err(|e| format!("recovering {}: {e}", config.data_log_dir.display()))?;
-    tracing::info!(
-        snapshot = %recovered.snapshot.as_deref().map_or("none".into(), |p| p.display().to_string()),
-        txns = recovered.txns,
-        zxid = format!("{:#x}", recovered.tree.last_zxid()),
-        nodes = recovered.tree.node_count(),
-        ms = started.elapsed().as_millis() as u64,
-        "recovered"
-    );
-    if config.purge_interval_hours > 0 {
-        spawn_autopurge(&config)?;
-    }
-    let (snapshot_wake, wake) = std::sync::mpsc::sync_channel(1);
-    if recovered.txns > 0 {
-        // Replaying a long log once is enough: snapshot what was recovered.
-        let _ = snapshot_wake.try_send(recovered.tree.clone());
-    }
     let stats = Arc::new(stats::Stats::new(config.shards));
-    snapshotter::spawn(snapshotter::SnapshotterSetup {
-        snapshot_zxid: recovered.snapshot_zxid,
-        data_dir: config.data_dir.clone(),
-        wake,
-        stats: stats.clone(),
-    })
-    .map_err(|e| format!("starting the snapshotter: {e}"))?;
+    let start = match &config.ensemble {
+        None => standalone(&config, &stats, &shutdown)?,
+        Some(ensemble) => member(&config, ensemble, &stats, &shutdown)?,
+    };
     let config = Arc::new(config);
-    let restored: Vec<(i64, i32)> = recovered
-        .tree
-        .sessions()
-        .iter()
-        .map(|(&id, &t)| (id, t))
-        .collect();
     let mut inboxes = Vec::new();
     let mut outboxes = Vec::new();
     let mut handles = Vec::new();
@@ -172,12 +161,12 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
         let setup = serve::ShardSetup {
             index,
             config: config.clone(),
-            tree: recovered.tree.clone(),
+            tree: start.tree.clone(),
             to_sequencer,
             commits,
             stats: stats.clone(),
             restored_sessions: if index == 0 {
-                restored.clone()
+                start.restored_sessions.clone()
             } else {
                 Vec::new()
             },
@@ -199,34 +188,7 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
             .map_err(|e| format!("starting shard {index}: {e}"))?;
         handles.push(handle);
     }
-    let log_dir = config.data_log_dir.clone();
-    let append = recovered.append;
-    let next_zxid = recovered.tree.last_zxid() + 1;
-    let segment_bytes = config.log_segment_bytes;
-    let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
-    let snapshot_policy =
-        snapshotter::SnapshotPolicy::new(config.snap_count, config.snap_size_limit_bytes);
-    let max_batch_txns = config.max_batch_txns;
-    let max_batch_bytes = config.max_batch_bytes;
-    let linger = std::time::Duration::from_micros(config.commit_linger_us);
-    let container_check_interval =
-        std::time::Duration::from_millis(config.container_check_interval_ms);
-    let sequencer_setup = move |log| seq::SequencerSetup {
-        tree: recovered.tree,
-        log,
-        inboxes,
-        outboxes,
-        max_batch_txns,
-        max_batch_bytes,
-        linger,
-        stats,
-        server_id: 1,
-        container_check_interval,
-        snapshot_policy,
-        snapshot_wake,
-        fsync_warning,
-        shutdown,
-    };
+    let task = start.sequencer;
     let sequencer = executor(
         Placement::Fixed(config.sequencer_cpu.min(cpus - 1)),
         &config,
@@ -234,15 +196,10 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
     .name("sequencer")
     .io_memory(io_memory)
     .spawn(move || async move {
-        match wal::LogWriter::open(&log_dir, append, next_zxid, segment_bytes).await {
-            Ok(log) => match seq::run(sequencer_setup(log)).await {
-                seq::Stopped::Requested => terminate(0),
-                seq::Stopped::ShardGone => terminate(3),
-            },
-            Err(e) => {
-                tracing::error!(error = %e, "cannot open the log");
-                terminate(1);
-            }
+        match task(inboxes, outboxes).await {
+            seq::Stopped::Requested => terminate(0),
+            seq::Stopped::ShardGone => terminate(3),
+            seq::Stopped::Diverged => terminate(4),
         }
     })
     .map_err(|e| format!("starting the sequencer: {e}"))?;
@@ -252,4 +209,198 @@ pub(crate) fn run(config: Config) -> Result<(), String> {
         handle.join().map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// A standalone server: recovery from the newest snapshot and the log, the
+/// snapshotter and autopurge, and the group-committing sequencer.
+fn standalone(
+    config: &Config,
+    stats: &Arc<stats::Stats>,
+    shutdown: &seq::Shutdown,
+) -> Result<Start, String> {
+    let started = std::time::Instant::now();
+    let recovered = recovery::recover(
+        &config.data_dir,
+        &config.data_log_dir,
+        config.extended_types,
+    )
+    .map_err(|e| format!("recovering {}: {e}", config.data_log_dir.display()))?;
+    tracing::info!(
+        snapshot = %recovered.snapshot.as_deref().map_or("none".into(), |p| p.display().to_string()),
+        txns = recovered.txns,
+        zxid = format!("{:#x}", recovered.tree.last_zxid()),
+        nodes = recovered.tree.node_count(),
+        ms = started.elapsed().as_millis() as u64,
+        "recovered"
+    );
+    if config.purge_interval_hours > 0 {
+        spawn_autopurge(config)?;
+    }
+    let (snapshot_wake, wake) = std::sync::mpsc::sync_channel(1);
+    if recovered.txns > 0 {
+        // Replaying a long log once is enough: snapshot what was recovered.
+        let _ = snapshot_wake.try_send(recovered.tree.clone());
+    }
+    snapshotter::spawn(snapshotter::SnapshotterSetup {
+        snapshot_zxid: recovered.snapshot_zxid,
+        data_dir: config.data_dir.clone(),
+        wake,
+        stats: stats.clone(),
+    })
+    .map_err(|e| format!("starting the snapshotter: {e}"))?;
+    let restored_sessions: Vec<(i64, i32)> = recovered
+        .tree
+        .sessions()
+        .iter()
+        .map(|(&id, &t)| (id, t))
+        .collect();
+    let log_dir = config.data_log_dir.clone();
+    let append = recovered.append;
+    let next_zxid = recovered.tree.last_zxid() + 1;
+    let segment_bytes = config.log_segment_bytes;
+    let setup = {
+        let (tree, stats, shutdown) = (recovered.tree.clone(), stats.clone(), shutdown.clone());
+        let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
+        let snapshot_policy =
+            snapshotter::SnapshotPolicy::new(config.snap_count, config.snap_size_limit_bytes);
+        let (max_batch_txns, max_batch_bytes) = (config.max_batch_txns, config.max_batch_bytes);
+        let linger = std::time::Duration::from_micros(config.commit_linger_us);
+        let container_check_interval =
+            std::time::Duration::from_millis(config.container_check_interval_ms);
+        move |log, inboxes, outboxes| seq::SequencerSetup {
+            tree,
+            log,
+            inboxes,
+            outboxes,
+            max_batch_txns,
+            max_batch_bytes,
+            linger,
+            stats,
+            server_id: 1,
+            container_check_interval,
+            snapshot_policy,
+            snapshot_wake,
+            fsync_warning,
+            shutdown,
+        }
+    };
+    Ok(Start {
+        tree: recovered.tree,
+        restored_sessions,
+        sequencer: Box::new(move |inboxes, outboxes| {
+            Box::pin(async move {
+                match wal::LogWriter::open(
+                    wal::LogKind::TXNS,
+                    &log_dir,
+                    append,
+                    next_zxid,
+                    segment_bytes,
+                )
+                .await
+                {
+                    Ok(log) => seq::run(setup(log, inboxes, outboxes)).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot open the log");
+                        terminate(1);
+                    }
+                }
+            })
+        }),
+    })
+}
+
+/// An ensemble member: its raft state and entry log, the peer port, and the
+/// replica on the sequencer's core. Shards start from an empty tree: the
+/// replica applies the committed log again and fans it out.
+fn member(
+    config: &Config,
+    ensemble: &Ensemble,
+    stats: &Arc<stats::Stats>,
+    shutdown: &seq::Shutdown,
+) -> Result<Start, String> {
+    let recovered = raftlog::recover(&config.data_dir, &config.data_log_dir)
+        .map_err(|e| format!("recovering {}: {e}", config.data_log_dir.display()))?;
+    tracing::info!(
+        myid = ensemble.myid,
+        entries = recovered.durable.entries.len(),
+        term = recovered.durable.hard_state.term,
+        commit = recovered.durable.hard_state.commit,
+        "ensemble member recovered its raft log"
+    );
+    let membership = &ensemble.membership;
+    let replica_config = ReplicaConfig {
+        id: ensemble.myid,
+        voters: membership.voters(),
+        learners: membership.learners(),
+        tick_ms: ensemble.raft_tick_ms as i64,
+        election_ticks: ensemble.election_ticks,
+        heartbeat_ticks: ensemble.heartbeat_ticks,
+        election_range: None,
+        max_batch_bytes: config.max_batch_bytes,
+        max_inflight_appends: 256,
+        max_append_bytes: config.max_batch_bytes as u64,
+        extended_types: config.extended_types,
+    };
+    let addrs = transport::peer_addrs(membership)?;
+    let hard_state = recovered.durable.hard_state.clone();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let replica = Replica::new(replica_config, recovered.durable, now)
+        .map_err(|e| format!("starting the replica: {e}"))?;
+    let (myid, membership) = (ensemble.myid, membership.clone());
+    let (log_dir, data_dir) = (config.data_log_dir.clone(), config.data_dir.clone());
+    let (append, next_index, segment_bytes) = (
+        recovered.append,
+        recovered.next_index,
+        config.log_segment_bytes,
+    );
+    let (stats, shutdown) = (stats.clone(), shutdown.clone());
+    let tick = std::time::Duration::from_millis(ensemble.raft_tick_ms);
+    let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
+    Ok(Start {
+        tree: DataTree::new(config.extended_types),
+        restored_sessions: Vec::new(),
+        sequencer: Box::new(move |inboxes, outboxes| {
+            Box::pin(async move {
+                let (outbound, inbound) = match transport::start(myid, &membership, &addrs) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the peer transport");
+                        terminate(1);
+                    }
+                };
+                let log = match wal::LogWriter::open(
+                    wal::LogKind::ENTRIES,
+                    &log_dir,
+                    append,
+                    next_index as i64,
+                    segment_bytes,
+                )
+                .await
+                {
+                    Ok(log) => log,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot open the raft log");
+                        terminate(1);
+                    }
+                };
+                replicate::run(replicate::ReplicateSetup {
+                    replica,
+                    log,
+                    data_dir,
+                    hard_state,
+                    inboxes,
+                    outboxes,
+                    outbound,
+                    inbound,
+                    tick,
+                    stats,
+                    shutdown,
+                    fsync_warning,
+                })
+                .await
+            })
+        }),
+    })
 }

@@ -305,6 +305,8 @@ pub struct Stats {
     pub snapshot_ms: Buckets,
     /// Entries in the sequencer's open batch when it was last taken.
     pub open_batch: AtomicU64,
+    /// This server's place in its ensemble (standalone without one).
+    pub ensemble: EnsembleState,
     /// Open connections per client address (`maxClientCnxns`); touched only
     /// when a connection opens or closes, never per request.
     per_ip: Mutex<HashMap<IpAddr, u32>>,
@@ -330,6 +332,7 @@ impl Stats {
             apply_us: Buckets::powers_of_two(20),
             snapshot_ms: Buckets::powers_of_two(18),
             open_batch: AtomicU64::new(0),
+            ensemble: EnsembleState::default(),
             per_ip: Mutex::new(HashMap::new()),
             clients: Mutex::new(BTreeMap::new()),
         }
@@ -536,6 +539,63 @@ impl Stats {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+}
+
+/// What this server is in its ensemble, as srvr's `Mode:` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Standalone = 0,
+    /// A member that knows of no leader: it takes no clients.
+    Looking = 1,
+    Follower = 2,
+    Leader = 3,
+}
+
+/// An ensemble member's state, written by the sequencer's core and read by
+/// shards (may they take clients?) and by the operator's words and pages.
+#[derive(Debug, Default)]
+pub struct EnsembleState {
+    role: AtomicU64,
+    pub leader: AtomicU64,
+    pub leader_changes: AtomicU64,
+    /// Leader only: followers connected, and those within syncLimit.
+    pub followers: AtomicU64,
+    pub synced_followers: AtomicU64,
+    /// `sync` requests waiting for their read index.
+    pub pending_syncs: AtomicU64,
+    /// Requests this follower forwarded to the leader.
+    pub forwarded: AtomicU64,
+}
+
+impl EnsembleState {
+    pub fn set_role(&self, role: Role) {
+        self.role.store(role as u64, Ordering::Relaxed);
+    }
+
+    pub fn role(&self) -> Role {
+        match self.role.load(Ordering::Relaxed) {
+            1 => Role::Looking,
+            2 => Role::Follower,
+            3 => Role::Leader,
+            _ => Role::Standalone,
+        }
+    }
+
+    /// ZooKeeper's name for the role (srvr's Mode, mntr's zk_server_state).
+    pub fn mode(&self) -> &'static str {
+        match self.role() {
+            Role::Standalone => "standalone",
+            Role::Looking => "looking",
+            Role::Follower => "follower",
+            Role::Leader => "leader",
+        }
+    }
+
+    /// Whether clients may be served: standalone, or an ensemble member
+    /// that follows (or is) a leader.
+    pub fn serving(&self) -> bool {
+        self.role() != Role::Looking
     }
 }
 

@@ -292,7 +292,7 @@ fn command(name: &str, cx: &Context<'_>) -> Map<String, Value> {
                         "packets_received": stats.received(),
                         "data_dir_size": fourlw::dir_size(&c.data_dir),
                         "log_dir_size": fourlw::dir_size(&c.data_log_dir),
-                        "server_state": "standalone",
+                        "server_state": stats.ensemble.mode(),
                         "last_processed_zxid": cx.tree.last_zxid(),
                         "outstanding_requests": stats.outstanding(),
                         "avg_latency": (avg * 10_000.0).round() / 10_000.0,

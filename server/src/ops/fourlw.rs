@@ -110,10 +110,10 @@ pub fn dir_size(dir: &std::path::Path) -> u64 {
 }
 
 fn configuration(c: &Config) -> String {
-    format!(
+    let mut text = format!(
         "clientPort={}\nclientPortAddress={}\nsecureClientPort=-1\ndataDir={}\ndataDirSize={}\n\
          dataLogDir={}\ndataLogSize={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\n\
-         maxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId=0\njute.maxbuffer={}\n\
+         maxSessionTimeout={}\nclientPortListenBacklog=-1\nserverId={}\njute.maxbuffer={}\n\
          snapCount={}\nautopurge.snapRetainCount={}\nautopurge.purgeInterval={}\n\
          zoocore.shards={}\nzoocore.sequencerCpu={}\nzoocore.sequencerQueue={}\n\
          zoocore.commitQueue={}\nzoocore.maxBatchTxns={}\nzoocore.maxBatchBytes={}\n\
@@ -128,6 +128,7 @@ fn configuration(c: &Config) -> String {
         c.max_client_cnxns,
         c.min_session_timeout_ms,
         c.max_session_timeout_ms,
+        c.ensemble.as_ref().map_or(0, |e| e.myid),
         c.jute_max_buffer,
         c.snap_count,
         c.snap_retain_count,
@@ -141,11 +142,32 @@ fn configuration(c: &Config) -> String {
         c.commit_linger_us,
         c.spin_before_park_us,
         c.log_segment_bytes,
-    )
+    );
+    if let Some(e) = &c.ensemble {
+        // ZooKeeper's quorum lines, then the membership as /zookeeper/config has it.
+        let (election, quorum, peer_type) = e.me().map_or((0, 0, 0), |m| {
+            (m.election_port, m.peer_port, u8::from(m.observer))
+        });
+        let _ = write!(
+            text,
+            "initLimit={}\nsyncLimit={}\nelectionAlg=3\nelectionPort={election}\nquorumPort={quorum}\n\
+             peerType={peer_type}\nzoocore.raftTickMs={}\nzoocore.electionTicks={}\n\
+             zoocore.heartbeatTicks={}\nmembership: \n",
+            e.init_limit, e.sync_limit, e.raft_tick_ms, e.election_ticks, e.heartbeat_ticks
+        );
+        for m in e.membership.members() {
+            let _ = writeln!(text, "{m}");
+        }
+        text.push_str("version=0\n");
+    }
+    text
 }
 
 fn server_summary(cx: &Context<'_>, with_clients: bool) -> String {
     let stats = cx.stats;
+    if !stats.ensemble.serving() {
+        return NOT_SERVING.to_owned();
+    }
     let clients = if with_clients {
         format!("Clients:\n{}\n", stats.client_lines(false))
     } else {
@@ -153,7 +175,7 @@ fn server_summary(cx: &Context<'_>, with_clients: bool) -> String {
     };
     format!(
         "Zookeeper version: {}\n{clients}Latency min/avg/max: {}\n\
-         Received: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: {:#x}\nMode: standalone\nNode count: {}\n",
+         Received: {}\nSent: {}\nConnections: {}\nOutstanding: {}\nZxid: {:#x}\nMode: {}\nNode count: {}\n",
         version_line(),
         stats.latency_line(),
         stats.received(),
@@ -161,9 +183,28 @@ fn server_summary(cx: &Context<'_>, with_clients: bool) -> String {
         Stats::get(&stats.connections),
         stats.outstanding(),
         cx.tree.last_zxid(),
+        stats.ensemble.mode(),
         cx.tree.node_count(),
     )
 }
+
+/// A leader's rows about its followers (ZooKeeper shows them on the leader only).
+fn ensemble_rows(stats: &Stats) -> Vec<(&'static str, serde_json::Value)> {
+    use serde_json::json;
+    let e = &stats.ensemble;
+    if e.role() != crate::stats::Role::Leader {
+        return Vec::new();
+    }
+    vec![
+        ("learners", json!(Stats::get(&e.followers))),
+        ("followers", json!(Stats::get(&e.followers))),
+        ("synced_followers", json!(Stats::get(&e.synced_followers))),
+        ("pending_syncs", json!(Stats::get(&e.pending_syncs))),
+    ]
+}
+
+/// What ZooKeeper answers while a member has no leader.
+const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
 
 /// Open and allowed file descriptors of this process.
 fn file_descriptors() -> (usize, u64) {
@@ -186,9 +227,9 @@ pub fn monitor_rows(cx: &Context<'_>) -> Vec<(&'static str, serde_json::Value)> 
     let (open_fds, max_fds) = file_descriptors();
     let watches: usize = cx.views.iter().map(|v| v.watch_count).sum();
     let sessions: usize = cx.views.iter().map(|v| v.sessions.len()).sum();
-    vec![
+    [
         ("version", json!(version_line())),
-        ("server_state", json!("standalone")),
+        ("server_state", json!(stats.ensemble.mode())),
         ("ephemerals_count", json!(cx.tree.ephemeral_count())),
         (
             "num_alive_connections",
@@ -228,6 +269,9 @@ pub fn monitor_rows(cx: &Context<'_>) -> Vec<(&'static str, serde_json::Value)> 
             json!(Stats::get(&stats.max_batch_txns)),
         ),
     ]
+    .into_iter()
+    .chain(ensemble_rows(stats))
+    .collect()
 }
 
 fn monitor(cx: &Context<'_>) -> String {

@@ -186,6 +186,9 @@ impl State {
             }
             ToSequencer::Sync { origin } => self.open.entries.push(Entry::Synced { origin }),
             ToSequencer::Gather(gather) => self.open.entries.push(Entry::Gather(gather)),
+            // Touches feed an ensemble leader's expiry; a standalone
+            // server's shards expire their own sessions.
+            ToSequencer::Touches(_) => {}
         }
     }
 

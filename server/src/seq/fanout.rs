@@ -18,14 +18,14 @@ use crate::stats::Stats;
 /// 15-20% of write throughput). At most the commit queue's length plus one
 /// per shard are held, since a shard that falls behind stops the fan-out.
 #[derive(Default)]
-pub(super) struct HandedVersions {
+pub(crate) struct HandedVersions {
     versions: VecDeque<DataTree>,
     /// Batches handed out before the oldest version held.
     released: u64,
 }
 
 impl HandedVersions {
-    pub(super) fn push(&mut self, tree: DataTree, stats: &Stats) {
+    pub(crate) fn push(&mut self, tree: DataTree, stats: &Stats) {
         self.versions.push_back(tree);
         // A shard that has applied n batches holds no version older than the n-th.
         let applied = stats.min_batches_applied();
@@ -36,7 +36,7 @@ impl HandedVersions {
     }
 }
 
-pub(super) fn commit_batch(entries: Vec<Entry>, tree: DataTree) -> Arc<CommitBatch> {
+pub(crate) fn commit_batch(entries: Vec<Entry>, tree: DataTree) -> Arc<CommitBatch> {
     Arc::new(CommitBatch {
         entries,
         tree,
@@ -44,7 +44,7 @@ pub(super) fn commit_batch(entries: Vec<Entry>, tree: DataTree) -> Arc<CommitBat
     })
 }
 
-pub(super) async fn fan_out(
+pub(crate) async fn fan_out(
     senders: &[ConnectedSender<Arc<CommitBatch>>],
     stats: &Stats,
     batch: Arc<CommitBatch>,
@@ -63,7 +63,7 @@ pub(super) async fn fan_out(
 }
 
 /// A txn that did not reach the log becomes a rejection; other entries stand.
-pub(super) fn reject(entry: Entry) -> Entry {
+pub(crate) fn reject(entry: Entry) -> Entry {
     match entry {
         Entry::Txn { txn, origin, .. } => Entry::Rejected {
             origin,

@@ -30,7 +30,7 @@ use crate::storage::snapshotter::SnapshotPolicy;
 use crate::storage::wal::LogWriter;
 
 mod batch;
-mod fanout;
+pub(crate) mod fanout;
 
 use batch::{Batch, Sealed, State};
 use fanout::{commit_batch, fan_out, reject, HandedVersions};
@@ -72,6 +72,9 @@ pub enum ToSequencer {
     },
     /// A four-letter word wants every shard's view of its connections.
     Gather(Arc<crate::inspect::Gather>),
+    /// Ensemble member: sessions whose clients were heard from since the
+    /// last report, for the leader's expiry.
+    Touches(Vec<i64>),
 }
 
 /// One entry of a committed batch.
@@ -101,6 +104,11 @@ pub enum Entry {
         origin: Option<Origin>,
         session_id: i64,
     },
+    /// Ensemble member: close a connection (`None`: every connection, as
+    /// when the leader changed); its requests in flight end in connection loss.
+    Disconnect {
+        origin: Option<Origin>,
+    },
 }
 
 /// A durable batch, shared read-only by every shard.
@@ -122,7 +130,7 @@ impl Shutdown {
         self.0.store(true, Ordering::Relaxed);
     }
 
-    fn requested(&self) -> bool {
+    pub fn requested(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
@@ -135,6 +143,8 @@ pub enum Stopped {
     Requested,
     /// A shard's commit queue is gone: the server cannot answer any more.
     ShardGone,
+    /// An ensemble member's replica found its log or state inconsistent.
+    Diverged,
 }
 
 pub struct SequencerSetup {

@@ -59,6 +59,7 @@ pub(super) async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<
                 Entry::Synced { .. } => {}
                 Entry::Gather(gather) => gather.add(view(&shard)),
                 Entry::Rejected { origin, session_id } => reject(&shard, *origin, *session_id),
+                Entry::Disconnect { origin } => disconnect(&shard, *origin),
             }
         }
         // The replica is the version every handled txn leads to.
@@ -263,4 +264,19 @@ pub(super) fn answer_sync(shard: &Shard, conn: &Conn) {
         arrived,
     );
     let _ = conn.done.try_send(());
+}
+
+/// An ensemble member closes one connection, or all (its leader changed):
+/// what they have in flight ends in connection loss, and clients move on.
+fn disconnect(shard: &Shard, origin: Option<Origin>) {
+    let conns = shard.conns.borrow();
+    match origin {
+        None => conns.values().for_each(|c| c.close()),
+        Some(o) if o.shard == shard.index => {
+            if let Some(c) = conns.get(&o.conn) {
+                c.close();
+            }
+        }
+        Some(_) => {}
+    }
 }

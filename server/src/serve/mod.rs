@@ -130,6 +130,8 @@ struct Session {
     deadline: Instant,
     conn: Option<u64>,
     expiring: bool,
+    /// Heard from since the last report to an ensemble's leader.
+    touched: bool,
 }
 
 pub struct Shard {
@@ -176,6 +178,7 @@ pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<
                 deadline: now + Duration::from_millis(timeout_ms as u64),
                 conn: None,
                 expiring: false,
+                touched: false,
             };
             (id, session)
         })

@@ -44,6 +44,7 @@ pub(super) async fn handle_request(
     let session_id = conn.session_id.get();
     if let Some(s) = shard.sessions.borrow_mut().get_mut(&session_id) {
         s.deadline = now_deadline(s.timeout_ms);
+        s.touched = true;
     }
     let last_zxid = || shard.replica.borrow().last_zxid();
     let origin = Origin {

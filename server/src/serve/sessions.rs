@@ -52,6 +52,11 @@ pub(super) async fn connect(
         shard: shard.index,
         conn: conn.id,
     };
+    if !shard.stats.ensemble.serving() {
+        // A member without a leader takes no sessions: the client tries the
+        // next server of its connect string, as with ZooKeeper.
+        return Err("no leader: not serving".into());
+    }
     if request.session_id == 0 {
         shard.opening.borrow_mut().insert(conn.id, timeout);
         send(shard, ToSequencer::OpenSession { origin, timeout }).await?;
@@ -89,6 +94,7 @@ pub(super) async fn connect(
             deadline: now_deadline(timeout),
             conn: Some(conn.id),
             expiring: false,
+            touched: true,
         },
     );
     if let Some(old) = previous.and_then(|s| s.conn) {
@@ -133,6 +139,7 @@ pub(super) fn track(shard: &Shard, session_id: i64, timeout_ms: i32, conn: Optio
             deadline: now_deadline(timeout_ms),
             conn,
             expiring: false,
+            touched: true,
         },
     );
 }
@@ -142,6 +149,20 @@ pub(super) async fn expire_sessions(shard: Rc<Shard>) {
     let period = Duration::from_millis((shard.config.tick_time_ms / 4).clamp(10, 500) as u64);
     loop {
         glommio::timer::sleep(period).await;
+        if shard.config.ensemble.is_some() {
+            // Only an ensemble's leader expires sessions: report who was
+            // heard from, as ZooKeeper's followers answer the leader's pings.
+            let touched: Vec<i64> = shard
+                .sessions
+                .borrow_mut()
+                .iter_mut()
+                .filter_map(|(id, s)| std::mem::replace(&mut s.touched, false).then_some(*id))
+                .collect();
+            if !touched.is_empty() && send(&shard, ToSequencer::Touches(touched)).await.is_err() {
+                return;
+            }
+            continue;
+        }
         let now = Instant::now();
         let due: Vec<i64> = shard
             .sessions

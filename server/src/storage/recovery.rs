@@ -42,7 +42,7 @@ pub fn recover(
     std::fs::create_dir_all(data_dir)?;
     std::fs::create_dir_all(log_dir)?;
     snapfile::remove_temporaries(data_dir)?;
-    match std::fs::remove_file(log_dir.join(wal::NEXT_SEGMENT)) {
+    match std::fs::remove_file(log_dir.join(wal::LogKind::TXNS.next)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         _ => {}
     }

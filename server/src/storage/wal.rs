@@ -6,6 +6,10 @@
 //! size or extent change to journal), and zeros after the last batch read as
 //! "end of log". The next segment is prepared in the background
 //! (`zoocore.log.next`) and renamed when the current one is full.
+//!
+//! An ensemble member's log is the same machinery over raft entries:
+//! segments `zoocore.raftlog.<first raft index>` of entry batches
+//! ([`LogKind::ENTRIES`]).
 
 use std::path::{Path, PathBuf};
 
@@ -15,22 +19,51 @@ use zoocore_engine::log::{self, BLOCK};
 
 use crate::storage::dir;
 
-const SEGMENT_PREFIX: &str = "zoocore.log.";
-pub const NEXT_SEGMENT: &str = "zoocore.log.next";
 /// Zero-filling is done in writes of this size.
 const ZERO_CHUNK: usize = 1 << 20;
 
-pub fn segment_name(first_zxid: i64) -> String {
-    format!("{SEGMENT_PREFIX}{first_zxid:016x}")
+/// Which log: its file names and how its batches are sealed.
+#[derive(Debug, Clone, Copy)]
+pub struct LogKind {
+    /// Segments are `<prefix><first key as 16 hex digits>`.
+    pub prefix: &'static str,
+    /// The segment prepared in the background.
+    pub next: &'static str,
+    seal: fn(&mut Vec<u8>),
+}
+
+impl LogKind {
+    /// A standalone server's log of txn batches, keyed by first zxid.
+    pub const TXNS: LogKind = LogKind {
+        prefix: "zoocore.log.",
+        next: "zoocore.log.next",
+        seal: log::seal_batch,
+    };
+    /// An ensemble member's log of raft entries, keyed by first raft index.
+    pub const ENTRIES: LogKind = LogKind {
+        prefix: "zoocore.raftlog.",
+        next: "zoocore.raftlog.next",
+        seal: log::seal_entries_batch,
+    };
+
+    pub fn segment_name(&self, first: i64) -> String {
+        format!("{}{first:016x}", self.prefix)
+    }
+
+    /// Segments in `dir`, oldest first.
+    pub fn segments(&self, dir: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
+        dir::files_named(dir, self.prefix)
+    }
 }
 
 /// Log segments in `dir`, oldest first.
 pub fn segments(dir: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
-    dir::files_named(dir, SEGMENT_PREFIX)
+    LogKind::TXNS.segments(dir)
 }
 
 /// The open log, appended to by the sequencer only.
 pub struct LogWriter {
+    kind: LogKind,
     dir: PathBuf,
     file: DmaFile,
     segment: i64,
@@ -83,8 +116,10 @@ async fn zero_fill(file: &DmaFile, from: u64, to: u64) -> std::io::Result<()> {
 }
 
 impl LogWriter {
-    /// Opens the log at `append`, or starts its first segment at `next_zxid`.
+    /// Opens the log at `append`, or starts its first segment at `next_zxid`
+    /// (for an entry log: the next raft index).
     pub async fn open(
+        kind: LogKind,
         dir: &Path,
         append: Option<LogPosition>,
         next_zxid: i64,
@@ -95,13 +130,13 @@ impl LogWriter {
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
-                    .dma_open(dir.join(segment_name(at.segment)))
+                    .dma_open(dir.join(kind.segment_name(at.segment)))
                     .await
                     .map_err(io_error)?;
                 (file, at.segment, at.offset)
             }
             None => {
-                let path = dir.join(segment_name(next_zxid));
+                let path = dir.join(kind.segment_name(next_zxid));
                 let file = prepare_segment(path, segment_bytes).await?;
                 dir::sync_dir(dir)?;
                 (file, next_zxid, 0)
@@ -116,6 +151,7 @@ impl LogWriter {
             file.fdatasync().await.map_err(io_error)?;
         }
         let mut log = LogWriter {
+            kind,
             dir: dir.to_owned(),
             file,
             segment,
@@ -130,7 +166,7 @@ impl LogWriter {
     }
 
     fn prepare_next(&mut self) {
-        let path = self.dir.join(NEXT_SEGMENT);
+        let path = self.dir.join(self.kind.next);
         let size = self.segment_bytes;
         self.next = Some(glommio::spawn_local(prepare_segment(path, size)).detach());
     }
@@ -149,18 +185,21 @@ impl LogWriter {
         let file = match prepared {
             Some(Ok(file)) => file,
             // The background preparation failed (or is gone): try once more now.
-            _ => prepare_segment(self.dir.join(NEXT_SEGMENT), self.segment_bytes).await?,
+            _ => prepare_segment(self.dir.join(self.kind.next), self.segment_bytes).await?,
         };
         std::fs::rename(
-            self.dir.join(NEXT_SEGMENT),
-            self.dir.join(segment_name(first_zxid)),
+            self.dir.join(self.kind.next),
+            self.dir.join(self.kind.segment_name(first_zxid)),
         )?;
         dir::sync_dir(&self.dir)?;
         let old = std::mem::replace(&mut self.file, file);
         if let Err(e) = old.close().await {
             tracing::warn!(error = %e, "closing a full log segment");
         }
-        tracing::info!(segment = segment_name(first_zxid), "log segment rolled");
+        tracing::info!(
+            segment = self.kind.segment_name(first_zxid),
+            "log segment rolled"
+        );
         self.segment = first_zxid;
         self.position = 0;
         self.capacity = self.segment_bytes;
@@ -173,7 +212,7 @@ impl LogWriter {
     /// first txn is `first_zxid` and makes it durable; returns the bytes
     /// written, padding included.
     pub async fn append(&mut self, mut bytes: Vec<u8>, first_zxid: i64) -> std::io::Result<usize> {
-        log::seal_batch(&mut bytes);
+        (self.kind.seal)(&mut bytes);
         let len = bytes.len() as u64;
         if len > self.segment_bytes {
             return Err(std::io::Error::other(format!(

@@ -1,0 +1,403 @@
+//! An ensemble member's sequencer core: it drives `consensus::Replica`
+//! (raft-rs around the validate-and-order step) with glommio at the edges.
+//!
+//! Tasks on the sequencer's executor, all feeding one replica:
+//! - per shard: requests become proposals (the leader orders them, a
+//!   follower forwards them), syncs become ReadIndex requests, touches
+//!   feed the leader's session expiry;
+//! - the peer transport (`transport.rs`) steps received messages;
+//! - a ticker drives raft's clock and the leader's expiry;
+//! - the writer makes each `Persist` durable in order (hard state file,
+//!   then the entries as log batches), then sends what waited on it;
+//! - the main loop collects the replica's output and fans committed batches
+//!   out to the shards as a standalone sequencer does, each txn carrying
+//!   the origin of the request it answers when this server took it.
+//!
+//! A leader change closes every client connection of this server (as a
+//! ZooKeeper learner does when it loses its leader): requests in flight end
+//! in connection loss, never in a reply for a write that did not commit.
+
+pub mod transport;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::local_channel::{self, LocalReceiver};
+use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
+use zoocore_consensus::{HardState, Output, PeerMsg, Persist, Proposal, ProposalOp, Replica};
+
+use crate::seq::fanout::{commit_batch, fan_out, HandedVersions};
+use crate::seq::{CommitBatch, Entry, Origin, Shutdown, Stopped, ToSequencer};
+use crate::stats::{Role, Stats};
+use crate::storage::raftlog;
+use crate::storage::wal::LogWriter;
+use transport::Outbound;
+
+/// Persists waiting for the writer.
+const PERSIST_QUEUE: usize = 1024;
+/// How long a leader stopping on SIGTERM waits for a successor.
+const HANDOVER: Duration = Duration::from_secs(2);
+
+pub struct ReplicateSetup {
+    pub replica: Replica,
+    pub log: LogWriter,
+    pub data_dir: PathBuf,
+    /// The hard state the state file holds now.
+    pub hard_state: HardState,
+    pub inboxes: Vec<SharedReceiver<ToSequencer>>,
+    pub outboxes: Vec<SharedSender<Arc<CommitBatch>>>,
+    pub outbound: Outbound,
+    pub inbound: LocalReceiver<(u64, PeerMsg)>,
+    pub tick: Duration,
+    pub stats: Arc<Stats>,
+    pub shutdown: Shutdown,
+    pub fsync_warning: Duration,
+}
+
+/// The replica and what this server is waiting for from it.
+struct Glue {
+    replica: Replica,
+    /// Requests of this server's clients in the ensemble's hands, by
+    /// (session, cxid): answered from the commit stream.
+    pending: HashMap<(i64, i32), Origin>,
+    syncs: HashMap<u64, Origin>,
+    next_sync: u64,
+    /// Entries for the shards that are not txns (attach, gather, sync,
+    /// disconnect), sent with the next fan-out.
+    local: Vec<Entry>,
+    stats: Arc<Stats>,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Glue {
+    fn propose(&mut self, origin: Option<Origin>, proposal: Proposal) {
+        if let Some(origin) = origin {
+            self.pending
+                .insert((proposal.session_id, proposal.cxid), origin);
+        }
+        if !self.replica.is_leader() {
+            self.stats
+                .ensemble
+                .forwarded
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.replica.propose(proposal);
+    }
+
+    fn accept(&mut self, message: ToSequencer) {
+        match message {
+            ToSequencer::Write {
+                origin,
+                session_id,
+                cxid,
+                identity,
+                request,
+            } => self.propose(
+                Some(origin),
+                Proposal {
+                    session_id,
+                    cxid,
+                    identity: (*identity).clone(),
+                    op: ProposalOp::Write(request),
+                },
+            ),
+            ToSequencer::OpenSession { origin, timeout } => {
+                let session_id = self.replica.next_session_id();
+                self.propose(
+                    Some(origin),
+                    Proposal {
+                        session_id,
+                        cxid: 0,
+                        identity: Default::default(),
+                        op: ProposalOp::OpenSession { timeout },
+                    },
+                );
+            }
+            // Only the leader expires sessions: shards of a member never ask.
+            ToSequencer::CloseSession { origin: None, .. } => {}
+            ToSequencer::CloseSession {
+                origin,
+                session_id,
+                cxid,
+            } => self.propose(
+                origin,
+                Proposal {
+                    session_id,
+                    cxid,
+                    identity: Default::default(),
+                    op: ProposalOp::CloseSession,
+                },
+            ),
+            ToSequencer::Touches(ids) => {
+                for id in ids {
+                    self.replica.touch(id);
+                }
+            }
+            ToSequencer::Attach { session_id, shard } => {
+                self.local.push(Entry::Attached { session_id, shard })
+            }
+            ToSequencer::Sync { origin } => {
+                let id = self.next_sync;
+                self.next_sync += 1;
+                self.syncs.insert(id, origin);
+                self.stats
+                    .ensemble
+                    .pending_syncs
+                    .store(self.syncs.len() as u64, Ordering::Relaxed);
+                self.replica.sync(id);
+            }
+            ToSequencer::Gather(gather) => self.local.push(Entry::Gather(gather)),
+        }
+    }
+
+    /// Turns the replica's output into batches for the shards; returns them
+    /// and what must be made durable.
+    fn absorb(
+        &mut self,
+        out: Output,
+        outbound: &Outbound,
+    ) -> (Vec<Arc<CommitBatch>>, Vec<Persist>) {
+        for (to, msg) in &out.messages {
+            outbound.send(*to, msg);
+        }
+        let mut batches = Vec::new();
+        for committed in out.committed {
+            let entries = committed
+                .txns
+                .into_iter()
+                .map(|(txn, applied)| Entry::Txn {
+                    origin: self.pending.remove(&(txn.session_id, txn.cxid)),
+                    txn,
+                    applied,
+                })
+                .collect();
+            batches.push(commit_batch(entries, committed.tree));
+        }
+        for id in out.synced {
+            if let Some(origin) = self.syncs.remove(&id) {
+                self.local.push(Entry::Synced { origin });
+            }
+        }
+        if let Some(leader) = out.leader_changed {
+            tracing::info!(leader, "leader changed; closing client connections");
+            self.stats.ensemble.leader.store(leader, Ordering::Relaxed);
+            self.stats
+                .ensemble
+                .leader_changes
+                .fetch_add(1, Ordering::Relaxed);
+            self.pending.clear();
+            self.syncs.clear();
+            self.local.push(Entry::Disconnect { origin: None });
+        }
+        for proposal in out.refused {
+            if let Some(origin) = self.pending.remove(&(proposal.session_id, proposal.cxid)) {
+                self.local.push(Entry::Disconnect {
+                    origin: Some(origin),
+                });
+            }
+        }
+        if !self.local.is_empty() {
+            let entries = std::mem::take(&mut self.local);
+            batches.push(commit_batch(entries, self.replica.tree().clone()));
+        }
+        let e = &self.stats.ensemble;
+        e.set_role(if self.replica.is_leader() {
+            Role::Leader
+        } else if self.replica.leader_id() != 0 {
+            Role::Follower
+        } else {
+            Role::Looking
+        });
+        let (followers, synced) = self.replica.followers();
+        e.followers.store(followers as u64, Ordering::Relaxed);
+        e.synced_followers.store(synced as u64, Ordering::Relaxed);
+        e.pending_syncs
+            .store(self.syncs.len() as u64, Ordering::Relaxed);
+        (batches, out.persist)
+    }
+}
+
+/// Runs the member's sequencer on the current executor until it is asked
+/// to stop.
+pub async fn run(setup: ReplicateSetup) -> Stopped {
+    let ReplicateSetup {
+        replica,
+        mut log,
+        data_dir,
+        hard_state,
+        inboxes,
+        outboxes,
+        outbound,
+        inbound,
+        tick,
+        stats,
+        shutdown,
+        fsync_warning,
+    } = setup;
+    stats.ensemble.set_role(Role::Looking);
+    let glue = Rc::new(RefCell::new(Glue {
+        replica,
+        pending: HashMap::new(),
+        syncs: HashMap::new(),
+        next_sync: 1,
+        local: Vec::new(),
+        stats: stats.clone(),
+    }));
+    let (kick_tx, kick_rx) = local_channel::new_bounded::<()>(1);
+    let kick_tx = Rc::new(kick_tx);
+    for inbox in inboxes {
+        let (glue, kick_tx) = (glue.clone(), kick_tx.clone());
+        glommio::spawn_local(async move {
+            let inbox = inbox.connect().await;
+            while let Some(message) = inbox.recv().await {
+                glue.borrow_mut().accept(message);
+                let _ = kick_tx.try_send(());
+            }
+        })
+        .detach();
+    }
+    {
+        let (glue, kick_tx) = (glue.clone(), kick_tx.clone());
+        glommio::spawn_local(async move {
+            while let Some((from, msg)) = inbound.recv().await {
+                if let Err(e) = glue.borrow_mut().replica.step(from, msg) {
+                    tracing::warn!(peer = from, error = %e, "peer message refused");
+                }
+                let _ = kick_tx.try_send(());
+            }
+        })
+        .detach();
+    }
+    {
+        let (glue, kick_tx) = (glue.clone(), kick_tx.clone());
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(tick).await;
+                glue.borrow_mut().replica.tick(now_ms());
+                let _ = kick_tx.try_send(());
+            }
+        })
+        .detach();
+    }
+    let (persist_tx, persist_rx) = local_channel::new_bounded::<Persist>(PERSIST_QUEUE);
+    {
+        let (glue, kick_tx, outbound, stats) = (
+            glue.clone(),
+            kick_tx.clone(),
+            outbound.clone(),
+            stats.clone(),
+        );
+        glommio::spawn_local(async move {
+            let mut written = hard_state;
+            while let Some(persist) = persist_rx.recv().await {
+                let started = std::time::Instant::now();
+                // A failed write is retried until it succeeds: nothing after
+                // it is acknowledged meanwhile, and the others go on committing.
+                while let Err(e) = write(&mut log, &data_dir, &mut written, &persist).await {
+                    tracing::error!(error = %e, "raft log write failed; retrying");
+                    glommio::timer::sleep(Duration::from_millis(200)).await;
+                }
+                let took = started.elapsed();
+                if took >= fsync_warning {
+                    tracing::warn!(
+                        ms = took.as_millis() as u64,
+                        "raft log write and fsync took longer than fsync.warningthresholdms"
+                    );
+                }
+                stats.fsync_us.record(took.as_micros() as u64);
+                for (to, msg) in &persist.after {
+                    outbound.send(*to, msg);
+                }
+                glue.borrow_mut().replica.persisted(persist.number);
+                let _ = kick_tx.try_send(());
+            }
+        })
+        .detach();
+    }
+    let mut senders: Vec<ConnectedSender<Arc<CommitBatch>>> = Vec::new();
+    for outbox in outboxes {
+        senders.push(outbox.connect().await);
+    }
+    let mut handed = HandedVersions::default();
+    let mut stopping: Option<std::time::Instant> = None;
+    loop {
+        if shutdown.requested() && stopping.is_none() {
+            // A leader hands over first, so the ensemble does not wait out an
+            // election timeout; a follower just goes.
+            let to = glue.borrow_mut().replica.transfer_leadership();
+            tracing::info!(to, "shutting down");
+            stopping = Some(std::time::Instant::now());
+        }
+        if let Some(since) = stopping {
+            let leads = glue.borrow().replica.is_leader();
+            if !leads || since.elapsed() > HANDOVER {
+                return Stopped::Requested;
+            }
+        }
+        futures_lite::future::or(
+            async {
+                let _ = kick_rx.recv().await;
+            },
+            glommio::timer::sleep(Duration::from_millis(50)),
+        )
+        .await;
+        let (batches, persists) = {
+            let mut g = glue.borrow_mut();
+            let out = match g.replica.output() {
+                Ok(out) => out,
+                Err(e) => {
+                    tracing::error!(error = %e, "the replica cannot go on");
+                    return Stopped::Diverged;
+                }
+            };
+            g.absorb(out, &outbound)
+        };
+        for persist in persists {
+            if persist_tx.send(persist).await.is_err() {
+                return Stopped::Diverged;
+            }
+        }
+        for batch in batches {
+            let tree = batch.tree.clone();
+            if let Err(stopped) = fan_out(&senders, &stats, batch).await {
+                return stopped;
+            }
+            handed.push(tree, &stats);
+        }
+    }
+}
+
+/// Makes one persist durable: the hard state first (when its term or vote
+/// changed), then its entries as log batches.
+async fn write(
+    log: &mut LogWriter,
+    data_dir: &std::path::Path,
+    written: &mut HardState,
+    persist: &Persist,
+) -> std::io::Result<()> {
+    if let Some(hs) = &persist.hard_state {
+        // The commit index is a hint (recovery lowers it to the log), so a
+        // change of commit alone is not worth a file write.
+        if hs.term != written.term || hs.vote != written.vote {
+            let (dir, state) = (data_dir.to_owned(), hs.clone());
+            glommio::executor()
+                .spawn_blocking(move || raftlog::write_state(&dir, &state))
+                .await?;
+            *written = hs.clone();
+        }
+    }
+    for (first, batch) in raftlog::encode(&persist.entries) {
+        log.append(batch, first as i64).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! The peer port: one TCP connection dialed to each other member for what
+//! this server sends, and the connections they dial for what it receives.
+//! Frames are `consensus::PeerMsg`'s (length, CRC32C, body). Each dialed
+//! connection starts with a `Hello` (protocol version, server id, a digest
+//! of the member lines); the accepting side refuses a peer whose version or
+//! configuration differs, or whose id is not a member, with a log line
+//! saying which. A malformed frame closes that connection only. What waits
+//! to be sent to one peer is bounded ([`PEER_QUEUE`] frames); past it a
+//! message is dropped, which raft tolerates (it resends).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::net::{TcpListener, TcpStream};
+use zoocore_consensus::peer_msg::{PeerMsgError, FRAME_HEADER, MAX_FRAME, PROTOCOL_VERSION};
+use zoocore_consensus::{Membership, PeerMsg};
+
+/// Frames queued for one peer before new ones are dropped.
+pub const PEER_QUEUE: usize = 4096;
+/// Bytes written to a peer in one go.
+const WRITE_CHUNK: usize = 256 << 10;
+/// Reconnect backoff to a peer: from the first to the last, doubling.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration::from_millis(500));
+/// A dial that takes longer fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+/// Received messages waiting for the replica, from all peers together.
+pub const INBOUND_QUEUE: usize = 4096;
+
+/// Frames waiting for one peer's connection.
+struct PeerQueue {
+    frames: RefCell<VecDeque<Vec<u8>>>,
+    wake: LocalSender<()>,
+}
+
+/// Sends to peers; cheap to clone into the tasks that need it.
+#[derive(Clone)]
+pub struct Outbound {
+    peers: Rc<HashMap<u64, Rc<PeerQueue>>>,
+}
+
+impl Outbound {
+    /// Queues a message for `to`; a full queue or an unknown peer drops it.
+    pub fn send(&self, to: u64, msg: &PeerMsg) {
+        let Some(queue) = self.peers.get(&to) else {
+            return;
+        };
+        if queue.frames.borrow().len() >= PEER_QUEUE {
+            return;
+        }
+        let mut frame = Vec::new();
+        msg.encode(&mut frame);
+        queue.frames.borrow_mut().push_back(frame);
+        let _ = queue.wake.try_send(());
+    }
+}
+
+/// Where each member listens, resolved once at start.
+pub fn peer_addrs(membership: &Membership) -> Result<HashMap<u64, SocketAddr>, String> {
+    use std::net::ToSocketAddrs;
+    let mut addrs = HashMap::new();
+    for m in membership.members() {
+        let addr = (m.host.as_str(), m.peer_port)
+            .to_socket_addrs()
+            .map_err(|e| format!("server.{}: cannot resolve {}: {e}", m.id, m.host))?
+            .next()
+            .ok_or_else(|| format!("server.{}: {} resolves to no address", m.id, m.host))?;
+        addrs.insert(m.id, addr);
+    }
+    Ok(addrs)
+}
+
+/// Starts the listener and one dialer per peer on the current executor.
+/// Received messages arrive on the returned receiver as `(from, msg)`.
+pub fn start(
+    myid: u64,
+    membership: &Membership,
+    addrs: &HashMap<u64, SocketAddr>,
+) -> Result<(Outbound, LocalReceiver<(u64, PeerMsg)>), String> {
+    let listen = *addrs.get(&myid).ok_or("this server has no peer address")?;
+    let listener = TcpListener::bind(listen)
+        .map_err(|e| format!("cannot listen on peer port {listen}: {e}"))?;
+    let (inbound_tx, inbound_rx) = local_channel::new_bounded(INBOUND_QUEUE);
+    let inbound_tx = Rc::new(inbound_tx);
+    let hello = PeerMsg::Hello {
+        version: PROTOCOL_VERSION,
+        server_id: myid,
+        membership: membership.digest(),
+    };
+    let members: Vec<u64> = membership.members().iter().map(|m| m.id).collect();
+    glommio::spawn_local(accept(listener, myid, hello.clone(), members, inbound_tx)).detach();
+    let mut peers = HashMap::new();
+    for (&id, &addr) in addrs {
+        if id == myid {
+            continue;
+        }
+        let (wake, woken) = local_channel::new_bounded(1);
+        let queue = Rc::new(PeerQueue {
+            frames: RefCell::new(VecDeque::new()),
+            wake,
+        });
+        peers.insert(id, queue.clone());
+        glommio::spawn_local(dial(id, addr, hello.clone(), queue, woken)).detach();
+    }
+    Ok((
+        Outbound {
+            peers: Rc::new(peers),
+        },
+        inbound_rx,
+    ))
+}
+
+/// Keeps a connection to one peer and writes its queue into it.
+async fn dial(
+    id: u64,
+    addr: SocketAddr,
+    hello: PeerMsg,
+    queue: Rc<PeerQueue>,
+    woken: LocalReceiver<()>,
+) {
+    let mut backoff = BACKOFF.0;
+    let mut pending: Vec<u8> = Vec::new();
+    loop {
+        let mut stream = match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
+            Ok(s) => s,
+            Err(_) => {
+                glommio::timer::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF.1);
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        tracing::info!(peer = id, %addr, "connected to peer");
+        backoff = BACKOFF.0;
+        let mut first = Vec::new();
+        hello.encode(&mut first);
+        if stream.write_all(&first).await.is_err() {
+            continue;
+        }
+        loop {
+            while pending.len() < WRITE_CHUNK {
+                let Some(frame) = queue.frames.borrow_mut().pop_front() else {
+                    break;
+                };
+                pending.extend_from_slice(&frame);
+            }
+            if pending.is_empty() {
+                if woken.recv().await.is_none() {
+                    return;
+                }
+                continue;
+            }
+            if let Err(e) = stream.write_all(&pending).await {
+                tracing::info!(peer = id, error = %e, "peer connection lost; redialing");
+                // What was being written is dropped: raft sends again.
+                pending.clear();
+                break;
+            }
+            pending.clear();
+        }
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    myid: u64,
+    hello: PeerMsg,
+    members: Vec<u64>,
+    inbound: Rc<LocalSender<(u64, PeerMsg)>>,
+) {
+    let members = Rc::new(members);
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let (hello, members, inbound) = (hello.clone(), members.clone(), inbound.clone());
+                glommio::spawn_local(async move {
+                    if let Err(reason) = receive(stream, myid, &hello, &members, &inbound).await {
+                        tracing::warn!(%reason, "peer connection closed");
+                    }
+                })
+                .detach();
+            }
+            Err(e) => tracing::warn!(error = %e, "peer accept failed"),
+        }
+    }
+}
+
+/// Reads one peer's frames until its connection ends; `Err` says why.
+async fn receive(
+    mut stream: TcpStream,
+    myid: u64,
+    ours: &PeerMsg,
+    members: &[u64],
+    inbound: &LocalSender<(u64, PeerMsg)>,
+) -> Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    let mut buf: Vec<u8> = vec![0; 64 << 10];
+    let (mut start, mut filled) = (0usize, 0usize);
+    let mut from: Option<u64> = None;
+    loop {
+        let decoded = PeerMsg::decode(&buf[start..filled]).map_err(|e| match e {
+            PeerMsgError::TooLarge(_) | PeerMsgError::Checksum | PeerMsgError::Malformed(_) => {
+                format!(
+                    "bad frame from {}: {e}",
+                    from.map_or("a peer".into(), |f| format!("server.{f}"))
+                )
+            }
+        })?;
+        let Some((msg, used)) = decoded else {
+            if start > 0 {
+                buf.copy_within(start..filled, 0);
+                filled -= start;
+                start = 0;
+            }
+            if filled == buf.len() {
+                let grown = (buf.len() * 2).min(MAX_FRAME + FRAME_HEADER);
+                if grown <= filled {
+                    return Err("a frame larger than the limit".into());
+                }
+                buf.resize(grown, 0);
+            }
+            let n = stream
+                .read(&mut buf[filled..])
+                .await
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Ok(());
+            }
+            filled += n;
+            continue;
+        };
+        start += used;
+        match (from, msg) {
+            (
+                None,
+                PeerMsg::Hello {
+                    version,
+                    server_id,
+                    membership,
+                },
+            ) => {
+                let PeerMsg::Hello {
+                    membership: mine, ..
+                } = ours
+                else {
+                    return Err("no hello of our own".into());
+                };
+                if version != PROTOCOL_VERSION {
+                    return Err(format!(
+                        "server.{server_id} speaks peer protocol {version}, this server {PROTOCOL_VERSION}: refusing it"
+                    ));
+                }
+                if server_id == myid || !members.contains(&server_id) {
+                    return Err(format!(
+                        "server id {server_id} is not another member of this ensemble: refusing it"
+                    ));
+                }
+                if membership != *mine {
+                    return Err(format!(
+                        "server.{server_id}'s server.N lines differ from this server's (digest {membership:#x} vs {mine:#x}): \
+                         refusing to form a quorum with it; make every member's configuration the same"
+                    ));
+                }
+                from = Some(server_id);
+            }
+            (None, _) => return Err("a peer spoke before its hello".into()),
+            (Some(_), PeerMsg::Hello { .. }) => return Err("a second hello".into()),
+            (Some(peer), msg) => {
+                if inbound.send((peer, msg)).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
