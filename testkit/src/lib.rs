@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod differential;
+pub mod ensemble;
 pub mod model;
 pub mod zk;
 pub mod zoocore;

@@ -1,0 +1,524 @@
+//! A 3-member zoocore ensemble of real processes on loopback: elections,
+//! writes through followers, sync, failover after kill -9 and SIGSTOP of
+//! the leader with every history checked (acknowledged writes committed at
+//! their zxid and present after a full restart, writes linearizable, a read
+//! after sync sees every write acknowledged before it), sessions and their
+//! ephemerals surviving a failover, and bad peers refused.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use zoocore_net::client::{Client, ClientError, ConnectOptions, Reply};
+use zoocore_net::consts::{perms, CreateMode};
+use zoocore_net::records::{CreateRequest, PathRequest, PathWatchRequest};
+use zoocore_net::{Acl, Request, Response};
+use zoocore_testkit::ensemble::Ensemble;
+use zoocore_testkit::zk::four_letter_word;
+
+fn binary() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_zoocore"))
+}
+
+fn open_acl() -> Vec<Acl> {
+    vec![Acl::new(perms::ALL, "world", "anyone")]
+}
+
+fn create(path: &str, data: &[u8], mode: i32) -> Request {
+    Request::Create(CreateRequest {
+        path: path.into(),
+        data: Some(data.to_vec()),
+        acl: open_acl(),
+        flags: mode,
+    })
+}
+
+fn get(path: &str) -> Request {
+    Request::GetData(PathWatchRequest {
+        path: path.into(),
+        watch: false,
+    })
+}
+
+fn sync(path: &str) -> Request {
+    Request::Sync(PathRequest { path: path.into() })
+}
+
+/// A client that moves along the connect string as ZooKeeper's do: on a
+/// lost connection it reconnects to the next member with its session id,
+/// password and the last zxid it saw.
+struct Roaming {
+    addrs: Vec<SocketAddr>,
+    next: usize,
+    client: Option<Client>,
+    options: ConnectOptions,
+}
+
+impl Roaming {
+    fn new(addrs: Vec<SocketAddr>, first: usize) -> Roaming {
+        Roaming {
+            addrs,
+            next: first,
+            client: None,
+            options: ConnectOptions {
+                timeout_ms: 10_000,
+                io_timeout: Duration::from_secs(3),
+                ..ConnectOptions::default()
+            },
+        }
+    }
+
+    fn session_id(&self) -> i64 {
+        self.options.session_id
+    }
+
+    /// Connects (or reconnects) within `patience`; `Err` when no member
+    /// took the session (expired, or none serving).
+    fn ensure(&mut self, patience: Duration) -> Result<(), String> {
+        if self.client.is_some() {
+            return Ok(());
+        }
+        let deadline = Instant::now() + patience;
+        loop {
+            let addr = self.addrs[self.next % self.addrs.len()];
+            self.next += 1;
+            match Client::connect(addr, &self.options) {
+                Ok(c) => {
+                    self.options.session_id = c.session_id();
+                    self.options.passwd = c.passwd().to_vec();
+                    self.client = Some(c);
+                    return Ok(());
+                }
+                Err(ClientError::SessionRefused) if self.options.session_id != 0 => {
+                    return Err(format!(
+                        "session {:#x} refused by {addr}",
+                        self.options.session_id
+                    ));
+                }
+                Err(_) => {}
+            }
+            if Instant::now() > deadline {
+                return Err("no member took the connection".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One request; `None` when the connection was lost first (the outcome
+    /// of a write is then unknown).
+    fn call(&mut self, request: &Request) -> Option<Reply> {
+        let client = self.client.as_mut()?;
+        match client.call(request) {
+            Ok(reply) => {
+                self.options.last_zxid_seen = client.last_zxid();
+                Some(reply)
+            }
+            Err(_) => {
+                self.client = None;
+                None
+            }
+        }
+    }
+}
+
+fn addrs(e: &Ensemble) -> Vec<SocketAddr> {
+    e.members.iter().map(|m| m.client).collect()
+}
+
+#[test]
+fn three_members_elect_one_leader_and_serve_writes_through_followers() {
+    let e = Ensemble::start(binary(), 3, "");
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let follower = (1..=3).find(|&i| i != leader).expect("a follower");
+    let mut c = Roaming::new(vec![e.member(follower).client], 0);
+    c.ensure(Duration::from_secs(10))
+        .expect("connect to a follower");
+    let reply = c
+        .call(&create("/through-follower", b"x", 0))
+        .expect("reply");
+    assert_eq!(reply.header.err, 0, "create through a follower");
+    let created = reply.header.zxid;
+    for id in 1..=3 {
+        let mut r = Roaming::new(vec![e.member(id).client], 0);
+        r.ensure(Duration::from_secs(10)).expect("connect");
+        assert_eq!(r.call(&sync("/")).map(|r| r.header.err), Some(0));
+        let reply = r.call(&get("/through-follower")).expect("reply");
+        match reply.body {
+            Response::GetData(d) => {
+                assert_eq!(d.data.as_deref(), Some(&b"x"[..]));
+                assert_eq!(d.stat.czxid, created, "member {id}");
+            }
+            other => panic!("member {id}: {other:?}"),
+        }
+    }
+    let modes: Vec<String> = (1..=3).map(|id| e.mode(id).unwrap_or_default()).collect();
+    assert_eq!(
+        modes.iter().filter(|m| *m == "leader").count(),
+        1,
+        "{modes:?}"
+    );
+    assert_eq!(
+        modes.iter().filter(|m| *m == "follower").count(),
+        2,
+        "{modes:?}"
+    );
+    let mntr = four_letter_word(e.member(leader).client, "mntr").expect("mntr");
+    assert!(mntr.contains("zk_server_state\tleader"), "{mntr}");
+    assert!(mntr.contains("zk_followers\t2"), "{mntr}");
+    let conf = four_letter_word(e.member(follower).client, "conf").expect("conf");
+    assert!(conf.contains(&format!("serverId={follower}")), "{conf}");
+    for m in &e.members {
+        let line = format!("server.{}=127.0.0.1:{}:", m.id, m.peer_port);
+        assert!(conf.contains(&line), "{line} in {conf}");
+    }
+}
+
+/// One write of the history: when it was sent and answered, and the zxid
+/// it was acknowledged with (`None`: the connection was lost, outcome unknown).
+#[derive(Debug, Clone)]
+struct Write {
+    path: String,
+    invoked: Instant,
+    completed: Instant,
+    zxid: Option<i64>,
+}
+
+fn writer(
+    addrs: Vec<SocketAddr>,
+    first: usize,
+    name: &str,
+    stop: Arc<AtomicBool>,
+    log: Arc<Mutex<Vec<Write>>>,
+) {
+    let mut c = Roaming::new(addrs, first);
+    let mut n = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if c.ensure(Duration::from_secs(20)).is_err() {
+            // The session is gone (it cannot be after a failover alone).
+            panic!("writer {name} lost its session {:#x}", c.session_id());
+        }
+        n += 1;
+        let path = format!("/h/{name}-{n}");
+        let invoked = Instant::now();
+        let reply = c.call(&create(&path, name.as_bytes(), 0));
+        let completed = Instant::now();
+        let zxid = match reply {
+            Some(r) if r.header.err == 0 => Some(r.header.zxid),
+            Some(r) => panic!("create {path} failed with {}", r.header.err),
+            None => None,
+        };
+        log.lock().expect("history").push(Write {
+            path,
+            invoked,
+            completed,
+            zxid,
+        });
+    }
+}
+
+/// Writes acknowledged are linearizable: one acknowledged before another
+/// began has the smaller zxid; no two share one.
+fn check_linearizable(history: &[Write]) {
+    let acked: Vec<&Write> = history.iter().filter(|w| w.zxid.is_some()).collect();
+    let mut zxids: Vec<i64> = acked.iter().filter_map(|w| w.zxid).collect();
+    zxids.sort_unstable();
+    zxids.dedup();
+    assert_eq!(
+        zxids.len(),
+        acked.len(),
+        "two acknowledged writes share a zxid"
+    );
+    for a in &acked {
+        for b in &acked {
+            if a.completed < b.invoked {
+                assert!(
+                    a.zxid < b.zxid,
+                    "{} acknowledged at zxid {:?} before {} began, which got {:?}",
+                    a.path,
+                    a.zxid,
+                    b.path,
+                    b.zxid
+                );
+            }
+        }
+    }
+}
+
+/// The longest time between two acknowledged writes.
+fn longest_gap(history: &[Write]) -> Duration {
+    let mut done: Vec<Instant> = history
+        .iter()
+        .filter(|w| w.zxid.is_some())
+        .map(|w| w.completed)
+        .collect();
+    done.sort();
+    done.windows(2)
+        .map(|w| w[1] - w[0])
+        .max()
+        .unwrap_or_default()
+}
+
+/// After every member restarts, each acknowledged write is there with the
+/// zxid it was acknowledged with.
+fn check_all_present(e: &Ensemble, history: &[Write]) {
+    let mut c = Roaming::new(addrs(e), 0);
+    c.ensure(Duration::from_secs(30))
+        .expect("connect after the restart");
+    assert_eq!(c.call(&sync("/")).map(|r| r.header.err), Some(0));
+    for w in history {
+        let Some(zxid) = w.zxid else { continue };
+        let reply = c.call(&get(&w.path)).expect("reply");
+        match reply.body {
+            Response::GetData(d) => assert_eq!(
+                d.stat.czxid, zxid,
+                "{} was acknowledged at {zxid:#x}",
+                w.path
+            ),
+            other => panic!(
+                "acknowledged {} is gone after a full restart: {other:?} (err {})",
+                w.path, reply.header.err
+            ),
+        }
+    }
+}
+
+/// Writer threads and their shared history.
+struct Writers {
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<Vec<Write>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Writers {
+    fn start(e: &Ensemble, names: &[&str]) -> Writers {
+        let stop = Arc::new(AtomicBool::new(false));
+        let history = Arc::new(Mutex::new(Vec::new()));
+        let threads = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let (addrs, stop, history, name) =
+                    (addrs(e), stop.clone(), history.clone(), name.to_string());
+                std::thread::spawn(move || writer(addrs, i, &name, stop, history))
+            })
+            .collect();
+        Writers {
+            stop,
+            history,
+            threads,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.history.lock().expect("history").len()
+    }
+
+    /// Stops the writers and returns the whole history.
+    fn finish(self) -> Vec<Write> {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("writer");
+        }
+        let history = self.history.lock().expect("history").clone();
+        history
+    }
+}
+
+fn setup_parent(e: &Ensemble) {
+    let mut c = Roaming::new(addrs(e), 0);
+    c.ensure(Duration::from_secs(10)).expect("connect");
+    assert_eq!(c.call(&create("/h", b"", 0)).map(|r| r.header.err), Some(0));
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9_of_the_leader_and_a_full_restart() {
+    let mut e = Ensemble::start(binary(), 3, "");
+    setup_parent(&e);
+    let writers = Writers::start(&e, &["a", "b"]);
+    for round in 0..2 {
+        std::thread::sleep(Duration::from_millis(800));
+        let leader = e.wait_leader(Duration::from_secs(30));
+        let before = writers.len();
+        e.kill(leader);
+        let new_leader = e.wait_leader(Duration::from_secs(30));
+        assert_ne!(new_leader, leader, "round {round}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while writers.len() <= before + 5 {
+            assert!(
+                Instant::now() < deadline,
+                "writes go on after the leader died (round {round})"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        e.start_member(leader);
+    }
+    let history = writers.finish();
+    check_linearizable(&history);
+    let acked = history.iter().filter(|w| w.zxid.is_some()).count();
+    assert!(acked > 20, "only {acked} writes acknowledged");
+    eprintln!(
+        "{acked} writes acknowledged, {} unknown; longest gap between acknowledged writes: {:?}",
+        history.len() - acked,
+        longest_gap(&history)
+    );
+    for id in 1..=3 {
+        e.kill(id);
+    }
+    for id in 1..=3 {
+        e.start_member(id);
+    }
+    e.wait_leader(Duration::from_secs(30));
+    check_all_present(&e, &history);
+}
+
+#[test]
+fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
+    let mut e = Ensemble::start(binary(), 3, "");
+    setup_parent(&e);
+    let writers = Writers::start(&e, &["p"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let leader = e.wait_leader(Duration::from_secs(30));
+    e.pause(leader, true);
+    let new_leader = e.wait_leader(Duration::from_secs(30));
+    assert_ne!(new_leader, leader);
+    // A client of the paused member notices only when its read times out
+    // (as a ZooKeeper client's ping does), then moves on.
+    let during = writers.len();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while writers.len() <= during + 5 {
+        assert!(
+            Instant::now() < deadline,
+            "writes go on while the old leader is paused"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    e.pause(leader, false);
+    // The old leader hears of the newer term and follows; it never answers
+    // a write on its own (check-quorum already made it step down).
+    let settled = e.wait_leader(Duration::from_secs(30));
+    assert_ne!(
+        settled, leader,
+        "the resumed leader took over again at once"
+    );
+    let history = writers.finish();
+    check_linearizable(&history);
+    check_all_present(&e, &history);
+}
+
+#[test]
+fn a_session_and_its_ephemeral_survive_the_leader_s_death() {
+    let mut e = Ensemble::start(binary(), 3, "");
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let others: Vec<SocketAddr> = (1..=3)
+        .filter(|&i| i != leader)
+        .map(|i| e.member(i).client)
+        .collect();
+    let mut c = Roaming::new(others, 0);
+    c.ensure(Duration::from_secs(10)).expect("connect");
+    let session = c.session_id();
+    let reply = c
+        .call(&create("/owner", b"", CreateMode::Ephemeral as i32))
+        .expect("reply");
+    assert_eq!(reply.header.err, 0);
+    e.kill(leader);
+    e.wait_leader(Duration::from_secs(30));
+    // The member's connections were closed at the leader change; the client
+    // comes back with its session, within its timeout.
+    let _ = c.call(&get("/owner"));
+    c.ensure(Duration::from_secs(10))
+        .expect("the session is kept across the failover");
+    assert_eq!(c.session_id(), session);
+    let reply = c.call(&get("/owner")).expect("reply");
+    match reply.body {
+        Response::GetData(d) => assert_eq!(d.stat.ephemeral_owner, session),
+        other => panic!(
+            "the ephemeral is gone: {other:?} (err {})",
+            reply.header.err
+        ),
+    }
+    // A session nobody talks to is expired by the leader alone: its ephemeral goes.
+    let mut quiet = Roaming::new(
+        addrs(&e)
+            .into_iter()
+            .filter(|a| *a != e.member(leader).client)
+            .collect(),
+        0,
+    );
+    quiet.options.timeout_ms = 4000;
+    quiet.ensure(Duration::from_secs(10)).expect("connect");
+    assert_eq!(
+        quiet
+            .call(&create("/quiet", b"", CreateMode::Ephemeral as i32))
+            .map(|r| r.header.err),
+        Some(0)
+    );
+    drop(quiet.client.take());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let reply = c.call(&get("/quiet")).expect("reply");
+        if !matches!(reply.body, Response::GetData(_)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "an abandoned session did not expire"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let reply = c.call(&get("/owner")).expect("reply");
+    assert!(
+        matches!(reply.body, Response::GetData(_)),
+        "a live session's ephemeral must stay"
+    );
+}
+
+#[test]
+fn members_with_other_server_lines_or_garbage_on_the_peer_port_are_refused() {
+    let mut e = Ensemble::start(binary(), 3, "");
+    let leader = e.wait_leader(Duration::from_secs(30));
+    // Garbage on a member's peer port closes that connection only.
+    {
+        use std::io::Write as _;
+        let peer: SocketAddr = ([127, 0, 0, 1], e.member(leader).peer_port).into();
+        let mut s = std::net::TcpStream::connect(peer).expect("peer port");
+        let _ = s.write_all(&[0xff; 64]);
+    }
+    let mut c = Roaming::new(addrs(&e), 0);
+    c.ensure(Duration::from_secs(10)).expect("connect");
+    assert_eq!(
+        c.call(&create("/after-garbage", b"", 0))
+            .map(|r| r.header.err),
+        Some(0)
+    );
+    assert!(
+        e.log(leader).contains("bad frame"),
+        "the bad frame is logged"
+    );
+    // A member whose server lines differ is refused by the others.
+    let third = (1..=3).find(|&i| i != leader).expect("a follower");
+    e.kill(third);
+    let cfg = e.member(third).dir.join("zoo.cfg");
+    let text = std::fs::read_to_string(&cfg).expect("zoo.cfg");
+    std::fs::write(&cfg, format!("{text}server.9=127.0.0.1:1:2\n")).expect("edit");
+    e.start_member(third);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        assert_ne!(
+            e.mode(third).as_deref(),
+            Some("follower"),
+            "a member with other server lines joined"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let refused = (1..=3)
+        .filter(|&i| i != third)
+        .any(|i| e.log(i).contains("refusing to form a quorum"));
+    assert!(refused, "the refusal is logged");
+    assert_eq!(
+        c.call(&create("/still-committing", b"", 0))
+            .map(|r| r.header.err),
+        Some(0)
+    );
+}

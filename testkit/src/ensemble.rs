@@ -1,0 +1,257 @@
+//! A zoocore ensemble of real processes on loopback for tests: N members
+//! on free ports, each with its own data dir and `myid`, started from the
+//! binary cargo built; killed (and their dirs removed) on drop. Members can
+//! be killed with SIGKILL, paused with SIGSTOP, and restarted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::zk::{four_letter_word, free_port};
+
+pub struct Member {
+    pub id: u64,
+    pub client: SocketAddr,
+    pub peer_port: u16,
+    pub dir: PathBuf,
+    child: Option<Child>,
+    stopped: bool,
+}
+
+pub struct Ensemble {
+    binary: PathBuf,
+    pub root: PathBuf,
+    pub members: Vec<Member>,
+}
+
+impl Ensemble {
+    /// Starts `n` members whose zoo.cfg holds the defaults below, the
+    /// `server.N` lines and `extra`; waits until one of them leads.
+    pub fn start(binary: &Path, n: u64, extra: &str) -> Ensemble {
+        let root = std::env::temp_dir().join(format!(
+            "zoocore-ensemble-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let lines: String = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer, election))| {
+                format!(
+                    "server.{}=127.0.0.1:{peer}:{election};127.0.0.1:{client}\n",
+                    i + 1
+                )
+            })
+            .collect();
+        let mut members = Vec::new();
+        for (i, (client, peer, _)) in ports.iter().enumerate() {
+            let id = i as u64 + 1;
+            let dir = root.join(format!("member-{id}"));
+            let data = dir.join("data");
+            std::fs::create_dir_all(&data).expect("create member dir");
+            std::fs::write(data.join("myid"), format!("{id}\n")).expect("write myid");
+            std::fs::write(
+                dir.join("zoo.cfg"),
+                format!(
+                    "tickTime=2000\ndataDir={}\nmaxClientCnxns=0\nadmin.enableServer=false\n\
+                     4lw.commands.whitelist=*\nextendedTypesEnabled=true\nzoocore.shards=1\n\
+                     zoocore.raftTickMs=50\n{lines}{extra}\n",
+                    data.display()
+                ),
+            )
+            .expect("write zoo.cfg");
+            members.push(Member {
+                id,
+                client: ([127, 0, 0, 1], *client).into(),
+                peer_port: *peer,
+                dir,
+                child: None,
+                stopped: false,
+            });
+        }
+        let mut ensemble = Ensemble {
+            binary: binary.to_owned(),
+            root,
+            members,
+        };
+        for id in 1..=n {
+            ensemble.start_member(id);
+        }
+        ensemble.wait_leader(Duration::from_secs(30));
+        ensemble
+    }
+
+    pub fn member(&self, id: u64) -> &Member {
+        &self.members[(id - 1) as usize]
+    }
+
+    fn member_mut(&mut self, id: u64) -> &mut Member {
+        &mut self.members[(id - 1) as usize]
+    }
+
+    /// `host:port,...` of every member, as clients are given it.
+    pub fn connect_string(&self) -> String {
+        self.members
+            .iter()
+            .map(|m| m.client.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Starts a member (again) on its data dir; waits until it answers.
+    pub fn start_member(&mut self, id: u64) {
+        let binary = self.binary.clone();
+        let m = self.member_mut(id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(m.dir.join("zoocore.log"))
+            .expect("open member log");
+        let child = Command::new(&binary)
+            .arg("--config")
+            .arg(m.dir.join("zoo.cfg"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start zoocore");
+        m.child = Some(child);
+        m.stopped = false;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while four_letter_word(m.client, "ruok")
+            .map(|a| a != "imok")
+            .unwrap_or(true)
+        {
+            if let Some(Ok(Some(status))) = m.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "member {id} exited with {status}; log in {}",
+                    m.dir.display()
+                );
+            }
+            assert!(Instant::now() < deadline, "member {id} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self, id: u64) {
+        let m = self.member_mut(id);
+        if let Some(mut child) = m.child.take() {
+            if m.stopped {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(child.id() as i32, libc::SIGCONT) };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        m.stopped = false;
+    }
+
+    /// SIGTERM; returns the exit code.
+    pub fn terminate(&mut self, id: u64) -> Option<i32> {
+        let m = self.member_mut(id);
+        let mut child = m.child.take()?;
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("member {id} did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGSTOP (`true`) or SIGCONT (`false`): a member that hangs.
+    pub fn pause(&mut self, id: u64, paused: bool) {
+        let m = self.member_mut(id);
+        if let Some(child) = &m.child {
+            let signal = if paused { libc::SIGSTOP } else { libc::SIGCONT };
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, signal) };
+            m.stopped = paused;
+        }
+    }
+
+    /// What `srvr` says a member is (`leader`, `follower`, `looking` when it
+    /// is not serving), or `None` when it does not answer.
+    pub fn mode(&self, id: u64) -> Option<String> {
+        let m = self.member(id);
+        if m.child.is_none() || m.stopped {
+            return None;
+        }
+        let answer = four_letter_word(m.client, "srvr").ok()?;
+        if answer.contains("not currently serving") {
+            return Some("looking".into());
+        }
+        answer
+            .lines()
+            .find_map(|l| l.strip_prefix("Mode: "))
+            .map(str::to_owned)
+    }
+
+    /// The running members that say they lead.
+    pub fn leaders(&self) -> Vec<u64> {
+        self.members
+            .iter()
+            .filter(|m| self.mode(m.id).as_deref() == Some("leader"))
+            .map(|m| m.id)
+            .collect()
+    }
+
+    /// Waits until exactly one member leads and every other running,
+    /// unpaused member follows it; returns the leader.
+    pub fn wait_leader(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let modes: Vec<(u64, Option<String>)> = self
+                .members
+                .iter()
+                .map(|m| (m.id, self.mode(m.id)))
+                .collect();
+            let leaders: Vec<u64> = modes
+                .iter()
+                .filter(|(_, m)| m.as_deref() == Some("leader"))
+                .map(|(id, _)| *id)
+                .collect();
+            let settled = modes
+                .iter()
+                .all(|(_, m)| matches!(m.as_deref(), None | Some("leader") | Some("follower")));
+            if leaders.len() == 1 && settled {
+                return leaders[0];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no single leader within {timeout:?}: {modes:?}; logs under {}",
+                self.root.display()
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    /// The member's log so far.
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.member(id).dir.join("zoocore.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Ensemble {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.members.iter().map(|m| m.id).collect();
+        for id in ids {
+            self.kill(id);
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
+    }
+}
