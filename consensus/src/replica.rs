@@ -330,6 +330,19 @@ impl Replica {
         }
     }
 
+    /// The connection from `peer` closed (a crashed process's socket is reset
+    /// at once). If it is the leader, this member stops deferring to it: its
+    /// lease ends now, so it grants votes and campaigns within one election
+    /// timeout instead of waiting out a full one first. A leader that is in
+    /// fact alive keeps its office: pre-vote fails while the others hear it.
+    pub fn peer_lost(&mut self, peer: u64) {
+        if self.leading.is_some() || peer != self.leader_id {
+            return;
+        }
+        let raft = &mut self.raw.raft;
+        raft.election_elapsed = raft.election_elapsed.max(raft.election_timeout());
+    }
+
     /// A client of this server was heard from.
     pub fn touch(&mut self, session_id: i64) {
         match &mut self.leading {

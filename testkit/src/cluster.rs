@@ -395,6 +395,12 @@ impl Sim {
             }
         }
         member.writing.clear();
+        // A crashed process's connections are reset: the others notice.
+        for other in self.members.values_mut() {
+            if let Some(r) = other.replica.as_mut() {
+                r.peer_lost(id);
+            }
+        }
         self.report.crashes += 1;
         self.event(format!("member {id} crashes (torn write: {torn})"));
         for client in &mut self.clients {

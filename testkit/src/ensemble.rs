@@ -59,7 +59,7 @@ impl Ensemble {
                 format!(
                     "tickTime=2000\ndataDir={}\nmaxClientCnxns=0\nadmin.enableServer=false\n\
                      4lw.commands.whitelist=*\nextendedTypesEnabled=true\nzoocore.shards=1\n\
-                     zoocore.raftTickMs=50\n{lines}{extra}\n",
+                     {lines}{extra}\n",
                     data.display()
                 ),
             )

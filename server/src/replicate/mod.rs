@@ -29,14 +29,14 @@ use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
-use zoocore_consensus::{HardState, Output, PeerMsg, Persist, Proposal, ProposalOp, Replica};
+use zoocore_consensus::{HardState, Output, Persist, Proposal, ProposalOp, Replica};
 
 use crate::seq::fanout::{commit_batch, fan_out, HandedVersions};
 use crate::seq::{CommitBatch, Entry, Origin, Shutdown, Stopped, ToSequencer};
 use crate::stats::{Role, Stats};
 use crate::storage::raftlog;
 use crate::storage::wal::LogWriter;
-use transport::Outbound;
+use transport::{Outbound, PeerEvent};
 
 /// Persists waiting for the writer.
 const PERSIST_QUEUE: usize = 1024;
@@ -52,7 +52,7 @@ pub struct ReplicateSetup {
     pub inboxes: Vec<SharedReceiver<ToSequencer>>,
     pub outboxes: Vec<SharedSender<Arc<CommitBatch>>>,
     pub outbound: Outbound,
-    pub inbound: LocalReceiver<(u64, PeerMsg)>,
+    pub inbound: LocalReceiver<PeerEvent>,
     pub tick: Duration,
     pub stats: Arc<Stats>,
     pub shutdown: Shutdown,
@@ -269,9 +269,14 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
     {
         let (glue, kick_tx) = (glue.clone(), kick_tx.clone());
         glommio::spawn_local(async move {
-            while let Some((from, msg)) = inbound.recv().await {
-                if let Err(e) = glue.borrow_mut().replica.step(from, msg) {
-                    tracing::warn!(peer = from, error = %e, "peer message refused");
+            while let Some(event) = inbound.recv().await {
+                match event {
+                    PeerEvent::Message(from, msg) => {
+                        if let Err(e) = glue.borrow_mut().replica.step(from, msg) {
+                            tracing::warn!(peer = from, error = %e, "peer message refused");
+                        }
+                    }
+                    PeerEvent::Lost(peer) => glue.borrow_mut().replica.peer_lost(peer),
                 }
                 let _ = kick_tx.try_send(());
             }

@@ -74,13 +74,20 @@ pub fn peer_addrs(membership: &Membership) -> Result<HashMap<u64, SocketAddr>, S
     Ok(addrs)
 }
 
+/// What the transport hands the replica.
+pub enum PeerEvent {
+    Message(u64, PeerMsg),
+    /// The connection from this peer closed.
+    Lost(u64),
+}
+
 /// Starts the listener and one dialer per peer on the current executor.
-/// Received messages arrive on the returned receiver as `(from, msg)`.
+/// Received messages and lost connections arrive on the returned receiver.
 pub fn start(
     myid: u64,
     membership: &Membership,
     addrs: &HashMap<u64, SocketAddr>,
-) -> Result<(Outbound, LocalReceiver<(u64, PeerMsg)>), String> {
+) -> Result<(Outbound, LocalReceiver<PeerEvent>), String> {
     let listen = *addrs.get(&myid).ok_or("this server has no peer address")?;
     let listener = TcpListener::bind(listen)
         .map_err(|e| format!("cannot listen on peer port {listen}: {e}"))?;
@@ -170,7 +177,7 @@ async fn accept(
     myid: u64,
     hello: PeerMsg,
     members: Vec<u64>,
-    inbound: Rc<LocalSender<(u64, PeerMsg)>>,
+    inbound: Rc<LocalSender<PeerEvent>>,
 ) {
     let members = Rc::new(members);
     loop {
@@ -178,8 +185,14 @@ async fn accept(
             Ok(stream) => {
                 let (hello, members, inbound) = (hello.clone(), members.clone(), inbound.clone());
                 glommio::spawn_local(async move {
-                    if let Err(reason) = receive(stream, myid, &hello, &members, &inbound).await {
+                    let mut from = None;
+                    let outcome =
+                        receive(stream, myid, &hello, &members, &inbound, &mut from).await;
+                    if let Err(reason) = outcome {
                         tracing::warn!(%reason, "peer connection closed");
+                    }
+                    if let Some(peer) = from {
+                        let _ = inbound.send(PeerEvent::Lost(peer)).await;
                     }
                 })
                 .detach();
@@ -195,12 +208,12 @@ async fn receive(
     myid: u64,
     ours: &PeerMsg,
     members: &[u64],
-    inbound: &LocalSender<(u64, PeerMsg)>,
+    inbound: &LocalSender<PeerEvent>,
+    from: &mut Option<u64>,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = vec![0; 64 << 10];
     let (mut start, mut filled) = (0usize, 0usize);
-    let mut from: Option<u64> = None;
     loop {
         let decoded = PeerMsg::decode(&buf[start..filled]).map_err(|e| match e {
             PeerMsgError::TooLarge(_) | PeerMsgError::Checksum | PeerMsgError::Malformed(_) => {
@@ -234,7 +247,7 @@ async fn receive(
             continue;
         };
         start += used;
-        match (from, msg) {
+        match (*from, msg) {
             (
                 None,
                 PeerMsg::Hello {
@@ -265,12 +278,12 @@ async fn receive(
                          refusing to form a quorum with it; make every member's configuration the same"
                     ));
                 }
-                from = Some(server_id);
+                *from = Some(server_id);
             }
             (None, _) => return Err("a peer spoke before its hello".into()),
             (Some(_), PeerMsg::Hello { .. }) => return Err("a second hello".into()),
             (Some(peer), msg) => {
-                if inbound.send((peer, msg)).await.is_err() {
+                if inbound.send(PeerEvent::Message(peer, msg)).await.is_err() {
                     return Ok(());
                 }
             }
