@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use zoocore_net::client::{Client, ClientError, ConnectOptions, Reply};
 use zoocore_net::consts::{perms, CreateMode};
 use zoocore_net::records::{CreateRequest, PathRequest, PathWatchRequest};
-use zoocore_net::{Acl, Request, Response};
+use zoocore_net::{Acl, ErrorCode, Request, Response};
 use zoocore_testkit::ensemble::Ensemble;
 use zoocore_testkit::zk::four_letter_word;
 
@@ -106,6 +106,22 @@ impl Roaming {
         }
     }
 
+    /// A request answered, whatever leader changes it meets: on a lost
+    /// connection it reconnects and sends it again (a retried create may
+    /// then find its own node: see `created`).
+    fn must(&mut self, request: &Request) -> Reply {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(Instant::now() < deadline, "no answer within 30 s");
+            if self.ensure(Duration::from_secs(20)).is_err() {
+                continue;
+            }
+            if let Some(reply) = self.call(request) {
+                return reply;
+            }
+        }
+    }
+
     /// One request; `None` when the connection was lost first (the outcome
     /// of a write is then unknown).
     fn call(&mut self, request: &Request) -> Option<Reply> {
@@ -123,6 +139,11 @@ impl Roaming {
     }
 }
 
+/// A create that succeeded, or that was retried after succeeding.
+fn created(reply: &Reply) -> bool {
+    reply.header.err == 0 || reply.header.err == ErrorCode::NodeExists.code()
+}
+
 fn addrs(e: &Ensemble) -> Vec<SocketAddr> {
     e.members.iter().map(|m| m.client).collect()
 }
@@ -135,24 +156,30 @@ fn three_members_elect_one_leader_and_serve_writes_through_followers() {
     let mut c = Roaming::new(vec![e.member(follower).client], 0);
     c.ensure(Duration::from_secs(10))
         .expect("connect to a follower");
-    let reply = c
-        .call(&create("/through-follower", b"x", 0))
-        .expect("reply");
-    assert_eq!(reply.header.err, 0, "create through a follower");
-    let created = reply.header.zxid;
+    let reply = c.must(&create("/through-follower", b"x", 0));
+    assert!(
+        created(&reply),
+        "create through a follower: {}",
+        reply.header.err
+    );
+    let mut czxids = Vec::new();
     for id in 1..=3 {
         let mut r = Roaming::new(vec![e.member(id).client], 0);
-        r.ensure(Duration::from_secs(10)).expect("connect");
-        assert_eq!(r.call(&sync("/")).map(|r| r.header.err), Some(0));
-        let reply = r.call(&get("/through-follower")).expect("reply");
+        assert_eq!(r.must(&sync("/")).header.err, 0);
+        let reply = r.must(&get("/through-follower"));
         match reply.body {
             Response::GetData(d) => {
                 assert_eq!(d.data.as_deref(), Some(&b"x"[..]));
-                assert_eq!(d.stat.czxid, created, "member {id}");
+                czxids.push(d.stat.czxid);
             }
             other => panic!("member {id}: {other:?}"),
         }
     }
+    assert!(
+        czxids.windows(2).all(|w| w[0] == w[1]),
+        "every member has the same node: {czxids:?}"
+    );
+    let leader = e.wait_leader(Duration::from_secs(30));
     let modes: Vec<String> = (1..=3).map(|id| e.mode(id).unwrap_or_default()).collect();
     assert_eq!(
         modes.iter().filter(|m| *m == "leader").count(),
@@ -264,12 +291,10 @@ fn longest_gap(history: &[Write]) -> Duration {
 /// zxid it was acknowledged with.
 fn check_all_present(e: &Ensemble, history: &[Write]) {
     let mut c = Roaming::new(addrs(e), 0);
-    c.ensure(Duration::from_secs(30))
-        .expect("connect after the restart");
-    assert_eq!(c.call(&sync("/")).map(|r| r.header.err), Some(0));
+    assert_eq!(c.must(&sync("/")).header.err, 0);
     for w in history {
         let Some(zxid) = w.zxid else { continue };
-        let reply = c.call(&get(&w.path)).expect("reply");
+        let reply = c.must(&get(&w.path));
         match reply.body {
             Response::GetData(d) => assert_eq!(
                 d.stat.czxid, zxid,
@@ -329,7 +354,7 @@ impl Writers {
 fn setup_parent(e: &Ensemble) {
     let mut c = Roaming::new(addrs(e), 0);
     c.ensure(Duration::from_secs(10)).expect("connect");
-    assert_eq!(c.call(&create("/h", b"", 0)).map(|r| r.header.err), Some(0));
+    assert!(created(&c.must(&create("/h", b"", 0))));
 }
 
 #[test]
@@ -418,10 +443,11 @@ fn a_session_and_its_ephemeral_survive_the_leader_s_death() {
     let mut c = Roaming::new(others, 0);
     c.ensure(Duration::from_secs(10)).expect("connect");
     let session = c.session_id();
-    let reply = c
-        .call(&create("/owner", b"", CreateMode::Ephemeral as i32))
-        .expect("reply");
-    assert_eq!(reply.header.err, 0);
+    assert!(created(&c.must(&create(
+        "/owner",
+        b"",
+        CreateMode::Ephemeral as i32
+    ))));
     e.kill(leader);
     e.wait_leader(Duration::from_secs(30));
     // The member's connections were closed at the leader change; the client
@@ -430,7 +456,12 @@ fn a_session_and_its_ephemeral_survive_the_leader_s_death() {
     c.ensure(Duration::from_secs(10))
         .expect("the session is kept across the failover");
     assert_eq!(c.session_id(), session);
-    let reply = c.call(&get("/owner")).expect("reply");
+    let reply = c.must(&get("/owner"));
+    assert_eq!(
+        c.session_id(),
+        session,
+        "the session is kept across the failover"
+    );
     match reply.body {
         Response::GetData(d) => assert_eq!(d.stat.ephemeral_owner, session),
         other => panic!(
@@ -448,16 +479,15 @@ fn a_session_and_its_ephemeral_survive_the_leader_s_death() {
     );
     quiet.options.timeout_ms = 4000;
     quiet.ensure(Duration::from_secs(10)).expect("connect");
-    assert_eq!(
-        quiet
-            .call(&create("/quiet", b"", CreateMode::Ephemeral as i32))
-            .map(|r| r.header.err),
-        Some(0)
-    );
+    assert!(created(&quiet.must(&create(
+        "/quiet",
+        b"",
+        CreateMode::Ephemeral as i32
+    ))));
     drop(quiet.client.take());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let reply = c.call(&get("/quiet")).expect("reply");
+        let reply = c.must(&get("/quiet"));
         if !matches!(reply.body, Response::GetData(_)) {
             break;
         }
@@ -467,7 +497,7 @@ fn a_session_and_its_ephemeral_survive_the_leader_s_death() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let reply = c.call(&get("/owner")).expect("reply");
+    let reply = c.must(&get("/owner"));
     assert!(
         matches!(reply.body, Response::GetData(_)),
         "a live session's ephemeral must stay"
@@ -486,12 +516,7 @@ fn members_with_other_server_lines_or_garbage_on_the_peer_port_are_refused() {
         let _ = s.write_all(&[0xff; 64]);
     }
     let mut c = Roaming::new(addrs(&e), 0);
-    c.ensure(Duration::from_secs(10)).expect("connect");
-    assert_eq!(
-        c.call(&create("/after-garbage", b"", 0))
-            .map(|r| r.header.err),
-        Some(0)
-    );
+    assert!(created(&c.must(&create("/after-garbage", b"", 0))));
     assert!(
         e.log(leader).contains("bad frame"),
         "the bad frame is logged"
@@ -516,9 +541,5 @@ fn members_with_other_server_lines_or_garbage_on_the_peer_port_are_refused() {
         .filter(|&i| i != third)
         .any(|i| e.log(i).contains("refusing to form a quorum"));
     assert!(refused, "the refusal is logged");
-    assert_eq!(
-        c.call(&create("/still-committing", b"", 0))
-            .map(|r| r.header.err),
-        Some(0)
-    );
+    assert!(created(&c.must(&create("/still-committing", b"", 0))));
 }

@@ -1,0 +1,487 @@
+//! `ensemble`: zoocore with 3 members against Apache ZooKeeper with 3
+//! members on this machine, in one run: throughput and latency (loadgen,
+//! sessions spread over the members), and failover: the longest gap
+//! between acknowledged writes of a client that moves along the connect
+//! string, after kill -9 and after SIGSTOP of the leader, repeated. It
+//! writes its section of `benches/RESULTS.md` (after `compare`'s, which
+//! rewrites the file). Run it through `benches/compare.sh`, or alone after
+//! `cargo build --release -p zoocore -p zoocore-loadgen -p zoocore-benches --bins`.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::Value;
+use zoocore_benches::{free_port, repo, Kind};
+use zoocore_net::client::{Client, ClientError, ConnectOptions};
+use zoocore_net::consts::perms;
+use zoocore_net::records::{CreateRequest, SetDataRequest};
+use zoocore_net::{Acl, Request};
+
+#[derive(Parser)]
+#[command(about = "3-member zoocore vs 3-member Apache ZooKeeper: throughput and failover")]
+struct Args {
+    /// Rounds of each failover nemesis per system.
+    #[arg(long, default_value_t = 10)]
+    rounds: usize,
+    /// Measured seconds per throughput cell.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    #[arg(long, default_value = "benches/RESULTS.md")]
+    out: PathBuf,
+}
+
+/// How a member is started.
+struct Member {
+    client: SocketAddr,
+    dir: PathBuf,
+    child: Option<Child>,
+    paused: bool,
+}
+
+struct Cluster {
+    kind: Kind,
+    members: Vec<Member>,
+}
+
+fn four_letter_word(addr: SocketAddr, word: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(300)).ok()?;
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    s.write_all(word.as_bytes()).ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+impl Cluster {
+    fn start(kind: Kind) -> Cluster {
+        let label = match kind {
+            Kind::Zoocore => "zoocore",
+            Kind::Zookeeper => "zookeeper",
+        };
+        let root = repo().join("target/ensemble-bench").join(label);
+        let _ = std::fs::remove_dir_all(&root);
+        let ports: Vec<(u16, u16, u16)> = (0..3)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let lines: String = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer, election))| match kind {
+                Kind::Zoocore => format!(
+                    "server.{}=127.0.0.1:{peer}:{election};127.0.0.1:{client}\n",
+                    i + 1
+                ),
+                Kind::Zookeeper => format!("server.{}=127.0.0.1:{peer}:{election}\n", i + 1),
+            })
+            .collect();
+        let mut members = Vec::new();
+        for (i, (client, _, _)) in ports.iter().enumerate() {
+            let dir = root.join(format!("member-{}", i + 1));
+            let data = dir.join("data");
+            std::fs::create_dir_all(&data).expect("bench dir");
+            std::fs::write(data.join("myid"), format!("{}\n", i + 1)).expect("myid");
+            std::fs::write(
+                dir.join("zoo.cfg"),
+                format!(
+                    "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client}\n\
+                     clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n\
+                     4lw.commands.whitelist=*\n{lines}",
+                    data.display()
+                ),
+            )
+            .expect("zoo.cfg");
+            members.push(Member {
+                client: ([127, 0, 0, 1], *client).into(),
+                dir,
+                child: None,
+                paused: false,
+            });
+        }
+        let mut cluster = Cluster { kind, members };
+        for i in 0..3 {
+            cluster.spawn(i);
+        }
+        cluster.settle(Duration::from_secs(120));
+        cluster
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(m.dir.join("server.log"))
+            .expect("server log");
+        let mut command = match self.kind {
+            Kind::Zoocore => {
+                let mut c = Command::new(repo().join("target/release/zoocore"));
+                c.arg("--config").arg(m.dir.join("zoo.cfg"));
+                c
+            }
+            Kind::Zookeeper => {
+                let classpath = Command::new("bash")
+                    .arg(repo().join("scripts/zk-classpath.sh"))
+                    .output()
+                    .expect("scripts/zk-classpath.sh");
+                let mut c = Command::new("java");
+                c.arg(format!(
+                    "-Dlog4j.configuration=file:{}",
+                    repo().join("scripts/zk-log4j.properties").display()
+                ))
+                .arg("-cp")
+                .arg(String::from_utf8_lossy(&classpath.stdout).trim())
+                .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+                .arg(m.dir.join("zoo.cfg"));
+                c
+            }
+        };
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start a member (cargo build --release first)");
+        m.child = Some(child);
+        m.paused = false;
+    }
+
+    fn mode(&self, i: usize) -> Option<String> {
+        let m = &self.members[i];
+        if m.child.is_none() || m.paused {
+            return None;
+        }
+        four_letter_word(m.client, "srvr")?
+            .lines()
+            .find_map(|l| l.strip_prefix("Mode: "))
+            .map(str::to_owned)
+    }
+
+    /// Waits until every running member serves, one of them as leader.
+    fn settle(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let modes: Vec<Option<String>> = (0..3).map(|i| self.mode(i)).collect();
+            let running = self
+                .members
+                .iter()
+                .filter(|m| m.child.is_some() && !m.paused)
+                .count();
+            let leaders: Vec<usize> = (0..3)
+                .filter(|&i| modes[i].as_deref() == Some("leader"))
+                .collect();
+            let serving = modes
+                .iter()
+                .filter(|m| matches!(m.as_deref(), Some("leader" | "follower")))
+                .count();
+            if leaders.len() == 1 && serving == running {
+                return leaders[0];
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} did not settle: {modes:?}",
+                self.kind.name()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&mut self, i: usize, signal: i32) {
+        if let Some(child) = &self.members[i].child {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(child.id() as i32, signal) };
+        }
+        self.members[i].paused = signal == libc::SIGSTOP;
+    }
+
+    fn kill(&mut self, i: usize) {
+        if self.members[i].paused {
+            self.signal(i, libc::SIGCONT);
+        }
+        if let Some(mut child) = self.members[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn addrs(&self) -> Vec<SocketAddr> {
+        self.members.iter().map(|m| m.client).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// A client writing as fast as it is answered, moving along the connect
+/// string when a member stops answering; records when each write was
+/// acknowledged.
+fn writer(addrs: Vec<SocketAddr>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Instant>>>) {
+    let mut options = ConnectOptions {
+        timeout_ms: 30_000,
+        io_timeout: Duration::from_secs(1),
+        ..ConnectOptions::default()
+    };
+    let mut client: Option<Client> = None;
+    let mut next = 0;
+    let set = Request::SetData(SetDataRequest {
+        path: "/failover".into(),
+        data: Some(vec![b'x'; 128]),
+        version: -1,
+    });
+    while !stop.load(Ordering::Relaxed) {
+        let Some(c) = client.as_mut() else {
+            let addr = addrs[next % addrs.len()];
+            next += 1;
+            match Client::connect(addr, &options) {
+                Ok(c) => {
+                    options.session_id = c.session_id();
+                    options.passwd = c.passwd().to_vec();
+                    client = Some(c);
+                }
+                Err(ClientError::SessionRefused) => options.session_id = 0,
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+            continue;
+        };
+        match c.call(&set) {
+            Ok(r) if r.header.err == 0 => {
+                options.last_zxid_seen = c.last_zxid();
+                acks.lock().expect("acks").push(Instant::now());
+            }
+            Ok(_) => std::thread::sleep(Duration::from_millis(5)),
+            Err(_) => client = None,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Nemesis {
+    Kill,
+    Pause,
+}
+
+/// Longest gap between acknowledged writes in each round of `nemesis`.
+fn failover(cluster: &mut Cluster, nemesis: Nemesis, rounds: usize) -> Vec<Duration> {
+    let mut setup =
+        Client::connect(cluster.addrs()[0], &ConnectOptions::default()).expect("connect");
+    let _ = setup.call(&Request::Create(CreateRequest {
+        path: "/failover".into(),
+        data: Some(Vec::new()),
+        acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+        flags: 0,
+    }));
+    drop(setup);
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(Mutex::new(Vec::new()));
+    let thread = {
+        let (addrs, stop, acks) = (cluster.addrs(), stop.clone(), acks.clone());
+        std::thread::spawn(move || writer(addrs, stop, acks))
+    };
+    let acked_after = |t: Instant| acks.lock().expect("acks").last().is_some_and(|&a| a > t);
+    let mut gaps = Vec::new();
+    for round in 0..rounds {
+        let leader = cluster.settle(Duration::from_secs(120));
+        let warm = Instant::now();
+        while !acked_after(warm + Duration::from_millis(300)) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let from = Instant::now();
+        match nemesis {
+            Nemesis::Kill => cluster.kill(leader),
+            Nemesis::Pause => cluster.signal(leader, libc::SIGSTOP),
+        }
+        let deadline = from + Duration::from_secs(120);
+        while !acked_after(from + Duration::from_millis(1))
+            || Instant::now() < from + Duration::from_millis(50)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "no write acknowledged within 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let end = Instant::now() + Duration::from_millis(300);
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let gap = {
+            let acks = acks.lock().expect("acks");
+            let window: Vec<Instant> = acks
+                .iter()
+                .copied()
+                .filter(|&a| a + Duration::from_secs(1) >= from)
+                .collect();
+            window
+                .windows(2)
+                .map(|w| w[1] - w[0])
+                .max()
+                .unwrap_or_default()
+        };
+        eprintln!(
+            "ensemble: {} {} round {round}: {gap:?}",
+            cluster.kind.name(),
+            nemesis_name(nemesis)
+        );
+        gaps.push(gap);
+        match nemesis {
+            Nemesis::Kill => cluster.spawn(leader),
+            Nemesis::Pause => cluster.signal(leader, libc::SIGCONT),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = thread.join();
+    gaps
+}
+
+fn nemesis_name(n: Nemesis) -> &'static str {
+    match n {
+        Nemesis::Kill => "kill -9 of the leader",
+        Nemesis::Pause => "SIGSTOP of the leader",
+    }
+}
+
+/// Throughput and p99 of one loadgen cell against both ensembles.
+fn throughput(
+    clusters: &[&Cluster],
+    label: &str,
+    cell: &[&str],
+    seconds: u64,
+) -> Vec<(f64, Option<f64>)> {
+    let dir = repo().join("target/ensemble-bench");
+    let json = dir.join("cell.json");
+    let mut command = Command::new(repo().join("target/release/loadgen"));
+    for c in clusters {
+        let addrs: Vec<String> = c.addrs().iter().map(SocketAddr::to_string).collect();
+        let name = match c.kind {
+            Kind::Zoocore => "zoocore",
+            Kind::Zookeeper => "zookeeper",
+        };
+        command
+            .arg("--target")
+            .arg(format!("{name}={}", addrs.join(",")));
+    }
+    command
+        .arg(format!("--seconds={seconds}"))
+        .arg("--warmup=2")
+        .arg("--threads=3")
+        .arg("--quiet")
+        .arg("--json")
+        .arg(&json)
+        .args(cell);
+    eprintln!("ensemble: {label} ...");
+    let out = command.output().expect("run target/release/loadgen");
+    assert!(
+        out.status.success(),
+        "loadgen failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("loadgen JSON")).expect("JSON");
+    report["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| {
+            let p99 = ["read", "write"].into_iter().find_map(|name| {
+                r["classes"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["class"] == name)?["p99_us"]
+                    .as_f64()
+            });
+            (r["ops_per_sec"].as_f64().unwrap_or(0.0), p99)
+        })
+        .collect()
+}
+
+fn stats(gaps: &[Duration]) -> (f64, f64, f64) {
+    let mut ms: Vec<f64> = gaps.iter().map(|g| g.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    let median = if ms.is_empty() { 0.0 } else { ms[ms.len() / 2] };
+    (
+        ms.first().copied().unwrap_or(0.0),
+        median,
+        ms.last().copied().unwrap_or(0.0),
+    )
+}
+
+fn main() {
+    let args = Args::parse();
+    let mut zoocore = Cluster::start(Kind::Zoocore);
+    let mut zookeeper = Cluster::start(Kind::Zookeeper);
+    let mut md = String::from(
+        "\n## Ensemble: 3 members each, on this machine\n\n\
+         From `target/release/ensemble` (run by `benches/compare.sh`): both ensembles run at \
+         once on the same two vCPUs with the load generator; zoo.cfg has tickTime=2000, \
+         initLimit=10, syncLimit=5 for both, zoocore's raft timing at its defaults. \
+         loadgen spreads 32 sessions over the three members of each.\n\n\
+         | workload (32 sessions) | zoocore | Apache ZooKeeper | zoocore / ZooKeeper |\n|---|---|---|---|\n",
+    );
+    for (label, cell) in [
+        ("getData", &["--sessions=32", "--read-pct=100"][..]),
+        ("setData", &["--sessions=32", "--read-pct=0"][..]),
+        ("90/10 mix", &["--sessions=32", "--read-pct=90"][..]),
+        (
+            "setData, 16 in flight",
+            &["--sessions=32", "--read-pct=0", "--depth=16"][..],
+        ),
+    ] {
+        let r = throughput(&[&zoocore, &zookeeper], label, cell, args.seconds);
+        let fmt = |(ops, p99): (f64, Option<f64>)| {
+            format!(
+                "{:.1}k ops/s, p99 {}",
+                ops / 1000.0,
+                p99.map_or("-".into(), |us| format!("{:.2} ms", us / 1000.0))
+            )
+        };
+        let ratio = if r[1].0 > 0.0 {
+            format!("{:.2}×", r[0].0 / r[1].0)
+        } else {
+            "-".into()
+        };
+        let _ = writeln!(md, "| {label} | {} | {} | {ratio} |", fmt(r[0]), fmt(r[1]));
+    }
+    let _ = write!(
+        md,
+        "\nFailover: the longest gap between acknowledged writes of one client writing as fast as it \
+         is answered and moving along the connect string, {} rounds of each (min / median / max):\n\n\
+         | nemesis | zoocore | Apache ZooKeeper | median ratio |\n|---|---|---|---|\n",
+        args.rounds
+    );
+    for nemesis in [Nemesis::Kill, Nemesis::Pause] {
+        let z = stats(&failover(&mut zoocore, nemesis, args.rounds));
+        let k = stats(&failover(&mut zookeeper, nemesis, args.rounds));
+        let fmt = |(lo, mid, hi): (f64, f64, f64)| format!("{lo:.0} / {mid:.0} / {hi:.0} ms");
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.2}× |",
+            nemesis_name(nemesis),
+            fmt(z),
+            fmt(k),
+            if k.1 > 0.0 { z.1 / k.1 } else { 0.0 }
+        );
+    }
+    md.push_str(
+        "\nNot measured yet: isolation of the leader by a network partition (it needs the members in \
+         network namespaces).\n",
+    );
+    let path = repo().join(&args.out);
+    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+    if let Some(at) = text.find("\n## Ensemble: 3 members each") {
+        text.truncate(at);
+    }
+    text.push_str(&md);
+    std::fs::write(&path, text).expect("write RESULTS.md");
+    eprint!("{md}");
+}
