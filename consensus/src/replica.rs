@@ -57,6 +57,9 @@ pub struct ReplicaConfig {
     /// Bytes of entries in one append message (`zoocore.maxAppendBytes`).
     pub max_append_bytes: u64,
     pub extended_types: bool,
+    /// How often the leader looks for empty containers and expired TTL
+    /// nodes (ZooKeeper's `znode.container.checkIntervalMs`).
+    pub container_check_ms: i64,
 }
 
 /// What a replica finds on its disk at start: the raft hard state and the
@@ -142,6 +145,7 @@ pub struct Replica {
     term: u64,
     now: i64,
     last_tick: i64,
+    next_container_check: i64,
     next_session_id: i64,
     /// Sessions heard from since the last report to the leader.
     touched: BTreeSet<i64>,
@@ -205,6 +209,7 @@ impl Replica {
             term: durable.hard_state.term,
             now,
             last_tick: now,
+            next_container_check: now,
             next_session_id: session::first_session_id(server_id, now),
             touched: BTreeSet::new(),
             reads: Vec::new(),
@@ -265,6 +270,24 @@ impl Replica {
         counts
     }
 
+    /// Leader only: how many entries each other member is behind its log.
+    pub fn peer_lag(&self) -> Vec<(u64, u64)> {
+        if self.leading.is_none() {
+            return Vec::new();
+        }
+        let last = self.raw.raft.raft_log.last_index();
+        let mut lag: Vec<(u64, u64)> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(&id, _)| id != self.config.id)
+            .map(|(&id, p)| (id, last.saturating_sub(p.matched)))
+            .collect();
+        lag.sort_unstable();
+        lag
+    }
+
     /// Hands leadership to the voter whose log is furthest along (a leader
     /// stopping on SIGTERM); returns whom, or `None` if there is no one.
     pub fn transfer_leadership(&mut self) -> Option<u64> {
@@ -312,13 +335,16 @@ impl Replica {
                     op: ProposalOp::CloseSession,
                 });
             }
-            let expired = self
-                .leading
-                .as_ref()
-                .map(|l| l.tree.expired_nodes(self.now))
-                .unwrap_or_default();
-            for path in expired {
-                self.expire_node(&path);
+            if self.now >= self.next_container_check {
+                self.next_container_check = self.now + self.config.container_check_ms;
+                let expired = self
+                    .leading
+                    .as_ref()
+                    .map(|l| l.tree.expired_nodes(self.now))
+                    .unwrap_or_default();
+                for path in expired {
+                    self.expire_node(&path);
+                }
             }
         } else if self.leader_id != 0 && !self.touched.is_empty() {
             let touched: Vec<i64> = std::mem::take(&mut self.touched).into_iter().collect();

@@ -340,6 +340,7 @@ fn member(
         max_inflight_appends: 256,
         max_append_bytes: config.max_batch_bytes as u64,
         extended_types: config.extended_types,
+        container_check_ms: config.container_check_interval_ms as i64,
     };
     let addrs = transport::peer_addrs(membership)?;
     let hard_state = recovered.durable.hard_state.clone();

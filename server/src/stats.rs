@@ -566,6 +566,9 @@ pub struct EnsembleState {
     pub pending_syncs: AtomicU64,
     /// Requests this follower forwarded to the leader.
     pub forwarded: AtomicU64,
+    /// Leader only: (member, raft entries it is behind); written per output
+    /// of the replica, read by /metrics.
+    peer_lag: Mutex<Vec<(u64, u64)>>,
 }
 
 impl EnsembleState {
@@ -590,6 +593,14 @@ impl EnsembleState {
             Role::Follower => "follower",
             Role::Leader => "leader",
         }
+    }
+
+    pub fn set_peer_lag(&self, lag: Vec<(u64, u64)>) {
+        *self.peer_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
+    }
+
+    pub fn peer_lag(&self) -> Vec<(u64, u64)> {
+        self.peer_lag.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Whether clients may be served: standalone, or an ensemble member

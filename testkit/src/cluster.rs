@@ -357,6 +357,7 @@ impl Sim {
             max_inflight_appends: 64,
             max_append_bytes: 64 << 10,
             extended_types: true,
+            container_check_ms: 1000,
         }
     }
 

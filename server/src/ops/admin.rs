@@ -557,6 +557,53 @@ fn metrics(cx: &Context<'_>) -> String {
         "Entries in the sequencer's open batch when it was last taken.",
         Stats::get(&stats.open_batch),
     );
+    let e = &stats.ensemble;
+    metric(
+        &mut out,
+        "zoocore_ensemble_role",
+        "gauge",
+        "0 standalone, 1 looking (no leader), 2 follower, 3 leader.",
+        e.role() as u64,
+    );
+    metric(
+        &mut out,
+        "zoocore_leader_changes_total",
+        "counter",
+        "Times this member saw the leader change.",
+        Stats::get(&e.leader_changes),
+    );
+    metric(
+        &mut out,
+        "zoocore_forwarded_requests_total",
+        "counter",
+        "Requests this member forwarded to the leader.",
+        Stats::get(&e.forwarded),
+    );
+    metric(
+        &mut out,
+        "zoocore_synced_followers",
+        "gauge",
+        "Leader: followers whose log holds everything committed.",
+        Stats::get(&e.synced_followers),
+    );
+    metric(
+        &mut out,
+        "zoocore_pending_syncs",
+        "gauge",
+        "sync requests waiting for their read index.",
+        Stats::get(&e.pending_syncs),
+    );
+    let lag = e.peer_lag();
+    if !lag.is_empty() {
+        out.push_str(
+            "# HELP zoocore_peer_lag_entries Leader: raft entries each member is behind its log.
+\
+             # TYPE zoocore_peer_lag_entries gauge\n",
+        );
+        for (peer, entries) in lag {
+            let _ = writeln!(out, "zoocore_peer_lag_entries{{peer=\"{peer}\"}} {entries}");
+        }
+    }
     histogram(
         &mut out,
         "zoocore_commit_batch_txns",

@@ -288,7 +288,11 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
         glommio::spawn_local(async move {
             loop {
                 glommio::timer::sleep(tick).await;
-                glue.borrow_mut().replica.tick(now_ms());
+                let mut g = glue.borrow_mut();
+                g.replica.tick(now_ms());
+                // Once a tick is often enough for /metrics.
+                g.stats.ensemble.set_peer_lag(g.replica.peer_lag());
+                drop(g);
                 let _ = kick_tx.try_send(());
             }
         })

@@ -543,3 +543,23 @@ fn members_with_other_server_lines_or_garbage_on_the_peer_port_are_refused() {
     assert!(refused, "the refusal is logged");
     assert!(created(&c.must(&create("/still-committing", b"", 0))));
 }
+
+#[test]
+fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
+    let mut e = Ensemble::start(binary(), 3, "");
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let mut c = Roaming::new(addrs(&e), 0);
+    assert!(created(&c.must(&create("/before-handover", b"", 0))));
+    assert_eq!(e.terminate(leader), Some(0), "a clean exit");
+    let next = e.wait_leader(Duration::from_secs(30));
+    assert_ne!(next, leader);
+    let log = e.log(leader);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("shutting down") && l.contains("to=Some(")),
+        "the leader named a successor before it stopped:\n{log}"
+    );
+    assert!(created(&c.must(&create("/after-handover", b"", 0))));
+    let reply = c.must(&get("/before-handover"));
+    assert!(matches!(reply.body, Response::GetData(_)));
+}

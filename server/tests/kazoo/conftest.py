@@ -1,9 +1,11 @@
 """Fixtures for the kazoo suite: the servers under test and connected clients.
 
-Every test runs once against zoocore and once against Apache ZooKeeper 3.8.0
-through the session-scoped, parametrized ``server`` fixture. Each server gets
-a free loopback port and its own temporary data dir; it is killed and the dir
-removed when the session (or its parameter group) ends.
+Every test runs against zoocore and Apache ZooKeeper 3.8.0, each standalone
+and as a 3-member ensemble (clients given the connect string of all three),
+through the session-scoped, parametrized ``cluster`` fixture (``server`` is
+its connect string). Each server gets free loopback ports and its own
+temporary data dir; it is killed and the dir removed when the session (or
+its parameter group) ends.
 
 A test that fails only against zoocore because of a zoocore bug is marked
 ``@pytest.mark.zoocore_xfail(reason=...)``: it becomes ``xfail(strict=True)``
@@ -29,9 +31,11 @@ from kazoo.retry import KazooRetry
 from support import Proxy
 
 REPO = Path(__file__).resolve().parents[3]
-SERVERS = ["zoocore", "zookeeper"]
+SERVERS = ["zoocore", "zookeeper", "zoocore-ensemble", "zookeeper-ensemble"]
 # Bounded start-up waits; the JVM is slow on a loaded 2-core machine.
 READY_TIMEOUT = {"zoocore": 30.0, "zookeeper": 90.0}
+# Members of an ensemble parameter.
+MEMBERS = 3
 # Session timeout for test clients (seconds) and how long start() may take.
 SESSION_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 15.0
@@ -53,7 +57,7 @@ def pytest_collection_modifyitems(config, items):
         if mark is None:
             continue
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and callspec.params.get("server") == "zoocore":
+        if callspec is not None and callspec.params.get("cluster", "").startswith("zoocore"):
             reason = mark.kwargs.get("reason") or (mark.args[0] if mark.args else "")
             item.add_marker(pytest.mark.xfail(strict=True, reason="zoocore bug: " + reason))
 
@@ -85,7 +89,7 @@ def four_letter_word(port, word, timeout=2.0):
         return ""
 
 
-def _zoocore_command(workdir, port):
+def _zoocore_command(workdir, port, extra=""):
     binary = Path(os.environ.get("ZOOCORE_BIN", REPO / "target" / "debug" / "zoocore"))
     if not binary.is_file():
         pytest.fail(f"zoocore binary {binary} not found: run `cargo build -p zoocore` or set ZOOCORE_BIN")
@@ -100,11 +104,12 @@ def _zoocore_command(workdir, port):
         "maxClientCnxns=0\n"
         "4lw.commands.whitelist=*\n"
         "zoocore.shards=2\n"
+        "admin.enableServer=false\n" + extra
     )
     return [str(binary), "--config", str(cfg)]
 
 
-def _zookeeper_command(workdir, port):
+def _zookeeper_command(workdir, port, extra=""):
     cp = subprocess.run(
         ["bash", str(REPO / "scripts" / "zk-classpath.sh")],
         capture_output=True,
@@ -122,8 +127,9 @@ def _zookeeper_command(workdir, port):
         "clientPortAddress=127.0.0.1\n"
         "maxClientCnxns=0\n"
         "admin.enableServer=false\n"
-        "4lw.commands.whitelist=*\n"
+        "4lw.commands.whitelist=*\n" + extra
     )
+    main = "org.apache.zookeeper.server.quorum.QuorumPeerMain" if extra else "org.apache.zookeeper.server.ZooKeeperServerMain"
     return [
         "java",
         "-Xmx512m",
@@ -131,16 +137,22 @@ def _zookeeper_command(workdir, port):
         f"-Dlog4j.configuration=file:{REPO / 'scripts' / 'zk-log4j.properties'}",
         "-cp",
         cp.stdout.strip(),
-        "org.apache.zookeeper.server.ZooKeeperServerMain",
+        main,
         str(cfg),
     ]
 
 
 def _is_ready(kind, port):
-    if kind == "zoocore":
-        return four_letter_word(port, "ruok") == "imok"
-    # ZooKeeper answers ruok before it serves; srvr shows Mode: once it does.
+    # Both answer ruok before they serve (an ensemble member before it has a
+    # leader); srvr shows Mode: once they do.
     return "Mode:" in four_letter_word(port, "srvr")
+
+
+def _mode(port):
+    for line in four_letter_word(port, "srvr").splitlines():
+        if line.startswith("Mode: "):
+            return line[len("Mode: "):]
+    return None
 
 
 def _log_tail(path, limit=20000):
@@ -151,55 +163,121 @@ def _log_tail(path, limit=20000):
     return text[-limit:]
 
 
-@pytest.fixture(scope="session", params=SERVERS)
-def server(request):
-    """Starts the server under test; yields "127.0.0.1:PORT"."""
-    kind = request.param
-    workdir = Path(tempfile.mkdtemp(prefix=f"kazoo-{kind}-"))
-    proc = None
-    try:
-        port = free_port()
-        if kind == "zoocore":
-            cmd = _zoocore_command(workdir, port)
+class Cluster:
+    """The servers under test: one standalone server, or an ensemble."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.base = kind.split("-")[0]
+        self.ensemble = kind.endswith("-ensemble")
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"kazoo-{kind}-"))
+        count = MEMBERS if self.ensemble else 1
+        self.ports = [free_port() for _ in range(count)]
+        self.lines = ""
+        if self.ensemble:
+            for i, port in enumerate(self.ports):
+                peer, election = free_port(), free_port()
+                client = f";127.0.0.1:{port}" if self.base == "zoocore" else ""
+                self.lines += f"server.{i + 1}=127.0.0.1:{peer}:{election}{client}\n"
+            self.lines += "initLimit=10\nsyncLimit=5\n"
+        self.procs = [None] * count
+        self._commands = [None] * count
+        self.hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def _dir(self, i):
+        return self.workdir / f"member-{i + 1}"
+
+    def start(self, i):
+        """Starts member i (again, on its data dir)."""
+        workdir = self._dir(i)
+        fresh = not workdir.exists()
+        workdir.mkdir(exist_ok=True)
+        command = _zoocore_command if self.base == "zoocore" else _zookeeper_command
+        if fresh:
+            cmd = command(workdir, self.ports[i], self.lines)
+            if self.ensemble:
+                (workdir / "data" / "myid").write_text(f"{i + 1}\n")
         else:
-            cmd = _zookeeper_command(workdir, port)
-        log_path = workdir / "server.log"
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
+            # The data dir and zoo.cfg are there: start the same command.
+            cmd = self._commands[i]
+        self._commands[i] = cmd
+        with open(workdir / "server.log", "ab") as log:
+            self.procs[i] = subprocess.Popen(
                 cmd,
                 cwd=workdir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        deadline = time.monotonic() + READY_TIMEOUT[kind]
-        while not _is_ready(kind, port):
-            code = proc.poll()
-            if code is not None:
-                pytest.fail(f"{kind} exited with {code} before serving; log:\n{_log_tail(log_path)}")
+
+    def wait_ready(self):
+        """Waits until every running member serves (one of them leads)."""
+        deadline = time.monotonic() + READY_TIMEOUT[self.base] * (2 if self.ensemble else 1)
+        while True:
+            running = [i for i, p in enumerate(self.procs) if p is not None]
+            modes = [_mode(self.ports[i]) for i in running]
+            if all(m is not None for m in modes) and (not self.ensemble or modes.count("leader") == 1):
+                return
+            for i in running:
+                code = self.procs[i].poll()
+                if code is not None:
+                    pytest.fail(f"{self.kind} member {i + 1} exited with {code}; log:\n{self.log(i)}")
             if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{kind} not ready on port {port} within {READY_TIMEOUT[kind]} s; "
-                    f"log:\n{_log_tail(log_path)}"
-                )
+                logs = "\n".join(self.log(i) for i in running)
+                pytest.fail(f"{self.kind} not ready within its start-up time (modes {modes}); logs:\n{logs}")
             time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
-        code = proc.poll()
-        assert code is None, f"{kind} died during the tests ({code}); log:\n{_log_tail(log_path)}"
-    finally:
+
+    def leader(self):
+        """Index of the member that leads (ensembles only)."""
+        for i, port in enumerate(self.ports):
+            if self.procs[i] is not None and _mode(port) == "leader":
+                return i
+        return None
+
+    def kill(self, i):
+        proc = self.procs[i]
         if proc is not None:
             proc.kill()
+            proc.wait(timeout=30)
+        self.procs[i] = None
+
+    def log(self, i):
+        return _log_tail(self._dir(i) / "server.log")
+
+    def stop(self):
+        for i in range(len(self.procs)):
             try:
-                proc.wait(timeout=30)
+                self.kill(i)
             except subprocess.TimeoutExpired:
                 pass
-        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", params=SERVERS)
+def cluster(request):
+    """Starts the servers under test; yields the Cluster."""
+    c = Cluster(request.param)
+    try:
+        for i in range(len(c.ports)):
+            c.start(i)
+        c.wait_ready()
+        yield c
+        dead = [i for i, p in enumerate(c.procs) if p is not None and p.poll() is not None]
+        assert not dead, f"{c.kind} members {dead} died during the tests; log:\n{c.log(dead[0])}"
+    finally:
+        c.stop()
 
 
 @pytest.fixture
-def server_kind(request, server):
+def server(cluster):
+    """The connect string of the servers under test."""
+    return cluster.hosts
+
+
+@pytest.fixture
+def server_kind(cluster):
     """"zoocore" or "zookeeper": which server this test instance runs against."""
-    return request.node.callspec.params["server"]
+    return cluster.base
 
 
 # ------------------------------------------------------------------ clients
@@ -250,7 +328,8 @@ def make_proxy(server):
     proxies = []
 
     def make():
-        p = Proxy(server)
+        # Behind a proxy a client talks to one member of an ensemble.
+        p = Proxy(server.split(",")[0])
         proxies.append(p)
         return p
 
