@@ -600,7 +600,10 @@ impl EnsembleState {
     }
 
     pub fn peer_lag(&self) -> Vec<(u64, u64)> {
-        self.peer_lag.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.peer_lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Whether clients may be served: standalone, or an ensemble member
