@@ -321,8 +321,14 @@ impl Replica {
     /// a follower reports the sessions its clients touched.
     pub fn tick(&mut self, now: i64) {
         self.now = self.now.max(now);
-        while self.last_tick + self.config.tick_ms <= self.now {
-            self.last_tick += self.config.tick_ms;
+        // One raft tick per call at most: after a stall (a busy core, a
+        // paused process) the ticks missed are dropped, as a Go ticker drops
+        // them, rather than run at once, which would expire the election
+        // timeout (or a leader's quorum check) before the messages that
+        // waited meanwhile are read.
+        if self.last_tick + self.config.tick_ms <= self.now {
+            self.last_tick =
+                (self.last_tick + self.config.tick_ms).max(self.now - self.config.tick_ms);
             self.raw.tick();
         }
         if let Some(leading) = &mut self.leading {

@@ -211,6 +211,7 @@ pub(super) fn reply_write(
         entry.arrived,
     );
     let _ = conn.done.try_send(());
+    answer_ready_syncs(shard, conn);
 }
 
 /// A request the log could not take: writes get SystemError, a new session
@@ -243,27 +244,52 @@ pub(super) fn reject(shard: &Shard, origin: Option<Origin>, session_id: i64) {
     };
     conn.reply(header, &Response::Empty, shard.counters(), entry.arrived);
     let _ = conn.done.try_send(());
+    answer_ready_syncs(shard, &conn);
 }
 
+/// A sync's turn came: it is answered once every earlier request of its
+/// connection is (replies leave in request order).
 pub(super) fn answer_sync(shard: &Shard, conn: &Conn) {
-    let Some(InFlight {
-        xid,
-        request: Request::Sync(path),
-        arrived,
-    }) = answered(shard, conn)
-    else {
-        tracing::error!(conn = conn.id, "sync answered out of order");
+    let marked = conn
+        .inflight
+        .borrow_mut()
+        .iter_mut()
+        .find(|e| matches!(e.request, Request::Sync(_)) && !e.synced)
+        .map(|e| e.synced = true)
+        .is_some();
+    if !marked {
+        tracing::error!(conn = conn.id, "a sync answered that was not asked");
         conn.close();
         return;
-    };
-    let zxid = shard.handled_zxid.get();
-    conn.reply(
-        ReplyHeader { xid, zxid, err: 0 },
-        &Response::Sync(path.path),
-        shard.counters(),
-        arrived,
-    );
-    let _ = conn.done.try_send(());
+    }
+    answer_ready_syncs(shard, conn);
+}
+
+/// Answers the syncs at the head of the connection's queue whose turn has come.
+fn answer_ready_syncs(shard: &Shard, conn: &Conn) {
+    loop {
+        let ready = conn.inflight.borrow().front().is_some_and(|e| e.synced);
+        if !ready {
+            return;
+        }
+        let Some(InFlight {
+            xid,
+            request: Request::Sync(path),
+            arrived,
+            ..
+        }) = answered(shard, conn)
+        else {
+            return;
+        };
+        let zxid = shard.handled_zxid.get();
+        conn.reply(
+            ReplyHeader { xid, zxid, err: 0 },
+            &Response::Sync(path.path),
+            shard.counters(),
+            arrived,
+        );
+        let _ = conn.done.try_send(());
+    }
 }
 
 /// An ensemble member closes one connection, or all (its leader changed):

@@ -123,6 +123,10 @@ struct InFlight {
     xid: i32,
     request: Request,
     arrived: Instant,
+    /// A sync whose turn came while earlier requests of its connection were
+    /// still in flight (an ensemble's ReadIndex can come back before a
+    /// write sent earlier commits): answered right after them.
+    synced: bool,
 }
 
 struct Session {

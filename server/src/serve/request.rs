@@ -72,6 +72,7 @@ pub(super) async fn handle_request(
             xid: header.xid,
             request,
             arrived,
+            synced: false,
         };
         pipeline(shard, conn, entry, message, done_rx).await?;
         if closing {

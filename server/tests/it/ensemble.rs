@@ -563,3 +563,33 @@ fn sigterm_on_the_leader_hands_leadership_over_and_exits_cleanly() {
     let reply = c.must(&get("/before-handover"));
     assert!(matches!(reply.body, Response::GetData(_)));
 }
+
+#[test]
+fn a_sync_pipelined_behind_a_write_is_answered_after_it_on_a_follower() {
+    let e = Ensemble::start(binary(), 3, "");
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let follower = (1..=3).find(|&i| i != leader).expect("a follower");
+    let mut c = Roaming::new(vec![e.member(follower).client], 0);
+    assert!(created(&c.must(&create("/pipelined", b"", 0))));
+    let client = c.client.as_mut().expect("connected");
+    // The sync's ReadIndex may come back before the write commits; its reply
+    // must still follow the write's, on the same connection.
+    for i in 0..50 {
+        let set = Request::SetData(zoocore_net::records::SetDataRequest {
+            path: "/pipelined".into(),
+            data: Some(vec![i]),
+            version: -1,
+        });
+        let w = client.send(&set).expect("send the write");
+        let s = client.send(&sync("/pipelined")).expect("send the sync");
+        let first = client.recv().expect("the write's reply");
+        let second = client.recv().expect("the sync's reply");
+        assert_eq!(
+            (first.header.xid, second.header.xid),
+            (w, s),
+            "replies in request order"
+        );
+        assert_eq!((first.header.err, second.header.err), (0, 0));
+        assert!(second.header.zxid >= first.header.zxid);
+    }
+}

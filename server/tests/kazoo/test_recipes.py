@@ -241,6 +241,7 @@ def test_transactions_compare_and_set_under_contention(make_client, base):
     def worker(client, name):
         def run():
             done = conflicts = 0
+            client.sync(path)  # another session created it
             while done < per_client:
                 data, stat = client.get(path)
                 txn = client.transaction()
@@ -307,7 +308,9 @@ def test_digest_acl_and_add_auth(make_client, base):
 
     # The "auth" scheme stands for every identity the creator has proven.
     byauth = owner.create(base + "/byauth", b"x", acl=[make_acl("auth", "", all=True)])
+    other.sync(byauth)
     assert other.get(byauth)[0] == b"x"
+    impostor.sync(byauth)
     with pytest.raises(NoAuthError):
         impostor.get(byauth)
 
@@ -970,13 +973,15 @@ def test_locking_queue_get_consume_release(make_client, base):
     assert qc.get(timeout=WAIT) == b"one"  # released: available again, lowest first
     assert qb.consume()
     assert not qb.consume()  # nothing held any more
+    a.sync(path)
     assert len(qa) == 2
     assert qc.consume()
-    assert len(qa) == 1
     a.sync(path)
+    assert len(qa) == 1
     assert qa.get(timeout=WAIT) == b"three"
     assert qa.consume()
     assert len(qa) == 0
+    b.sync(path)
     assert qb.get(timeout=0.3) is None  # empty: a bounded get times out
 
     # A holder's lock is ephemeral: when its session ends the entry is free.
