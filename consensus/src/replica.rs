@@ -438,7 +438,12 @@ impl Replica {
     /// `sync`: answered (in `Output::synced`) once this replica has applied
     /// everything the leader had committed when it confirmed leadership.
     pub fn sync(&mut self, id: u64) {
-        self.raw.read_index(id.to_be_bytes().to_vec());
+        // The leader keeps one pending ReadIndex per context and drops a
+        // second with the same bytes: the member's id makes every member's
+        // contexts distinct.
+        let mut ctx = id.to_be_bytes().to_vec();
+        ctx.extend_from_slice(&self.config.id.to_be_bytes());
+        self.raw.read_index(ctx);
     }
 
     /// What `Persist::number` named is durable.
@@ -698,4 +703,90 @@ impl Replica {
 
 fn raft_msg(m: Message) -> PeerMsg {
     PeerMsg::Raft(Box::new(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(id: u64) -> Replica {
+        let config = ReplicaConfig {
+            id,
+            voters: vec![1, 2, 3],
+            learners: Vec::new(),
+            tick_ms: 10,
+            election_ticks: 10,
+            heartbeat_ticks: 1,
+            election_range: Some((10 + 5 * id as usize, 11 + 5 * id as usize)),
+            max_batch_bytes: 4096,
+            max_inflight_appends: 16,
+            max_append_bytes: 1 << 16,
+            extended_types: false,
+            container_check_ms: 1000,
+        };
+        Replica::new(config, DurableState::default(), 0).expect("replica")
+    }
+
+    /// Delivers every message at once and completes every write at once,
+    /// until nothing moves; returns the syncs each member answered.
+    fn settle(members: &mut [Replica]) -> Vec<Vec<u64>> {
+        let mut synced = vec![Vec::new(); members.len()];
+        loop {
+            let mut moved = false;
+            for i in 0..members.len() {
+                let out = members[i].output().expect("output");
+                synced[i].extend(out.synced);
+                let mut sends = out.messages;
+                for p in out.persist {
+                    members[i].persisted(p.number);
+                    sends.extend(p.after);
+                }
+                for (to, msg) in sends {
+                    moved = true;
+                    let from = members[i].id();
+                    members[(to - 1) as usize].step(from, msg).expect("step");
+                }
+            }
+            if !moved {
+                return synced;
+            }
+        }
+    }
+
+    #[test]
+    fn syncs_with_the_same_id_from_two_members_are_both_answered() {
+        let mut members: Vec<Replica> = (1..=3).map(member).collect();
+        let mut now = 0;
+        while !members.iter().any(Replica::is_leader) {
+            now += 10;
+            for m in &mut members {
+                m.tick(now);
+            }
+            settle(&mut members);
+            assert!(now < 10_000, "no leader");
+        }
+        let followers: Vec<usize> = (0..3).filter(|&i| !members[i].is_leader()).collect();
+        for &f in &followers {
+            members[f].sync(1);
+        }
+        let mut answered = vec![Vec::new(); 3];
+        for _ in 0..5 {
+            now += 10;
+            for m in &mut members {
+                m.tick(now);
+            }
+            for (i, s) in settle(&mut members).into_iter().enumerate() {
+                answered[i].extend(s);
+            }
+        }
+        for &f in &followers {
+            assert_eq!(
+                answered[f],
+                vec![1],
+                "member {} answered {:?}",
+                f + 1,
+                answered[f]
+            );
+        }
+    }
 }

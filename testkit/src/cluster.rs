@@ -245,7 +245,7 @@ struct Sim {
     /// (completed, zxid) of acknowledged writes, in completion order, and
     /// the running maximum zxid.
     acked: Vec<(i64, i64, i64)>,
-    next_sync: u64,
+    next_sync: BTreeMap<u64, u64>,
     trace: VecDeque<String>,
     report: Report,
 }
@@ -292,7 +292,7 @@ impl Sim {
             txns: BTreeMap::new(),
             leaders: BTreeMap::new(),
             acked: Vec::new(),
-            next_sync: 1,
+            next_sync: BTreeMap::new(),
             trace: VecDeque::new(),
             report: Report::default(),
             cfg,
@@ -878,8 +878,10 @@ impl Sim {
                 return Ok(());
             }
             10..=19 => {
-                let id = self.next_sync;
-                self.next_sync += 1;
+                // Sync ids count per member, as each server counts its own.
+                let next = self.next_sync.entry(server).or_insert(1);
+                let id = *next;
+                *next += 1;
                 replica.sync(id);
                 (OpKind::Sync(id), None)
             }
