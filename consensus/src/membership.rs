@@ -199,6 +199,14 @@ impl Membership {
         self.get(myid).ok_or(MembershipError::NotAMember(myid))
     }
 
+    /// What `/zookeeper/config` holds: the member lines, then `version=0`
+    /// (no reconfig yet), without a final newline, as ZooKeeper writes it.
+    pub fn config_node(&self) -> String {
+        let mut text: String = self.members.iter().map(|m| format!("{m}\n")).collect();
+        text.push_str("version=0");
+        text
+    }
+
     /// A checksum of the member lines as `/zookeeper/config` writes them,
     /// exchanged in the peer handshake: servers whose configurations differ
     /// refuse to form a quorum together.

@@ -60,6 +60,9 @@ pub struct ReplicaConfig {
     /// How often the leader looks for empty containers and expired TTL
     /// nodes (ZooKeeper's `znode.container.checkIntervalMs`).
     pub container_check_ms: i64,
+    /// What `/zookeeper/config` holds (`Membership::config_node`); empty
+    /// leaves the node empty.
+    pub config_node: String,
 }
 
 /// What a replica finds on its disk at start: the raft hard state and the
@@ -201,8 +204,12 @@ impl Replica {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&raft_config, storage, &logger)?;
         let server_id = u8::try_from(config.id).unwrap_or(u8::MAX);
+        let mut tree = DataTree::new(config.extended_types);
+        if !config.config_node.is_empty() {
+            tree.set_config(config.config_node.as_bytes(), now);
+        }
         Ok(Replica {
-            tree: DataTree::new(config.extended_types),
+            tree,
             applied: 0,
             leading: None,
             leader_id: 0,
@@ -723,6 +730,7 @@ mod tests {
             max_append_bytes: 1 << 16,
             extended_types: false,
             container_check_ms: 1000,
+            config_node: String::new(),
         };
         Replica::new(config, DurableState::default(), 0).expect("replica")
     }

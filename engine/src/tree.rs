@@ -217,6 +217,22 @@ impl DataTree {
         tree
     }
 
+    /// Writes an ensemble's membership into `/zookeeper/config`, as a
+    /// ZooKeeper member does when it starts: data version -1 (no client
+    /// may set it), mtime `now`. Not a txn: every member writes the same
+    /// membership (their configurations must agree) before any txn.
+    pub fn set_config(&mut self, data: &[u8], now: i64) {
+        let before = self
+            .get("/zookeeper/config")
+            .and_then(|n| n.data.as_deref())
+            .map_or(0, <[u8]>::len);
+        let node = self.node_mut("/zookeeper/config");
+        node.data = Some(data.into());
+        node.stat.version = -1;
+        node.stat.mtime = now;
+        self.data_size = self.data_size + data.len() as u64 - before as u64;
+    }
+
     /// Adds a node under its existing parent; returns its key.
     fn insert_node(
         &mut self,

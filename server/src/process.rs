@@ -341,6 +341,7 @@ fn member(
         max_append_bytes: config.max_batch_bytes as u64,
         extended_types: config.extended_types,
         container_check_ms: config.container_check_interval_ms as i64,
+        config_node: membership.config_node(),
     };
     let addrs = transport::peer_addrs(membership)?;
     let hard_state = recovered.durable.hard_state.clone();
@@ -349,6 +350,8 @@ fn member(
         .map_or(0, |d| d.as_millis() as i64);
     let replica = Replica::new(replica_config, recovered.durable, now)
         .map_err(|e| format!("starting the replica: {e}"))?;
+    // Shards start from the replica's first version (with /zookeeper/config).
+    let tree = replica.tree().clone();
     let (myid, membership) = (ensemble.myid, membership.clone());
     let (log_dir, data_dir) = (config.data_log_dir.clone(), config.data_dir.clone());
     let (append, next_index, segment_bytes) = (
@@ -360,7 +363,7 @@ fn member(
     let tick = std::time::Duration::from_millis(ensemble.raft_tick_ms);
     let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
     Ok(Start {
-        tree: DataTree::new(config.extended_types),
+        tree,
         restored_sessions: Vec::new(),
         sequencer: Box::new(move |inboxes, outboxes| {
             Box::pin(async move {

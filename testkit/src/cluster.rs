@@ -358,6 +358,7 @@ impl Sim {
             max_append_bytes: 64 << 10,
             extended_types: true,
             container_check_ms: 1000,
+            config_node: String::new(),
         }
     }
 

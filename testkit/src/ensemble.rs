@@ -14,6 +14,7 @@ pub struct Member {
     pub id: u64,
     pub client: SocketAddr,
     pub peer_port: u16,
+    pub election_port: u16,
     pub dir: PathBuf,
     child: Option<Child>,
     stopped: bool,
@@ -48,7 +49,7 @@ impl Ensemble {
             })
             .collect();
         let mut members = Vec::new();
-        for (i, (client, peer, _)) in ports.iter().enumerate() {
+        for (i, (client, peer, election)) in ports.iter().enumerate() {
             let id = i as u64 + 1;
             let dir = root.join(format!("member-{id}"));
             let data = dir.join("data");
@@ -68,6 +69,7 @@ impl Ensemble {
                 id,
                 client: ([127, 0, 0, 1], *client).into(),
                 peer_port: *peer,
+                election_port: *election,
                 dir,
                 child: None,
                 stopped: false,

@@ -155,10 +155,7 @@ fn configuration(c: &Config) -> String {
              zoocore.heartbeatTicks={}\nmembership: \n",
             e.init_limit, e.sync_limit, e.raft_tick_ms, e.election_ticks, e.heartbeat_ticks
         );
-        for m in e.membership.members() {
-            let _ = writeln!(text, "{m}");
-        }
-        text.push_str("version=0\n");
+        text.push_str(&e.membership.config_node());
     }
     text
 }

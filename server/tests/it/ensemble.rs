@@ -194,6 +194,34 @@ fn three_members_elect_one_leader_and_serve_writes_through_followers() {
     let mntr = four_letter_word(e.member(leader).client, "mntr").expect("mntr");
     assert!(mntr.contains("zk_server_state\tleader"), "{mntr}");
     assert!(mntr.contains("zk_followers\t2"), "{mntr}");
+    // /zookeeper/config as a ZooKeeper member writes it (checked against
+    // Apache ZooKeeper 3.8.0): the member lines, then version=0, no newline
+    // at the end, data version -1.
+    let expected: String = e
+        .members
+        .iter()
+        .map(|m| {
+            format!(
+                "server.{}=127.0.0.1:{}:{}:participant;{}\n",
+                m.id, m.peer_port, m.election_port, m.client
+            )
+        })
+        .collect::<String>()
+        + "version=0";
+    for id in 1..=3 {
+        let mut r = Roaming::new(vec![e.member(id).client], 0);
+        let reply = r.must(&get("/zookeeper/config"));
+        match reply.body {
+            Response::GetData(d) => {
+                assert_eq!(
+                    String::from_utf8_lossy(d.data.as_deref().unwrap_or_default()),
+                    expected
+                );
+                assert_eq!(d.stat.version, -1);
+            }
+            other => panic!("member {id}: /zookeeper/config: {other:?}"),
+        }
+    }
     let conf = four_letter_word(e.member(follower).client, "conf").expect("conf");
     assert!(conf.contains(&format!("serverId={follower}")), "{conf}");
     for m in &e.members {
