@@ -240,6 +240,11 @@ impl Ensemble {
         }
     }
 
+    /// A running member's process id.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.member(id).child.as_ref().map(Child::id)
+    }
+
     /// The member's log so far.
     pub fn log(&self, id: u64) -> String {
         std::fs::read_to_string(self.member(id).dir.join("zoocore.log")).unwrap_or_default()

@@ -621,3 +621,57 @@ fn a_sync_pipelined_behind_a_write_is_answered_after_it_on_a_follower() {
         assert!(second.header.zxid >= first.header.zxid);
     }
 }
+
+/// Limits (or with `None` frees) how large a member may write any file:
+/// past the limit its writes fail (EFBIG), as they would on a full disk.
+fn limit_file_size(pid: u32, bytes: Option<u64>) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes.unwrap_or(libc::RLIM_INFINITY),
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: prlimit on our own child with a valid rlimit value.
+    let rc = unsafe { libc::prlimit(pid as i32, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn a_follower_that_cannot_write_its_log_does_not_stop_the_ensemble_and_catches_up() {
+    let e = Ensemble::start(binary(), 3, "");
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let full = (1..=3).find(|&i| i != leader).expect("a follower");
+    let others: Vec<SocketAddr> = (1..=3)
+        .filter(|&i| i != full)
+        .map(|i| e.member(i).client)
+        .collect();
+    let mut c = Roaming::new(others, 0);
+    assert!(created(&c.must(&create("/disk", b"", 0))));
+    // The member's log segment may grow no further than 64 KiB from now on.
+    let pid = e.pid(full).expect("running");
+    limit_file_size(pid, Some(64 << 10));
+    let mut last = 0;
+    for i in 0..40 {
+        let reply = c.must(&create(&format!("/disk/n{i}"), &[7u8; 16 << 10], 0));
+        assert!(created(&reply), "the other two go on committing");
+        last = last.max(reply.header.zxid);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !e.log(full).contains("raft log write failed") {
+        assert!(
+            Instant::now() < deadline,
+            "the member's writes never failed"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(e.mode(full).is_some(), "the member still answers");
+    limit_file_size(pid, None);
+    // Its writes succeed again: it catches up and serves everything.
+    let mut r = Roaming::new(vec![e.member(full).client], 0);
+    assert_eq!(r.must(&sync("/")).header.err, 0);
+    let reply = r.must(&get("/disk/n39"));
+    match reply.body {
+        Response::GetData(d) => {
+            assert!(d.stat.czxid <= last && d.data.map_or(0, |d| d.len()) == 16 << 10)
+        }
+        other => panic!("the member did not catch up: {other:?}"),
+    }
+}
