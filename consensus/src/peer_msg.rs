@@ -43,6 +43,10 @@ pub enum ProposalOp {
         timeout: i32,
     },
     CloseSession,
+    /// The client reconnected to the proposing member: from now on the
+    /// session's requests through any other member get `SessionMoved`.
+    /// Orders no txn.
+    Revalidate,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -79,6 +83,7 @@ const TOUCHES: u8 = 4;
 const OP_WRITE: u8 = 1;
 const OP_OPEN: u8 = 2;
 const OP_CLOSE: u8 = 3;
+const OP_REVALIDATE: u8 = 4;
 
 impl PeerMsg {
     /// Appends this message as one frame.
@@ -119,6 +124,7 @@ impl PeerMsg {
                         out.put_i32(*timeout);
                     }
                     ProposalOp::CloseSession => out.push(OP_CLOSE),
+                    ProposalOp::Revalidate => out.push(OP_REVALIDATE),
                 }
             }
             PeerMsg::Touches(ids) => {
@@ -197,6 +203,7 @@ fn decode_body(body: &[u8]) -> Result<PeerMsg, String> {
                     timeout: r.i32().map_err(e)?,
                 },
                 OP_CLOSE => ProposalOp::CloseSession,
+                OP_REVALIDATE => ProposalOp::Revalidate,
                 other => return Err(format!("proposal kind {other}")),
             };
             PeerMsg::Forward(Proposal {
@@ -270,6 +277,12 @@ mod tests {
                 cxid: 9,
                 identity: Identity::default(),
                 op: ProposalOp::CloseSession,
+            }),
+            PeerMsg::Forward(Proposal {
+                session_id: 5,
+                cxid: 0,
+                identity: Identity::default(),
+                op: ProposalOp::Revalidate,
             }),
             PeerMsg::Touches(vec![1, 2, i64::MAX]),
         ]

@@ -135,6 +135,11 @@ struct Leading {
     open: Vec<u8>,
     open_txns: usize,
     sessions: SessionTracker,
+    /// The member each session last connected through, when it said so
+    /// (ZooKeeper's session owner): requests through another member get
+    /// `SessionMoved`. This leader's own: a new one starts without owners,
+    /// as every client reconnects after a leader change anyway.
+    owners: std::collections::HashMap<i64, u64>,
 }
 
 pub struct Replica {
@@ -341,12 +346,15 @@ impl Replica {
         if let Some(leading) = &mut self.leading {
             let due = leading.sessions.due(self.now);
             for session_id in due {
-                self.order(Proposal {
-                    session_id,
-                    cxid: 0,
-                    identity: Identity::default(),
-                    op: ProposalOp::CloseSession,
-                });
+                self.order(
+                    Proposal {
+                        session_id,
+                        cxid: 0,
+                        identity: Identity::default(),
+                        op: ProposalOp::CloseSession,
+                    },
+                    None,
+                );
             }
             if self.now >= self.next_container_check {
                 self.next_container_check = self.now + self.config.container_check_ms;
@@ -412,7 +420,7 @@ impl Replica {
                 // the request when it sees the leader change.
                 if self.leading.is_some() {
                     self.touch(proposal.session_id);
-                    self.order(proposal);
+                    self.order(proposal, Some(from));
                 }
             }
             PeerMsg::Touches(ids) => {
@@ -431,7 +439,7 @@ impl Replica {
     pub fn propose(&mut self, proposal: Proposal) {
         if self.leading.is_some() {
             self.touch(proposal.session_id);
-            self.order(proposal);
+            self.order(proposal, Some(self.config.id));
         } else if self.leader_id != 0 {
             self.touch(proposal.session_id);
             self.out
@@ -467,14 +475,28 @@ impl Replica {
         Ok(std::mem::take(&mut self.out))
     }
 
-    /// Validates a proposal against the speculative tree and orders it.
-    fn order(&mut self, proposal: Proposal) {
+    /// Validates a proposal that came through member `via` (`None`: the
+    /// leader's own expiry) against the speculative tree and orders it.
+    fn order(&mut self, proposal: Proposal, via: Option<u64>) {
         let now = self.now;
         let Some(leading) = &mut self.leading else {
             return;
         };
         let known = leading.tree.sessions().contains_key(&proposal.session_id);
+        let owner = leading.owners.get(&proposal.session_id).copied();
+        let moved = matches!((owner, via), (Some(o), Some(v)) if o != v);
         let op = match &proposal.op {
+            ProposalOp::Revalidate => {
+                if let Some(via) = via {
+                    leading.owners.insert(proposal.session_id, via);
+                }
+                return;
+            }
+            // ZooKeeper's check: a request through a member the session
+            // has left fails (a txn, like every failed write).
+            ProposalOp::Write(_) | ProposalOp::CloseSession if known && moved => {
+                TxnOp::Error(ErrorCode::SessionMoved.code())
+            }
             ProposalOp::Write(request) if known => {
                 let ctx = PrepContext {
                     session_id: proposal.session_id,
@@ -485,6 +507,9 @@ impl Replica {
                 prepare(&leading.tree, &ctx, request)
             }
             ProposalOp::OpenSession { timeout } if !known => {
+                if let Some(via) = via {
+                    leading.owners.insert(proposal.session_id, via);
+                }
                 TxnOp::CreateSession { timeout: *timeout }
             }
             ProposalOp::CloseSession if known => {
@@ -628,6 +653,7 @@ impl Replica {
                 open: Vec::new(),
                 open_txns: 0,
                 sessions,
+                owners: std::collections::HashMap::new(),
             });
             self.speculate()?;
         } else if !leads {
@@ -690,7 +716,10 @@ impl Replica {
                                 leading.sessions.opened(txn.session_id, timeout, self.now);
                             }
                         }
-                        Applied::SessionClosed { .. } => leading.sessions.closed(txn.session_id),
+                        Applied::SessionClosed { .. } => {
+                            leading.sessions.closed(txn.session_id);
+                            leading.owners.remove(&txn.session_id);
+                        }
                         _ => {}
                     }
                 }

@@ -812,13 +812,19 @@ impl Sim {
                 return Ok(());
             }
             if let Some(session) = self.clients[c].session {
-                let known = self.members[&pick]
-                    .replica
-                    .as_ref()
-                    .is_some_and(|r| r.tree().sessions().contains_key(&session));
-                if !known {
+                let replica = self.members.get_mut(&pick).and_then(|m| m.replica.as_mut());
+                match replica {
+                    Some(r) if r.tree().sessions().contains_key(&session) => {
+                        // As a server does when a session reconnects to it.
+                        r.propose(Proposal {
+                            session_id: session,
+                            cxid: 0,
+                            identity: Identity::default(),
+                            op: ProposalOp::Revalidate,
+                        });
+                    }
                     // Expired (or not yet visible here): start over with a new one.
-                    self.clients[c].session = None;
+                    _ => self.clients[c].session = None,
                 }
             }
             self.clients[c].server = Some(pick);

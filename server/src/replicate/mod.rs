@@ -144,6 +144,18 @@ impl Glue {
                 }
             }
             ToSequencer::Attach { session_id, shard } => {
+                // The session reconnected here: the leader records this
+                // member as its owner (requests through another get
+                // SessionMoved), then this member's shards move it.
+                self.propose(
+                    None,
+                    Proposal {
+                        session_id,
+                        cxid: 0,
+                        identity: Default::default(),
+                        op: ProposalOp::Revalidate,
+                    },
+                );
                 self.local.push(Entry::Attached { session_id, shard })
             }
             ToSequencer::Sync { origin } => {

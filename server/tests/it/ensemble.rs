@@ -675,3 +675,42 @@ fn a_follower_that_cannot_write_its_log_does_not_stop_the_ensemble_and_catches_u
         other => panic!("the member did not catch up: {other:?}"),
     }
 }
+
+#[test]
+fn a_write_through_a_member_the_session_has_left_gets_session_moved() {
+    let e = Ensemble::start(binary(), 3, "");
+    let options = ConnectOptions {
+        timeout_ms: 10_000,
+        io_timeout: Duration::from_secs(5),
+        ..ConnectOptions::default()
+    };
+    let mut first = Client::connect(e.member(1).client, &options).expect("connect to member 1");
+    // The same session connects again through member 2 (as a client that
+    // moved on does), and writes there: member 2 now owns it.
+    let moved = ConnectOptions {
+        session_id: first.session_id(),
+        passwd: first.passwd().to_vec(),
+        ..options.clone()
+    };
+    let mut second = Client::connect(e.member(2).client, &moved).expect("connect to member 2");
+    let reply = second.call(&create("/moved-here", b"", 0)).expect("reply");
+    assert_eq!(reply.header.err, 0);
+    // The old connection is still open; its write is refused as ZooKeeper
+    // refuses it. (A read first, so that its write's cxid is not the other
+    // connection's: replies are matched to requests by session and cxid.)
+    assert_eq!(first.call(&get("/")).expect("reply").header.err, 0);
+    let reply = first.call(&create("/left-behind", b"", 0)).expect("reply");
+    assert_eq!(
+        reply.header.err,
+        ErrorCode::SessionMoved.code(),
+        "modes {:?}",
+        (1..=3).map(|i| e.mode(i)).collect::<Vec<_>>()
+    );
+    assert_eq!(second.call(&sync("/")).expect("reply").header.err, 0);
+    let reply = second.call(&get("/left-behind")).expect("reply");
+    assert_eq!(
+        reply.header.err,
+        ErrorCode::NoNode.code(),
+        "the refused write did nothing"
+    );
+}
