@@ -134,6 +134,9 @@ struct Leading {
     /// Records of the open batch (not yet an entry), and their count.
     open: Vec<u8>,
     open_txns: usize,
+    /// The speculation as it was before the open batch's first txn: where
+    /// it returns if the batch cannot be proposed.
+    open_base: Option<(DataTree, i64)>,
     sessions: SessionTracker,
     /// The member each session last connected through, when it said so
     /// (ZooKeeper's session owner): requests through another member get
@@ -404,7 +407,13 @@ impl Replica {
     pub fn step(&mut self, from: u64, msg: PeerMsg) -> Result<(), ReplicaError> {
         match msg {
             PeerMsg::Raft(m) => {
-                if m.from != from || m.to != self.config.id {
+                // Proposals travel as `Forward` (validated by the leader),
+                // never as raft's MsgPropose: a deposed leader's batch,
+                // numbered with its zxids, must not reach another's log.
+                if m.from != from
+                    || m.to != self.config.id
+                    || m.get_msg_type() == raft::eraftpb::MessageType::MsgPropose
+                {
                     return Ok(());
                 }
                 match self.raw.step(*m) {
@@ -543,6 +552,9 @@ impl Replica {
         let Some(leading) = &mut self.leading else {
             return;
         };
+        if leading.open_base.is_none() {
+            leading.open_base = Some((leading.tree.clone(), leading.next_zxid));
+        }
         let txn = Txn {
             zxid: leading.next_zxid,
             time: now,
@@ -569,10 +581,20 @@ impl Replica {
         }
         let records = std::mem::take(&mut leading.open);
         leading.open_txns = 0;
-        if self.raw.propose(Vec::new(), records).is_err() {
-            // Raft refused (a leader transfer is under way): what was ordered
-            // on top of the log is dropped, and its clients see a failure.
-            self.speculate()?;
+        let base = leading.open_base.take();
+        // raft-rs forwards a follower's proposal to its leader: a replica
+        // deposed since it ordered these txns (its role changes in the next
+        // ready) must drop them instead, or another leader would log zxids
+        // it did not assign.
+        let leads = self.raw.raft.state == StateRole::Leader;
+        if !leads || self.raw.propose(Vec::new(), records).is_err() {
+            // Dropped (deposed, or a leader transfer under way): the
+            // speculation returns to before the batch, and the batch's
+            // clients see their connection lost at the leader change.
+            if let (Some(leading), Some((tree, next_zxid))) = (&mut self.leading, base) {
+                leading.tree = tree;
+                leading.next_zxid = next_zxid;
+            }
         }
         Ok(())
     }
@@ -652,6 +674,7 @@ impl Replica {
                 next_zxid: 0,
                 open: Vec::new(),
                 open_txns: 0,
+                open_base: None,
                 sessions,
                 owners: std::collections::HashMap::new(),
             });
@@ -691,6 +714,7 @@ impl Replica {
         leading.tree = tree;
         leading.open.clear();
         leading.open_txns = 0;
+        leading.open_base = None;
         Ok(())
     }
 
@@ -788,6 +812,105 @@ mod tests {
                 return synced;
             }
         }
+    }
+
+    #[test]
+    fn a_deposed_leader_drops_what_it_ordered_and_no_other_logs_it() {
+        let mut members: Vec<Replica> = (1..=3).map(member).collect();
+        let mut now = 0;
+        while !members.iter().any(Replica::is_leader) {
+            now += 10;
+            members.iter_mut().for_each(|m| m.tick(now));
+            settle(&mut members);
+        }
+        let old = (0..3).find(|&i| members[i].is_leader()).expect("a leader");
+        // The old leader hears nothing while the others elect another.
+        let mut others: Vec<Replica> = Vec::new();
+        let mut rest: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+        rest.sort_unstable();
+        for &i in rest.iter().rev() {
+            others.push(members.remove(i));
+        }
+        let mut deposed = members.pop().expect("the old leader");
+        let new = loop {
+            now += 10;
+            for m in &mut others {
+                m.tick(now);
+            }
+            // Messages between the two others only.
+            for _ in 0..10 {
+                for i in 0..2 {
+                    let out = others[i].output().expect("output");
+                    let mut sends = out.messages;
+                    for p in out.persist {
+                        others[i].persisted(p.number);
+                        sends.extend(p.after);
+                    }
+                    for (to, msg) in sends {
+                        let from = others[i].id();
+                        if let Some(j) = others.iter().position(|m| m.id() == to) {
+                            others[j].step(from, msg).expect("step");
+                        }
+                    }
+                }
+            }
+            if let Some(n) = others.iter().position(Replica::is_leader) {
+                break n;
+            }
+            assert!(now < 20_000, "no new leader");
+        };
+        // The new leader's heartbeat reaches the old one, which follows it in
+        // raft; before its next output, a client's write is ordered there.
+        let mut delivered = false;
+        while !delivered {
+            now += 10;
+            others[new].tick(now);
+            let out = others[new].output().expect("output");
+            for (to, msg) in out.messages {
+                if to == deposed.id() {
+                    deposed.step(others[new].id(), msg).expect("step");
+                    delivered = true;
+                }
+            }
+        }
+        assert!(
+            deposed.is_leader(),
+            "its role changes only at its next output"
+        );
+        deposed.propose(Proposal {
+            session_id: 42,
+            cxid: 1,
+            identity: Identity::default(),
+            op: ProposalOp::Write(Request::Delete(zoocore_net::records::DeleteRequest {
+                path: "/x".into(),
+                version: -1,
+            })),
+        });
+        let out = deposed.output().expect("output");
+        assert!(!deposed.is_leader());
+        let later = out.persist.iter().flat_map(|p| p.after.iter());
+        let forwarded = out.messages.iter().chain(later).any(|(_, m)| {
+            matches!(m, PeerMsg::Raft(r) if r.get_msg_type() == raft::eraftpb::MessageType::MsgPropose)
+        });
+        assert!(
+            !forwarded,
+            "the deposed leader forwarded its batch to the new one"
+        );
+        // Even a MsgPropose that arrived is not taken.
+        let mut propose = raft::eraftpb::Message::default();
+        propose.set_msg_type(raft::eraftpb::MessageType::MsgPropose);
+        propose.from = deposed.id();
+        propose.to = others[new].id();
+        propose.entries = vec![raft::eraftpb::Entry {
+            data: vec![1, 2, 3].into(),
+            ..Default::default()
+        }]
+        .into();
+        let last = others[new].raw.raft.raft_log.last_index();
+        others[new]
+            .step(deposed.id(), PeerMsg::Raft(Box::new(propose)))
+            .expect("step");
+        assert_eq!(others[new].raw.raft.raft_log.last_index(), last);
     }
 
     #[test]
