@@ -69,7 +69,10 @@ pub(super) async fn connect(
         (replica.last_zxid(), replica.sessions().contains_key(&id))
     };
     let (mut last_zxid, mut known) = state();
-    if !known || request.last_zxid_seen > last_zxid {
+    // An ensemble member syncs first: the session may have been closed (or
+    // expired) through another member, which ZooKeeper's leader would know.
+    let ensemble = shard.config.ensemble.is_some();
+    if ensemble || !known || request.last_zxid_seen > last_zxid {
         // Another shard may have committed more than this replica has applied
         // (the session's creation, or what the client saw): catch up first.
         conn.catching_up.set(true);

@@ -62,8 +62,12 @@ impl Roaming {
             addrs,
             next: first,
             client: None,
+            // A client stuck on a paused member waits out its read timeout
+            // before it moves on; on a loaded machine that can add up to
+            // more than a short session timeout, and the session would
+            // expire, as it rightly does in ZooKeeper.
             options: ConnectOptions {
-                timeout_ms: 10_000,
+                timeout_ms: 30_000,
                 io_timeout: Duration::from_secs(3),
                 ..ConnectOptions::default()
             },
@@ -250,9 +254,9 @@ fn writer(
     let mut c = Roaming::new(addrs, first);
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
-        if c.ensure(Duration::from_secs(20)).is_err() {
+        if let Err(e) = c.ensure(Duration::from_secs(20)) {
             // The session is gone (it cannot be after a failover alone).
-            panic!("writer {name} lost its session {:#x}", c.session_id());
+            panic!("writer {name} lost its session {:#x}: {e}", c.session_id());
         }
         n += 1;
         let path = format!("/h/{name}-{n}");

@@ -1,8 +1,10 @@
 //! zoocore through an independent client: the `zookeeper-client` crate
-//! (async, on tokio). Every test body takes a connect string and runs twice,
-//! against zoocore (`*_zoocore`) and against Apache ZooKeeper 3.8.0
+//! (async, on tokio). Every test body takes a connect string and runs
+//! against zoocore (`*_zoocore`), against Apache ZooKeeper 3.8.0
 //! (`*_zookeeper`), so each assertion is checked against the reference
-//! server too.
+//! server too, and against a 3-member zoocore ensemble given the connect
+//! string of all three (`*_zoocore_ensemble`; not the cut-connection test,
+//! whose proxy stands in front of one server).
 //!
 //! Covered: create in every mode (persistent, ephemeral, sequential,
 //! container, TTL), getData, setData and delete with versions, exists,
@@ -20,6 +22,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::time::timeout;
+use zoocore_testkit::ensemble::Ensemble;
 use zoocore_testkit::zk::ZooKeeperProcess;
 use zoocore_testkit::zoocore::ZoocoreProcess;
 use zookeeper_client as zk;
@@ -70,13 +73,21 @@ where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()>,
 {
+    run_on(addr.to_string(), body)
+}
+
+fn run_on<F, Fut>(cs: String, body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        timeout(Duration::from_secs(40), body(addr.to_string()))
+        timeout(Duration::from_secs(40), body(cs))
             .await
             .expect("test body did not finish within 40 s")
     });
@@ -90,6 +101,19 @@ where
     let server = zoocore();
     let _log = LogOnPanic(&server);
     run(server.addr, body);
+}
+
+fn on_zoocore_ensemble<F, Fut>(body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let ensemble = Ensemble::start(
+        Path::new(env!("CARGO_BIN_EXE_zoocore")),
+        3,
+        &format!("znode.container.checkIntervalMs={CONTAINER_CHECK_MS}"),
+    );
+    run_on(ensemble.connect_string(), body);
 }
 
 fn on_zookeeper<F, Fut>(body: F)
@@ -306,12 +330,20 @@ async fn crud_and_node_types(cs: String) {
 
     // the /zookeeper subtree every server has
     // standalone: an empty /zookeeper/config, whose ACL version reads -1
+    // (an ensemble's holds its member lines and version=0)
     let (config, cstat) = c.get_config().await.unwrap();
-    assert!(config.is_empty(), "{config:?}");
-    assert_eq!(
-        (cstat.czxid, cstat.mzxid, cstat.ctime, cstat.version),
-        (0, 0, 0, 0)
+    let config = String::from_utf8_lossy(&config);
+    assert!(
+        config.is_empty() || (config.starts_with("server.1=") && config.ends_with("\nversion=0")),
+        "{config:?}"
     );
+    // (an ensemble member writes it at start with data version -1)
+    let config_version = if config.is_empty() { 0 } else { -1 };
+    assert_eq!(
+        (cstat.czxid, cstat.mzxid, cstat.version),
+        (0, 0, config_version)
+    );
+    assert_eq!(cstat.ctime, 0);
     assert_eq!(
         (cstat.aversion, cstat.ephemeral_owner, cstat.num_children),
         (-1, 0, 0)
@@ -515,6 +547,11 @@ fn crud_and_node_types_zoocore() {
 }
 
 #[test]
+fn crud_and_node_types_zoocore_ensemble() {
+    on_zoocore_ensemble(crud_and_node_types);
+}
+
+#[test]
 fn crud_and_node_types_zookeeper() {
     on_zookeeper(crud_and_node_types);
 }
@@ -606,6 +643,9 @@ async fn acl_and_auth(cs: String) {
         zk::AuthId::new("digest", ALICE_DIGEST),
     )];
     assert_eq!(alice.get_acl("/acl-alice").await.unwrap().0, alice_all);
+    // another session sees another's write after sync (an ensemble's
+    // members may lag)
+    c.sync("/acl-alice").await.unwrap();
     // getACL needs READ (or ADMIN), lest it leak digests (CVE-2019-0201)
     assert_eq!(
         c.get_acl("/acl-alice").await.unwrap_err(),
@@ -714,6 +754,11 @@ async fn acl_and_auth(cs: String) {
 #[test]
 fn acl_and_auth_zoocore() {
     on_zoocore(acl_and_auth);
+}
+
+#[test]
+fn acl_and_auth_zoocore_ensemble() {
+    on_zoocore_ensemble(acl_and_auth);
 }
 
 #[test]
@@ -885,6 +930,11 @@ fn multi_zoocore() {
 }
 
 #[test]
+fn multi_zoocore_ensemble() {
+    on_zoocore_ensemble(multi);
+}
+
+#[test]
 fn multi_zookeeper() {
     on_zookeeper(multi);
 }
@@ -909,6 +959,7 @@ async fn oneshot_watches(cs: String) {
 
     // one-shot: the next change is not delivered to a fresh watch set after it
     other.set_data("/w", b"2", None).await.unwrap();
+    c.sync("/w").await.unwrap();
     let (data, _, w) = c.get_and_watch_data("/w").await.unwrap();
     assert_eq!(data, b"2");
     let mut w = Box::pin(w.changed());
@@ -972,6 +1023,7 @@ async fn oneshot_watches(cs: String) {
 
     // child watch: a creation fires it, a child's data change does not
     other.create("/w/c", b"", &persistent()).await.unwrap();
+    c.sync("/w").await.unwrap();
     let (children, _, wc) = c.get_and_watch_children("/w").await.unwrap();
     assert_eq!(children, strings(&["c"]));
     let mut wc = Box::pin(wc.changed());
@@ -995,6 +1047,7 @@ async fn oneshot_watches(cs: String) {
     // deleting a watched parent: NodeDeleted for data and child watches
     other.delete("/w/c", None).await.unwrap();
     other.delete("/w/d", None).await.unwrap();
+    c.sync("/w").await.unwrap();
     let (_, _, wd) = c.get_and_watch_data("/w").await.unwrap();
     let (_, _, wc) = c.get_and_watch_children("/w").await.unwrap();
     other.delete("/w", None).await.unwrap();
@@ -1025,6 +1078,7 @@ async fn oneshot_watches(cs: String) {
     for i in 0..10 {
         let path = format!("/w/n{i}");
         other.create(&path, b"", &persistent()).await.unwrap();
+        c.sync(&path).await.unwrap();
         watchers.push((path.clone(), c.get_and_watch_data(&path).await.unwrap().2));
     }
     let mut w = other.new_multi_writer();
@@ -1054,6 +1108,11 @@ async fn oneshot_watches(cs: String) {
 #[test]
 fn oneshot_watches_zoocore() {
     on_zoocore(oneshot_watches);
+}
+
+#[test]
+fn oneshot_watches_zoocore_ensemble() {
+    on_zoocore_ensemble(oneshot_watches);
 }
 
 #[test]
@@ -1165,12 +1224,16 @@ async fn persistent_watches(cs: String) {
     drop(pw);
     c.sync("/pw").await.unwrap(); // the removal reached the server
     other.set_data("/pw", b"unseen", None).await.unwrap();
-    c.get_data("/pw").await.unwrap(); // any event for it came before this reply
+    // any event for it came before this reply (the sync: an ensemble's
+    // member may not have applied another session's write yet)
+    c.sync("/pw").await.unwrap();
+    c.get_data("/pw").await.unwrap();
     let mut pw = c.watch("/pw", zk::AddWatchMode::Persistent).await.unwrap();
     let st = other.set_data("/pw", b"seen", None).await.unwrap();
     assert_event(&next(&mut pw).await, NodeDataChanged, "/pw", st.mzxid);
 
     // another session's persistent watch is independent
+    other.sync("/pw").await.unwrap();
     let mut ow = other
         .watch("/pw", zk::AddWatchMode::PersistentRecursive)
         .await
@@ -1189,6 +1252,11 @@ async fn persistent_watches(cs: String) {
 #[test]
 fn persistent_watches_zoocore() {
     on_zoocore(persistent_watches);
+}
+
+#[test]
+fn persistent_watches_zoocore_ensemble() {
+    on_zoocore_ensemble(persistent_watches);
 }
 
 #[test]
@@ -1217,6 +1285,7 @@ async fn ephemerals_and_sessions(cs: String) {
         .create("/eph/s-", b"", &mode(zk::CreateMode::EphemeralSequential))
         .await
         .unwrap();
+    observer.sync("/eph").await.unwrap();
     let (stat, w_exists) = observer.check_and_watch_stat("/eph/e").await.unwrap();
     assert_eq!(stat.unwrap().ephemeral_owner, owner.session_id().0);
     let (children, _, w_children) = observer.get_and_watch_children("/eph").await.unwrap();
@@ -1327,6 +1396,7 @@ async fn ephemerals_and_sessions(cs: String) {
         .await
         .unwrap();
     let info = x.session().clone();
+    observer.sync("/eph/x").await.unwrap();
     let (_, w) = observer.check_and_watch_stat("/eph/x").await.unwrap();
     let gone = std::time::Instant::now();
     drop(x);
@@ -1366,6 +1436,11 @@ async fn ephemerals_and_sessions(cs: String) {
 #[test]
 fn ephemerals_and_sessions_zoocore() {
     on_zoocore(ephemerals_and_sessions);
+}
+
+#[test]
+fn ephemerals_and_sessions_zoocore_ensemble() {
+    on_zoocore_ensemble(ephemerals_and_sessions);
 }
 
 #[test]
@@ -1421,6 +1496,7 @@ async fn sequential_concurrency(cs: String) {
         (0..n).collect::<Vec<_>>(),
         "every number once, no gaps"
     );
+    c.sync("/seq").await.unwrap();
     let (children, stat) = c.get_children("/seq").await.unwrap();
     assert_eq!(children.len(), TASKS * PER_TASK);
     assert_eq!((stat.num_children as i64, stat.cversion as i64), (n, n));
@@ -1456,6 +1532,11 @@ async fn sequential_concurrency(cs: String) {
 #[test]
 fn sequential_concurrency_zoocore() {
     on_zoocore(sequential_concurrency);
+}
+
+#[test]
+fn sequential_concurrency_zoocore_ensemble() {
+    on_zoocore_ensemble(sequential_concurrency);
 }
 
 #[test]
@@ -1512,6 +1593,11 @@ async fn container_and_ttl_expiry(cs: String) {
 #[test]
 fn container_and_ttl_expiry_zoocore() {
     on_zoocore(container_and_ttl_expiry);
+}
+
+#[test]
+fn container_and_ttl_expiry_zoocore_ensemble() {
+    on_zoocore_ensemble(container_and_ttl_expiry);
 }
 
 #[test]
