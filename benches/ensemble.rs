@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::Value;
-use zoocore_benches::{free_port, repo, Kind};
+use zoocore_benches::{free_port, repo, zookeeper_command, Kind};
 use zoocore_net::client::{Client, ClientError, ConnectOptions};
 use zoocore_net::consts::perms;
 use zoocore_net::records::{CreateRequest, SetDataRequest};
@@ -125,22 +125,10 @@ impl Cluster {
                 c.arg("--config").arg(m.dir.join("zoo.cfg"));
                 c
             }
-            Kind::Zookeeper => {
-                let classpath = Command::new("bash")
-                    .arg(repo().join("scripts/zk-classpath.sh"))
-                    .output()
-                    .expect("scripts/zk-classpath.sh");
-                let mut c = Command::new("java");
-                c.arg(format!(
-                    "-Dlog4j.configuration=file:{}",
-                    repo().join("scripts/zk-log4j.properties").display()
-                ))
-                .arg("-cp")
-                .arg(String::from_utf8_lossy(&classpath.stdout).trim())
-                .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-                .arg(m.dir.join("zoo.cfg"));
-                c
-            }
+            Kind::Zookeeper => zookeeper_command(
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                &m.dir.join("zoo.cfg"),
+            ),
         };
         let child = command
             .stdin(Stdio::null())

@@ -82,23 +82,10 @@ impl Server {
                 c.arg("--config").arg(self.dir.join("zoo.cfg"));
                 c
             }
-            Kind::Zookeeper => {
-                let classpath = Command::new("bash")
-                    .arg(repo().join("scripts/zk-classpath.sh"))
-                    .output()
-                    .expect("scripts/zk-classpath.sh");
-                assert!(classpath.status.success(), "run scripts/install-deps.sh");
-                let mut c = Command::new("java");
-                c.arg(format!(
-                    "-Dlog4j.configuration=file:{}",
-                    repo().join("scripts/zk-log4j.properties").display()
-                ))
-                .arg("-cp")
-                .arg(String::from_utf8_lossy(&classpath.stdout).trim())
-                .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-                .arg(self.dir.join("zoo.cfg"));
-                c
-            }
+            Kind::Zookeeper => zookeeper_command(
+                "org.apache.zookeeper.server.ZooKeeperServerMain",
+                &self.dir.join("zoo.cfg"),
+            ),
         };
         let child = command
             .stdin(Stdio::null())
@@ -180,6 +167,25 @@ impl Server {
         }
         walk(&self.dir.join("data"))
     }
+}
+
+/// Apache ZooKeeper's JVM running `main` (standalone or quorum) on `cfg`.
+pub fn zookeeper_command(main: &str, cfg: &Path) -> Command {
+    let classpath = Command::new("bash")
+        .arg(repo().join("scripts/zk-classpath.sh"))
+        .output()
+        .expect("scripts/zk-classpath.sh");
+    assert!(classpath.status.success(), "run scripts/install-deps.sh");
+    let mut c = Command::new("java");
+    c.arg(format!(
+        "-Dlog4j.configuration=file:{}",
+        repo().join("scripts/zk-log4j.properties").display()
+    ))
+    .arg("-cp")
+    .arg(String::from_utf8_lossy(&classpath.stdout).trim())
+    .arg(main)
+    .arg(cfg);
+    c
 }
 
 impl Drop for Server {

@@ -345,10 +345,7 @@ fn member(
     };
     let addrs = transport::peer_addrs(membership)?;
     let hard_state = recovered.durable.hard_state.clone();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let replica = Replica::new(replica_config, recovered.durable, now)
+    let replica = Replica::new(replica_config, recovered.durable, stats::epoch_ms())
         .map_err(|e| format!("starting the replica: {e}"))?;
     // Shards start from the replica's first version (with /zookeeper/config).
     let tree = replica.tree().clone();

@@ -73,12 +73,6 @@ struct Glue {
     stats: Arc<Stats>,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl Glue {
     fn propose(&mut self, origin: Option<Origin>, proposal: Proposal) {
         if let Some(origin) = origin {
@@ -301,7 +295,7 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
             loop {
                 glommio::timer::sleep(tick).await;
                 let mut g = glue.borrow_mut();
-                g.replica.tick(now_ms());
+                g.replica.tick(crate::stats::epoch_ms());
                 // Once a tick is often enough for /metrics.
                 g.stats.ensemble.set_peer_lag(g.replica.peer_lag());
                 drop(g);

@@ -324,7 +324,5 @@ pub async fn run(setup: SequencerSetup) -> Stopped {
 
 /// The sequencer's clock: txn time stamps and session ids come from here alone.
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    crate::stats::epoch_ms()
 }
