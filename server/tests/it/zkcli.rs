@@ -420,6 +420,18 @@ fn zkcli_zoocore() {
     }
 }
 
+/// The same script through a follower of a 3-member zoocore ensemble: its
+/// writes go to the leader and every command's session starts on the same
+/// member, so one command sees the last one's writes as on one server.
+#[test]
+fn zkcli_zoocore_ensemble() {
+    let ensemble =
+        zoocore_testkit::ensemble::Ensemble::start(Path::new(env!("CARGO_BIN_EXE_zoocore")), 3, "");
+    let leader = ensemble.wait_leader(Duration::from_secs(30));
+    let follower = (1..=3).find(|&i| i != leader).expect("a follower");
+    script(ensemble.member(follower).client);
+}
+
 #[test]
 fn zkcli_zookeeper() {
     let server = ZooKeeperProcess::start(&["-Dzookeeper.extendedTypesEnabled=true".to_owned()]);
