@@ -718,6 +718,8 @@ impl Sim {
 
     fn complete_writes(&mut self) {
         let now = self.now;
+        // What waited on the writes goes out through the same faulty network.
+        let mut sends = Vec::new();
         for member in self.members.values_mut() {
             while member.writing.front().is_some_and(|(at, _)| *at <= now) {
                 let Some((_, persist)) = member.writing.pop_front() else {
@@ -729,25 +731,11 @@ impl Sim {
                 };
                 replica.persisted(persist.number);
                 let from = replica.id();
-                for (to, msg) in persist.after {
-                    let f = self.cfg.faults.clone();
-                    let key = (from.min(to), from.max(to));
-                    if self.cut.get(&key).is_some_and(|&u| u > now) || self.rng.gen_bool(f.drop) {
-                        continue;
-                    }
-                    let mut frame = Vec::new();
-                    msg.encode(&mut frame);
-                    let at = now + self.rng.gen_range(f.delay_ms.0..=f.delay_ms.1);
-                    self.seq += 1;
-                    self.net.push(Message {
-                        at,
-                        seq: self.seq,
-                        from,
-                        to,
-                        frame,
-                    });
-                }
+                sends.extend(persist.after.into_iter().map(|(to, msg)| (from, to, msg)));
             }
+        }
+        for (from, to, msg) in sends {
+            self.send(from, to, &msg);
         }
     }
 

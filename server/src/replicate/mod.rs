@@ -40,6 +40,10 @@ use transport::{Outbound, PeerEvent};
 
 /// Persists waiting for the writer.
 const PERSIST_QUEUE: usize = 1024;
+/// Between attempts at a raft log write that failed (full disk, EIO): it
+/// is retried until it succeeds, never skipped, since raft assumes what it
+/// was told is durable stays so.
+const WRITE_RETRY: Duration = Duration::from_millis(200);
 /// How long a leader stopping on SIGTERM waits for a successor.
 const HANDOVER: Duration = Duration::from_secs(2);
 
@@ -320,7 +324,7 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
                 // it is acknowledged meanwhile, and the others go on committing.
                 while let Err(e) = write(&mut log, &data_dir, &mut written, &persist).await {
                     tracing::error!(error = %e, "raft log write failed; retrying");
-                    glommio::timer::sleep(Duration::from_millis(200)).await;
+                    glommio::timer::sleep(WRITE_RETRY).await;
                 }
                 let took = started.elapsed();
                 if took >= fsync_warning {
