@@ -10,15 +10,24 @@
 //! - `peer_msg.rs`: what members say to each other, framed and checksummed.
 //! - `sessions.rs`: the leader's session tracker (expiry only by the leader).
 //! - `membership.rs`: the ensemble from zoo.cfg's `server.N` lines.
+//! - `store.rs`: the log as raft reads it, compacted behind snapshots.
+//! - `snapshot.rs`: which snapshot a restarting member starts from.
 
 pub mod entry;
 pub mod membership;
 pub mod peer_msg;
 pub mod replica;
 pub mod sessions;
+pub mod snapshot;
+pub mod store;
 
 pub use membership::{Member, Membership};
 pub use peer_msg::{PeerMsg, Proposal, ProposalOp};
 /// raft's persistent state and log entries, as a driver stores them.
 pub use raft::eraftpb::{Entry, HardState};
-pub use replica::{Committed, DurableState, Output, Persist, Replica, ReplicaConfig, ReplicaError};
+pub use replica::{
+    ChunkWanted, Committed, DurableState, Installed, Output, Persist, Replica, ReplicaConfig,
+    ReplicaError,
+};
+pub use snapshot::{Logged, Recovered};
+pub use store::SnapshotMeta;

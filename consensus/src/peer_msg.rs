@@ -22,6 +22,11 @@ pub const MAX_FRAME: usize = 64 << 20;
 pub const FRAME_HEADER: usize = 8;
 /// Most session ids one `Touches` may carry.
 pub const MAX_TOUCHES: usize = 1 << 16;
+/// Most snapshot bytes in one `SnapshotChunk`.
+pub const SNAPSHOT_CHUNK: usize = 1 << 20;
+/// Largest snapshot a member takes from another (it is held in memory
+/// while it arrives): refuses a length no real tree reaches.
+pub const MAX_SNAPSHOT: u64 = 64 << 30;
 
 /// A client's request, as the server it is connected to hands it to the
 /// leader's sequencer (directly, or forwarded over the peer port).
@@ -63,6 +68,21 @@ pub enum PeerMsg {
     Forward(Proposal),
     /// Sessions heard from since the last report, for the leader's expiry.
     Touches(Vec<i64>),
+    /// Asks for the bytes of the snapshot at (index, term) from `offset` on.
+    SnapshotRead {
+        index: u64,
+        term: u64,
+        offset: u64,
+    },
+    /// Bytes of a snapshot of `total` bytes from `offset`; a `total` of 0
+    /// says the sender no longer has that snapshot.
+    SnapshotChunk {
+        index: u64,
+        term: u64,
+        offset: u64,
+        total: u64,
+        data: Vec<u8>,
+    },
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -79,6 +99,8 @@ const HELLO: u8 = 1;
 const RAFT: u8 = 2;
 const FORWARD: u8 = 3;
 const TOUCHES: u8 = 4;
+const SNAPSHOT_READ: u8 = 5;
+const SNAPSHOT_CHUNK_KIND: u8 = 6;
 
 const OP_WRITE: u8 = 1;
 const OP_OPEN: u8 = 2;
@@ -133,6 +155,29 @@ impl PeerMsg {
                 for id in ids {
                     out.put_i64(*id);
                 }
+            }
+            PeerMsg::SnapshotRead {
+                index,
+                term,
+                offset,
+            } => {
+                out.push(SNAPSHOT_READ);
+                for word in [index, term, offset] {
+                    out.extend_from_slice(&word.to_be_bytes());
+                }
+            }
+            PeerMsg::SnapshotChunk {
+                index,
+                term,
+                offset,
+                total,
+                data,
+            } => {
+                out.push(SNAPSHOT_CHUNK_KIND);
+                for word in [index, term, offset, total] {
+                    out.extend_from_slice(&word.to_be_bytes());
+                }
+                out.extend_from_slice(data);
             }
         }
         let body = &out[start + FRAME_HEADER..];
@@ -225,6 +270,35 @@ fn decode_body(body: &[u8]) -> Result<PeerMsg, String> {
             }
             PeerMsg::Touches(ids)
         }
+        SNAPSHOT_READ => PeerMsg::SnapshotRead {
+            index: r.i64().map_err(e)? as u64,
+            term: r.i64().map_err(e)? as u64,
+            offset: r.i64().map_err(e)? as u64,
+        },
+        SNAPSHOT_CHUNK_KIND => {
+            let index = r.i64().map_err(e)? as u64;
+            let term = r.i64().map_err(e)? as u64;
+            let offset = r.i64().map_err(e)? as u64;
+            let total = r.i64().map_err(e)? as u64;
+            let data = r.rest().to_vec();
+            let end = offset.checked_add(data.len() as u64);
+            if data.len() > SNAPSHOT_CHUNK
+                || total > MAX_SNAPSHOT
+                || end.is_none_or(|end| end > total)
+            {
+                return Err(format!(
+                    "snapshot chunk of {} bytes at {offset} of {total}",
+                    data.len()
+                ));
+            }
+            PeerMsg::SnapshotChunk {
+                index,
+                term,
+                offset,
+                total,
+                data,
+            }
+        }
         other => return Err(format!("frame kind {other}")),
     };
     r.finish().map_err(e)?;
@@ -285,6 +359,25 @@ mod tests {
                 op: ProposalOp::Revalidate,
             }),
             PeerMsg::Touches(vec![1, 2, i64::MAX]),
+            PeerMsg::SnapshotRead {
+                index: 40,
+                term: 3,
+                offset: 1 << 20,
+            },
+            PeerMsg::SnapshotChunk {
+                index: 40,
+                term: 3,
+                offset: 8,
+                total: 11,
+                data: vec![1, 2, 3],
+            },
+            PeerMsg::SnapshotChunk {
+                index: 40,
+                term: 3,
+                offset: 0,
+                total: 0,
+                data: Vec::new(),
+            },
         ]
     }
 
@@ -328,6 +421,14 @@ mod tests {
             vec![99],
             vec![FORWARD, 1, 2],
             vec![TOUCHES, 0x7f, 0, 0, 0],
+            // A chunk running past the snapshot's length.
+            [
+                &[SNAPSHOT_CHUNK_KIND][..],
+                &[0; 24],
+                &2u64.to_be_bytes(),
+                &[1, 2, 3],
+            ]
+            .concat(),
         ] {
             let mut f = (body.len() as u32).to_be_bytes().to_vec();
             f.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());

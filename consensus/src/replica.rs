@@ -18,9 +18,8 @@
 
 use std::collections::BTreeSet;
 
-use raft::eraftpb::{ConfState, Entry, HardState, Message};
-use raft::storage::MemStorage;
-use raft::{RawNode, ReadOnlyOption, StateRole, Storage};
+use raft::eraftpb::{ConfState, Entry, HardState, Message, MessageType};
+use raft::{RawNode, ReadOnlyOption, SnapshotStatus, StateRole, Storage};
 use zoocore_engine::acl::Identity;
 use zoocore_engine::prep::prepare_expiry_delete;
 use zoocore_engine::tree::Applied;
@@ -29,8 +28,9 @@ use zoocore_engine::{prepare, session, DataTree, PrepContext};
 use zoocore_net::{ErrorCode, Request};
 
 use crate::entry::{self, EntryError, EntryKind};
-use crate::peer_msg::{PeerMsg, Proposal, ProposalOp, MAX_TOUCHES};
+use crate::peer_msg::{PeerMsg, Proposal, ProposalOp, MAX_SNAPSHOT, MAX_TOUCHES, SNAPSHOT_CHUNK};
 use crate::sessions::SessionTracker;
+use crate::store::{EntryStore, SnapshotMeta};
 
 /// What a replica is configured with; every duration is in ticks or in the
 /// caller's milliseconds.
@@ -63,27 +63,52 @@ pub struct ReplicaConfig {
     /// What `/zookeeper/config` holds (`Membership::config_node`); empty
     /// leaves the node empty.
     pub config_node: String,
+    /// Entries kept before a snapshot's index when the log is compacted, so
+    /// that a member a little behind catches up from the log rather than
+    /// by a whole snapshot (`zoocore.raftRetainedEntries`).
+    pub retained_entries: u64,
 }
 
-/// What a replica finds on its disk at start: the raft hard state and the
-/// entries that were made durable, from index 1. The hard state may be newer
-/// than the entries (it is written first).
-#[derive(Debug, Clone, Default)]
+/// What a replica finds on its disk at start: the raft hard state, the
+/// snapshot it starts from (`snapshot::recover` chooses it) and the entries
+/// made durable after it (from index 1 without one). The hard state may be
+/// newer than the entries (it is written first).
+#[derive(Clone, Default)]
 pub struct DurableState {
     pub hard_state: HardState,
+    pub snapshot: Option<(SnapshotMeta, DataTree)>,
     pub entries: Vec<Entry>,
 }
 
+/// A snapshot taken from the leader, to make durable: the file first, then
+/// a mark in the log at its index (see `snapshot.rs`).
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub meta: SnapshotMeta,
+    pub bytes: Vec<u8>,
+}
+
+/// Another member asks for snapshot bytes: send `PeerMsg::SnapshotChunk`
+/// with up to `SNAPSHOT_CHUNK` bytes of the file from `offset` (or with a
+/// `total` of 0 if it cannot be read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkWanted {
+    pub to: u64,
+    pub meta: SnapshotMeta,
+    pub offset: u64,
+}
+
 /// Entries and hard state to make durable, in order of `number`: the hard
-/// state first, then the entries, which replace whatever the log holds from
-/// the first one's index on (raft cuts a follower's conflicting suffix this
-/// way). Once both are durable, send `after` and call
-/// [`Replica::persisted`] with `number`.
+/// state first, then an installed snapshot, then the entries, which replace
+/// whatever the log holds from the first one's index on (raft cuts a
+/// follower's conflicting suffix this way). Once all are durable, send
+/// `after` and call [`Replica::persisted`] with `number`.
 #[derive(Debug, Clone)]
 pub struct Persist {
     pub number: u64,
     pub entries: Vec<Entry>,
     pub hard_state: Option<HardState>,
+    pub snapshot: Option<Installed>,
     pub after: Vec<(u64, PeerMsg)>,
 }
 
@@ -95,6 +120,10 @@ pub struct Committed {
     pub txns: Vec<(Txn, Applied)>,
     /// The applied tree after this entry (a version: cheap to keep).
     pub tree: DataTree,
+    /// A snapshot from the leader replaced the tree (and there are no
+    /// txns): what changed is not known, so watches cannot be told, and the
+    /// server disconnects its clients (they reconnect and set them again).
+    pub installed: bool,
 }
 
 /// Everything a replica asks its driver to do.
@@ -114,6 +143,8 @@ pub struct Output {
     pub leader_changed: Option<u64>,
     /// Proposals made while no leader is known: refused at once.
     pub refused: Vec<Proposal>,
+    /// Snapshot bytes other members asked for.
+    pub chunks: Vec<ChunkWanted>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +155,25 @@ pub enum ReplicaError {
     Entry(#[from] EntryError),
     #[error("committed entry {index} starts at zxid {zxid:#x}, the tree is at {last:#x}")]
     ZxidGap { index: u64, zxid: i64, last: i64 },
+    #[error("raft restored a snapshot at index {0} that was never received")]
+    SnapshotMissing(u64),
+}
+
+/// A snapshot arriving from the member that sent raft's snapshot message.
+struct Fetch {
+    from: u64,
+    meta: SnapshotMeta,
+    bytes: Vec<u8>,
+    asked_at: i64,
+    /// That message, stepped into raft once the bytes are here and valid.
+    message: Message,
+}
+
+/// A snapshot received whole and decoded, waiting for raft to restore it.
+struct Fetched {
+    meta: SnapshotMeta,
+    tree: DataTree,
+    bytes: Vec<u8>,
 }
 
 /// The leader's side: speculation, the open batch, session deadlines.
@@ -147,7 +197,7 @@ struct Leading {
 
 pub struct Replica {
     config: ReplicaConfig,
-    raw: RawNode<MemStorage>,
+    raw: RawNode<EntryStore>,
     /// The state clients read: every committed entry up to `applied`.
     tree: DataTree,
     applied: u64,
@@ -162,6 +212,8 @@ pub struct Replica {
     touched: BTreeSet<i64>,
     /// Syncs waiting for `applied` to reach their read index.
     reads: Vec<(u64, u64)>,
+    fetch: Option<Fetch>,
+    fetched: Option<Fetched>,
     out: Output,
 }
 
@@ -172,27 +224,29 @@ impl Replica {
         durable: DurableState,
         now: i64,
     ) -> Result<Replica, ReplicaError> {
-        let storage = MemStorage::new_with_conf_state(ConfState::from((
-            config.voters.clone(),
-            config.learners.clone(),
-        )));
-        {
-            let mut core = storage.wl();
-            core.append(&durable.entries)?;
-            // Term and vote must be durable before the messages that depend
-            // on them, so the hard state is written before the entries it
-            // came with; a crash between the two leaves a commit index past
-            // the log. The commit index is only a hint: lower it to the log.
-            let mut hard_state = durable.hard_state.clone();
-            let last = durable.entries.last().map_or(0, |e| e.index);
-            hard_state.commit = hard_state.commit.min(last);
-            core.set_hardstate(hard_state);
-        }
+        let (snapshot_meta, snapshot_tree) = match durable.snapshot {
+            Some((meta, tree)) => (Some(meta), Some(tree)),
+            None => (None, None),
+        };
+        let start = snapshot_meta.map_or(0, |s| s.index);
+        // Term and vote must be durable before the messages that depend on
+        // them, so the hard state is written before the entries it came
+        // with; a crash between the two leaves a commit index past the log.
+        // The commit index is only a hint: bring it within the log.
+        let mut hard_state = durable.hard_state.clone();
+        let last = durable.entries.last().map_or(start, |e| e.index);
+        hard_state.commit = hard_state.commit.min(last).max(start);
+        let mut storage = EntryStore::new(
+            ConfState::from((config.voters.clone(), config.learners.clone())),
+            hard_state,
+            snapshot_meta,
+        );
+        storage.append(&durable.entries)?;
         let mut raft_config = raft::Config {
             id: config.id,
             election_tick: config.election_ticks,
             heartbeat_tick: config.heartbeat_ticks,
-            applied: 0,
+            applied: start,
             max_size_per_msg: config.max_append_bytes,
             max_inflight_msgs: config.max_inflight_appends,
             check_quorum: true,
@@ -212,13 +266,17 @@ impl Replica {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&raft_config, storage, &logger)?;
         let server_id = u8::try_from(config.id).unwrap_or(u8::MAX);
-        let mut tree = DataTree::new(config.extended_types);
-        if !config.config_node.is_empty() {
+        let mut tree = snapshot_tree.unwrap_or_else(|| DataTree::new(config.extended_types));
+        let config_now = tree
+            .get("/zookeeper/config")
+            .and_then(|n| n.data.as_deref())
+            .unwrap_or_default();
+        if !config.config_node.is_empty() && config_now != config.config_node.as_bytes() {
             tree.set_config(config.config_node.as_bytes(), now);
         }
         Ok(Replica {
             tree,
-            applied: 0,
+            applied: start,
             leading: None,
             leader_id: 0,
             term: durable.hard_state.term,
@@ -228,6 +286,8 @@ impl Replica {
             next_session_id: session::first_session_id(server_id, now),
             touched: BTreeSet::new(),
             reads: Vec::new(),
+            fetch: None,
+            fetched: None,
             out: Output::default(),
             raw,
             config,
@@ -262,6 +322,46 @@ impl Replica {
 
     pub fn commit_index(&self) -> u64 {
         self.raw.raft.raft_log.committed
+    }
+
+    /// Where the disk must keep the log from: one entry before raft's first,
+    /// as a snapshot's index may name that entry and recovery looks for it.
+    /// Everything before may be dropped.
+    pub fn log_kept_from(&self) -> u64 {
+        self.raw
+            .store()
+            .first_index()
+            .unwrap_or(1)
+            .saturating_sub(1)
+    }
+
+    /// What a snapshot taken now holds: the applied tree, after the entry at
+    /// this index and term. `None` before anything is applied.
+    pub fn snapshot_point(&self) -> Option<(u64, u64, DataTree)> {
+        if self.applied == 0 {
+            return None;
+        }
+        let term = self.raw.raft.raft_log.term(self.applied).ok()?;
+        Some((self.applied, term, self.tree.clone()))
+    }
+
+    /// A snapshot of [`Replica::snapshot_point`] is durable: raft sends it
+    /// to members too far behind, and the log before it is dropped, but for
+    /// the last `retained_entries`.
+    pub fn snapshot_taken(&mut self, meta: SnapshotMeta) {
+        if meta.index == 0 || meta.index > self.applied {
+            return;
+        }
+        let compact_to = meta
+            .index
+            .saturating_sub(self.config.retained_entries)
+            .min(self.applied);
+        self.raw.mut_store().snapshot_taken(meta, compact_to);
+    }
+
+    /// The newest snapshot this member holds.
+    pub fn snapshot_meta(&self) -> Option<SnapshotMeta> {
+        self.raw.store().snapshot_meta()
     }
 
     /// Leader only: other members heard from recently, and those of them
@@ -371,12 +471,29 @@ impl Replica {
                 }
             }
         } else if self.leader_id != 0 && !self.touched.is_empty() {
-            let touched: Vec<i64> = std::mem::take(&mut self.touched).into_iter().collect();
-            for chunk in touched.chunks(MAX_TOUCHES) {
-                self.out
-                    .messages
-                    .push((self.leader_id, PeerMsg::Touches(chunk.to_vec())));
+            self.report_touches();
+        }
+        // A snapshot read that went unanswered (a lost message) is asked again.
+        let retry = self.config.tick_ms * self.config.election_ticks as i64;
+        if let Some(f) = &mut self.fetch {
+            if self.now - f.asked_at >= retry {
+                f.asked_at = self.now;
+                let read = PeerMsg::SnapshotRead {
+                    index: f.meta.index,
+                    term: f.meta.term,
+                    offset: f.bytes.len() as u64,
+                };
+                self.out.messages.push((f.from, read));
             }
+        }
+    }
+
+    fn report_touches(&mut self) {
+        let touched: Vec<i64> = std::mem::take(&mut self.touched).into_iter().collect();
+        for chunk in touched.chunks(MAX_TOUCHES) {
+            self.out
+                .messages
+                .push((self.leader_id, PeerMsg::Touches(chunk.to_vec())));
         }
     }
 
@@ -412,18 +529,53 @@ impl Replica {
                 // numbered with its zxids, must not reach another's log.
                 if m.from != from
                     || m.to != self.config.id
-                    || m.get_msg_type() == raft::eraftpb::MessageType::MsgPropose
+                    || m.get_msg_type() == MessageType::MsgPropose
                 {
                     return Ok(());
                 }
-                match self.raw.step(*m) {
-                    // Stale or foreign messages are raft's to ignore.
-                    Ok(())
-                    | Err(raft::Error::StepPeerNotFound)
-                    | Err(raft::Error::StepLocalMsg) => {}
-                    Err(e) => return Err(e.into()),
+                if m.get_msg_type() == MessageType::MsgSnapshot && !self.may_restore(&m) {
+                    self.want_snapshot(from, *m);
+                    return Ok(());
+                }
+                self.step_raft(*m)?;
+            }
+            PeerMsg::SnapshotRead {
+                index,
+                term,
+                offset,
+            } => {
+                let reply = match self.raw.store().snapshot_meta() {
+                    Some(meta) if (meta.index, meta.term) == (index, term) => {
+                        if offset < meta.len {
+                            self.out.chunks.push(ChunkWanted {
+                                to: from,
+                                meta,
+                                offset,
+                            });
+                        }
+                        None
+                    }
+                    // Replaced by a newer one: the asker gives up and the
+                    // leader sends the newest.
+                    _ => Some(PeerMsg::SnapshotChunk {
+                        index,
+                        term,
+                        offset,
+                        total: 0,
+                        data: Vec::new(),
+                    }),
+                };
+                if let Some(reply) = reply {
+                    self.out.messages.push((from, reply));
                 }
             }
+            PeerMsg::SnapshotChunk {
+                index,
+                term,
+                offset,
+                total,
+                data,
+            } => self.snapshot_chunk(from, (index, term), offset, total, data)?,
             PeerMsg::Forward(proposal) => {
                 // A proposal for an older leader is dropped: its server fails
                 // the request when it sees the leader change.
@@ -442,6 +594,112 @@ impl Replica {
             PeerMsg::Hello { .. } => {}
         }
         Ok(())
+    }
+
+    fn step_raft(&mut self, m: Message) -> Result<(), ReplicaError> {
+        match self.raw.step(m) {
+            // Stale or foreign messages are raft's to ignore.
+            Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether raft may take this snapshot message now: it needs no bytes
+    /// (raft ignores it, or the log already holds its index and term), or
+    /// the bytes are here.
+    fn may_restore(&self, m: &Message) -> bool {
+        let Some(meta) = SnapshotMeta::from_raft(m.get_snapshot()) else {
+            return false;
+        };
+        let log = &self.raw.raft.raft_log;
+        let needs_bytes = m.term >= self.raw.raft.term
+            && meta.index > log.committed
+            && !log.match_term(meta.index, meta.term);
+        !needs_bytes || self.fetched.as_ref().is_some_and(|f| f.meta == meta)
+    }
+
+    /// Starts reading the snapshot a leader sent from it, or notes the
+    /// newer copy of the message for a read under way.
+    fn want_snapshot(&mut self, from: u64, m: Message) {
+        let Some(meta) = SnapshotMeta::from_raft(m.get_snapshot()) else {
+            return;
+        };
+        if meta.len == 0 || meta.len > MAX_SNAPSHOT {
+            return;
+        }
+        if let Some(f) = &mut self.fetch {
+            if f.from == from && f.meta == meta {
+                f.message = m;
+                return;
+            }
+        }
+        let capacity = meta.len.min(SNAPSHOT_CHUNK as u64 * 64) as usize;
+        self.fetch = Some(Fetch {
+            from,
+            meta,
+            bytes: Vec::with_capacity(capacity),
+            asked_at: self.now,
+            message: m,
+        });
+        let read = PeerMsg::SnapshotRead {
+            index: meta.index,
+            term: meta.term,
+            offset: 0,
+        };
+        self.out.messages.push((from, read));
+    }
+
+    fn snapshot_chunk(
+        &mut self,
+        from: u64,
+        (index, term): (u64, u64),
+        offset: u64,
+        total: u64,
+        data: Vec<u8>,
+    ) -> Result<(), ReplicaError> {
+        let now = self.now;
+        let extended_types = self.config.extended_types;
+        let Some(f) = &mut self.fetch else {
+            return Ok(());
+        };
+        if f.from != from || (f.meta.index, f.meta.term) != (index, term) {
+            return Ok(());
+        }
+        if total != f.meta.len {
+            // The sender no longer has it (0) or it is not what it announced:
+            // the leader sends its newest when this member next refuses an
+            // append.
+            self.fetch = None;
+            return Ok(());
+        }
+        if offset != f.bytes.len() as u64 {
+            return Ok(()); // a duplicate, or one overtaken by a retry
+        }
+        f.bytes.extend_from_slice(&data);
+        f.asked_at = now;
+        if (f.bytes.len() as u64) < f.meta.len {
+            let read = PeerMsg::SnapshotRead {
+                index,
+                term,
+                offset: f.bytes.len() as u64,
+            };
+            self.out.messages.push((from, read));
+            return Ok(());
+        }
+        let Some(f) = self.fetch.take() else {
+            return Ok(());
+        };
+        match zoocore_engine::snapshot::read(&f.bytes, extended_types) {
+            Ok(tree) => {
+                self.fetched = Some(Fetched {
+                    meta: f.meta,
+                    tree,
+                    bytes: f.bytes,
+                });
+                self.step_raft(f.message)
+            }
+            Err(_) => Ok(()),
+        }
     }
 
     /// A client of this server asks for a write or a session change.
@@ -473,6 +731,17 @@ impl Replica {
     /// What `Persist::number` named is durable.
     pub fn persisted(&mut self, number: u64) {
         self.raw.on_persist_ready(number);
+        self.advance_applied();
+    }
+
+    /// Tells raft what is applied: at most what is durable here (a restored
+    /// snapshot is applied before its persist completes).
+    fn advance_applied(&mut self) {
+        let log = &self.raw.raft.raft_log;
+        let to = self.applied.min(log.persisted).min(log.committed);
+        if to > log.applied {
+            self.raw.advance_apply_to(to);
+        }
     }
 
     /// Seals the open batch and collects everything there is to do.
@@ -602,18 +871,26 @@ impl Replica {
     fn handle_ready(&mut self) -> Result<(), ReplicaError> {
         let mut rd = self.raw.ready();
         let role_change = rd.ss().map(|ss| (ss.leader_id, ss.raft_state));
+        let mut snapshots_sent = Vec::new();
         for m in rd.take_messages() {
+            if m.get_msg_type() == MessageType::MsgSnapshot {
+                snapshots_sent.push(m.to);
+            }
             self.out.messages.push((m.to, raft_msg(m)));
         }
         let committed = rd.take_committed_entries();
         let entries = rd.take_entries();
         let hard_state = rd.hs().cloned();
+        let installed = if rd.snapshot().is_empty() {
+            None
+        } else {
+            Some(self.install(rd.snapshot())?)
+        };
         {
             let store = self.raw.mut_store();
-            let mut core = store.wl();
-            core.append(&entries)?;
+            store.append(&entries)?;
             if let Some(hs) = &hard_state {
-                core.set_hardstate(hs.clone());
+                store.set_hard_state(hs.clone());
             }
         }
         if let Some(hs) = &hard_state {
@@ -634,16 +911,25 @@ impl Replica {
             .into_iter()
             .map(|m| (m.to, raft_msg(m)))
             .collect();
-        if !entries.is_empty() || hard_state.is_some() || !after.is_empty() {
+        if !entries.is_empty() || hard_state.is_some() || installed.is_some() || !after.is_empty() {
             self.out.persist.push(Persist {
                 number: rd.number(),
                 entries,
                 hard_state,
+                snapshot: installed,
                 after,
             });
         }
         self.raw.advance_append_async(rd);
-        self.raw.advance_apply_to(self.applied);
+        self.advance_applied();
+        // The snapshot message only announces the snapshot; the member reads
+        // it in chunks. Raft would wait for its answer for good if that were
+        // lost, so it is told at once that the snapshot went out: it probes
+        // again, the member refuses appends until it has restored, and each
+        // refusal brings the announcement again.
+        for to in snapshots_sent {
+            self.raw.report_snapshot(to, SnapshotStatus::Finish);
+        }
         if let Some((leader_id, role)) = role_change {
             self.role_changed(leader_id, role)?;
         }
@@ -658,10 +944,40 @@ impl Replica {
         Ok(())
     }
 
+    /// Raft restored the snapshot received whole: it becomes the tree.
+    fn install(&mut self, snapshot: &raft::eraftpb::Snapshot) -> Result<Installed, ReplicaError> {
+        let index = snapshot.get_metadata().index;
+        let meta = SnapshotMeta::from_raft(snapshot);
+        let fetched = self
+            .fetched
+            .take()
+            .filter(|f| Some(f.meta) == meta)
+            .ok_or(ReplicaError::SnapshotMissing(index))?;
+        self.raw.mut_store().install(fetched.meta);
+        self.tree = fetched.tree;
+        self.applied = index;
+        self.out.committed.push(Committed {
+            index,
+            term: fetched.meta.term,
+            txns: Vec::new(),
+            tree: self.tree.clone(),
+            installed: true,
+        });
+        Ok(Installed {
+            meta: fetched.meta,
+            bytes: fetched.bytes,
+        })
+    }
+
     fn role_changed(&mut self, leader_id: u64, role: StateRole) -> Result<(), ReplicaError> {
         if leader_id != self.leader_id {
             self.leader_id = leader_id;
             self.out.leader_changed = Some(leader_id);
+            // A snapshot read from a deposed leader would be refused by
+            // raft: the new one sends its own.
+            if self.fetch.as_ref().is_some_and(|f| f.from != leader_id) {
+                self.fetch = None;
+            }
         }
         let leads = role == StateRole::Leader;
         if leads && self.leading.is_none() {
@@ -754,6 +1070,7 @@ impl Replica {
                 term,
                 txns: done,
                 tree: self.tree.clone(),
+                installed: false,
             });
         }
         self.applied = index;
@@ -784,6 +1101,7 @@ mod tests {
             extended_types: false,
             container_check_ms: 1000,
             config_node: String::new(),
+            retained_entries: 100,
         };
         Replica::new(config, DurableState::default(), 0).expect("replica")
     }

@@ -110,6 +110,10 @@ pub struct Ensemble {
     pub election_ticks: usize,
     /// Raft ticks between a leader's heartbeats (`zoocore.heartbeatTicks`).
     pub heartbeat_ticks: usize,
+    /// Raft entries kept before a snapshot when the log is compacted, so a
+    /// member a little behind catches up from the log
+    /// (`zoocore.raftRetainedEntries`).
+    pub retained_entries: u64,
 }
 
 impl Ensemble {
@@ -196,6 +200,7 @@ impl Config {
             raft_tick_ms: 50,
             election_ticks: 10,
             heartbeat_ticks: 1,
+            retained_entries: 1000,
         };
         let (mut admin_enabled, mut admin_ip, mut admin_port) =
             (true, IpAddr::from([0, 0, 0, 0]), 8080);
@@ -343,6 +348,7 @@ impl Config {
                 "zoocore.raftTickMs" => ensemble.raft_tick_ms = number(value)?,
                 "zoocore.electionTicks" => ensemble.election_ticks = number(value)? as usize,
                 "zoocore.heartbeatTicks" => ensemble.heartbeat_ticks = number(value)? as usize,
+                "zoocore.raftRetainedEntries" => ensemble.retained_entries = number(value)?,
                 "peerType" if value == "participant" => {}
                 "standaloneEnabled" | "reconfigEnabled" | "preAllocSize" | "peerType" => warnings
                     .push(format!(

@@ -309,19 +309,29 @@ fn standalone(
     })
 }
 
-/// An ensemble member: its raft state and entry log, the peer port, and the
-/// replica on the sequencer's core. Shards start from an empty tree: the
-/// replica applies the committed log again and fans it out.
+/// An ensemble member: its raft state, snapshot and entry log, the peer
+/// port, and the replica on the sequencer's core. Shards start from the
+/// snapshot's tree: the replica applies the committed log after it again
+/// and fans it out.
 fn member(
     config: &Config,
     ensemble: &Ensemble,
     stats: &Arc<stats::Stats>,
     shutdown: &seq::Shutdown,
 ) -> Result<Start, String> {
-    let recovered = raftlog::recover(&config.data_dir, &config.data_log_dir)
-        .map_err(|e| format!("recovering {}: {e}", config.data_log_dir.display()))?;
+    let recovered = raftlog::recover(
+        &config.data_dir,
+        &config.data_log_dir,
+        config.extended_types,
+    )
+    .map_err(|e| format!("recovering {}: {e}", config.data_log_dir.display()))?;
     tracing::info!(
         myid = ensemble.myid,
+        snapshot = recovered
+            .durable
+            .snapshot
+            .as_ref()
+            .map_or(0, |(m, _)| m.index),
         entries = recovered.durable.entries.len(),
         term = recovered.durable.hard_state.term,
         commit = recovered.durable.hard_state.commit,
@@ -342,6 +352,7 @@ fn member(
         extended_types: config.extended_types,
         container_check_ms: config.container_check_interval_ms as i64,
         config_node: membership.config_node(),
+        retained_entries: ensemble.retained_entries,
     };
     let addrs = transport::peer_addrs(membership)?;
     let hard_state = recovered.durable.hard_state.clone();
@@ -357,6 +368,9 @@ fn member(
         config.log_segment_bytes,
     );
     let (stats, shutdown) = (stats.clone(), shutdown.clone());
+    let snapshot_policy =
+        snapshotter::SnapshotPolicy::new(config.snap_count, config.snap_size_limit_bytes);
+    let snap_retain_count = config.snap_retain_count;
     let tick = std::time::Duration::from_millis(ensemble.raft_tick_ms);
     let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
     Ok(Start {
@@ -390,6 +404,9 @@ fn member(
                     replica,
                     log,
                     data_dir,
+                    log_dir,
+                    snapshot_policy,
+                    snap_retain_count,
                     hard_state,
                     inboxes,
                     outboxes,

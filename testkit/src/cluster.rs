@@ -33,7 +33,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zoocore_consensus::peer_msg::PeerMsg;
 use zoocore_consensus::{
-    DurableState, Entry, HardState, Output, Proposal, ProposalOp, Replica, ReplicaConfig,
+    DurableState, HardState, Logged, Output, Persist, Proposal, ProposalOp, Replica, ReplicaConfig,
+    SnapshotMeta,
 };
 use zoocore_engine::acl::Identity;
 use zoocore_engine::tree::Applied;
@@ -97,6 +98,10 @@ pub struct SimConfig {
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
     pub session_timeout_ms: i32,
+    /// A member snapshots its tree after this many applied entries and
+    /// keeps `retained_entries` of the log before it.
+    pub snapshot_entries: u64,
+    pub retained_entries: u64,
 }
 
 impl SimConfig {
@@ -111,6 +116,8 @@ impl SimConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             session_timeout_ms: 1500,
+            snapshot_entries: 40,
+            retained_entries: 10,
         }
     }
 }
@@ -127,10 +134,16 @@ pub struct Report {
     pub partitions: usize,
     pub expiries: usize,
     pub refused_frames: usize,
+    pub snapshots_taken: usize,
+    /// Snapshots members received from the leader and installed.
+    pub snapshots_installed: usize,
 }
 
 /// Keys the clients write: compare-and-set registers.
 const KEYS: usize = 3;
+/// Snapshot bytes per chunk: small, so a transfer takes several under the
+/// network's faults (the server sends `peer_msg::SNAPSHOT_CHUNK`).
+const CHUNK: usize = 512;
 
 struct Message {
     at: i64,
@@ -162,22 +175,89 @@ impl Ord for Message {
 #[derive(Default, Clone)]
 struct Disk {
     hard_state: HardState,
-    entries: Vec<Entry>,
+    /// The log as recovery reads it: a later record at an index replaces
+    /// that record and every one after it.
+    log: Vec<Logged>,
+    /// Snapshot files by (index, term).
+    snapshots: BTreeMap<(u64, u64), (SnapshotMeta, Vec<u8>)>,
+}
+
+/// How much of a write landed when a crash interrupted it.
+#[derive(Clone, Copy)]
+enum Landed {
+    All,
+    /// The hard state, the snapshot file (without its mark) if `file`, and
+    /// no entries; or, without a snapshot, the first `entries` entries.
+    Part {
+        file: bool,
+        entries: usize,
+    },
 }
 
 impl Disk {
-    fn write(&mut self, entries: &[Entry], hard_state: &Option<HardState>) {
-        if let Some(first) = entries.first() {
-            let keep = self
-                .entries
-                .iter()
-                .take_while(|e| e.index < first.index)
-                .count();
-            self.entries.truncate(keep);
-            self.entries.extend_from_slice(entries);
+    fn log_index(l: &Logged) -> u64 {
+        match l {
+            Logged::Entry(e) => e.index,
+            Logged::Mark { index, .. } => *index,
         }
-        if let Some(hs) = hard_state {
+    }
+
+    /// Appends records from `index` on, replacing what the log held there.
+    fn append(&mut self, index: u64, records: impl IntoIterator<Item = Logged>) {
+        let keep = self
+            .log
+            .iter()
+            .take_while(|l| Disk::log_index(l) < index)
+            .count();
+        self.log.truncate(keep);
+        self.log.extend(records);
+    }
+
+    /// What a write makes durable, in the server's order: the hard state,
+    /// the snapshot file, its mark, the entries.
+    fn write(&mut self, persist: &Persist, landed: Landed) {
+        if let Some(hs) = &persist.hard_state {
             self.hard_state = hs.clone();
+        }
+        let entries = match (landed, &persist.snapshot) {
+            (Landed::All, _) => persist.entries.len(),
+            (Landed::Part { file, .. }, Some(installed)) => {
+                if file {
+                    let m = installed.meta;
+                    self.snapshots
+                        .insert((m.index, m.term), (m, installed.bytes.clone()));
+                }
+                return;
+            }
+            (Landed::Part { entries, .. }, None) => entries.min(persist.entries.len()),
+        };
+        if let Some(installed) = &persist.snapshot {
+            let m = installed.meta;
+            self.snapshots
+                .insert((m.index, m.term), (m, installed.bytes.clone()));
+            self.append(
+                m.index,
+                [Logged::Mark {
+                    index: m.index,
+                    term: m.term,
+                }],
+            );
+        }
+        if let Some(first) = persist.entries.first() {
+            let records = persist.entries[..entries]
+                .iter()
+                .cloned()
+                .map(Logged::Entry);
+            self.append(first.index, records);
+        }
+    }
+
+    /// Drops log records before `index` (whole segments, on a real disk)
+    /// and all but the newest two snapshots.
+    fn purge(&mut self, index: u64) {
+        self.log.retain(|l| Disk::log_index(l) >= index);
+        while self.snapshots.len() > 2 {
+            self.snapshots.pop_first();
         }
     }
 }
@@ -190,6 +270,8 @@ struct Member {
     down_until: i64,
     /// Applied index seen last, to check it never goes back while up.
     applied: u64,
+    /// Applied index of the last snapshot this member took.
+    snapshot_at: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -304,6 +386,7 @@ impl Sim {
                 writing: VecDeque::new(),
                 down_until: 0,
                 applied: 0,
+                snapshot_at: 0,
             };
             sim.members.insert(id, member);
             sim.start(id);
@@ -359,6 +442,7 @@ impl Sim {
             extended_types: true,
             container_check_ms: 1000,
             config_node: String::new(),
+            retained_entries: self.cfg.retained_entries,
         }
     }
 
@@ -368,14 +452,26 @@ impl Sim {
         let Some(member) = self.members.get_mut(&id) else {
             return;
         };
+        let metas: Vec<SnapshotMeta> = member.disk.snapshots.values().map(|(m, _)| *m).collect();
+        let recovered = zoocore_consensus::snapshot::recover(&metas, member.disk.log.clone())
+            .unwrap_or_else(|e| panic!("member {id} cannot start from its disk: {e}"));
+        let snapshot = recovered.snapshot.map(|meta| {
+            let (_, bytes) = &member.disk.snapshots[&(meta.index, meta.term)];
+            let tree = zoocore_engine::snapshot::read(bytes, true)
+                .unwrap_or_else(|e| panic!("member {id}'s snapshot {meta:?}: {e}"));
+            (meta, tree)
+        });
+        let start = snapshot.as_ref().map_or(0, |(m, _)| m.index);
         let durable = DurableState {
             hard_state: member.disk.hard_state.clone(),
-            entries: member.disk.entries.clone(),
+            snapshot,
+            entries: recovered.entries,
         };
         let replica = Replica::new(config, durable, now)
             .unwrap_or_else(|e| panic!("member {id} cannot start from its disk: {e}"));
         member.replica = Some(replica);
-        member.applied = 0;
+        member.applied = start;
+        member.snapshot_at = start;
         self.event(format!("member {id} starts"));
     }
 
@@ -391,9 +487,11 @@ impl Sim {
         // The server writes the hard state before the entries it goes with.
         if let Some((_, first)) = member.writing.front() {
             if torn {
-                let n = cut.min(first.entries.len());
-                let entries = first.entries[..n].to_vec();
-                member.disk.write(&entries, &first.hard_state);
+                let landed = Landed::Part {
+                    file: cut % 2 == 1,
+                    entries: cut,
+                };
+                member.disk.write(first, landed);
             }
         }
         member.writing.clear();
@@ -449,6 +547,26 @@ impl Sim {
         for (to, msg) in &out.messages {
             self.send(id, *to, msg);
         }
+        for want in &out.chunks {
+            let m = want.meta;
+            let data = self.members[&id]
+                .disk
+                .snapshots
+                .get(&(m.index, m.term))
+                .map(|(_, bytes)| {
+                    let from = (want.offset as usize).min(bytes.len());
+                    let to = (from + CHUNK).min(bytes.len());
+                    bytes[from..to].to_vec()
+                });
+            let chunk = PeerMsg::SnapshotChunk {
+                index: m.index,
+                term: m.term,
+                offset: want.offset,
+                total: if data.is_some() { m.len } else { 0 },
+                data: data.unwrap_or_default(),
+            };
+            self.send(id, want.to, &chunk);
+        }
         for persist in out.persist {
             let took = self
                 .rng
@@ -494,10 +612,47 @@ impl Sim {
         for sync_id in out.synced {
             self.answer_sync(id, sync_id)?;
         }
+        self.maybe_snapshot(id);
         Ok(())
     }
 
+    /// A member snapshots its applied tree every `snapshot_entries` (the
+    /// file is durable at once: the server's snapshotter only delays this),
+    /// then compacts its log.
+    fn maybe_snapshot(&mut self, id: u64) {
+        let every = self.cfg.snapshot_entries;
+        let Some(member) = self.members.get_mut(&id) else {
+            return;
+        };
+        let Some(r) = member.replica.as_mut() else {
+            return;
+        };
+        if r.applied_index() < member.snapshot_at + every {
+            return;
+        }
+        let Some((index, term, tree)) = r.snapshot_point() else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        if let Err(e) = zoocore_engine::snapshot::write(&tree, &mut bytes) {
+            panic!("member {id} cannot write a snapshot: {e}");
+        }
+        let meta = SnapshotMeta {
+            index,
+            term,
+            len: bytes.len() as u64,
+        };
+        member.disk.snapshots.insert((index, term), (meta, bytes));
+        r.snapshot_taken(meta);
+        member.disk.purge(r.log_kept_from());
+        member.snapshot_at = index;
+        self.report.snapshots_taken += 1;
+    }
+
     fn check_committed(&mut self, id: u64, c: &zoocore_consensus::Committed) -> Result<(), String> {
+        if c.installed {
+            return self.check_installed(id, c);
+        }
         let mut records = Vec::new();
         for (txn, _) in &c.txns {
             txn.write(&mut records);
@@ -562,6 +717,37 @@ impl Sim {
                 );
             }
         }
+        Ok(())
+    }
+
+    /// A snapshot a member installed is the tree every member had at its index.
+    fn check_installed(&mut self, id: u64, c: &zoocore_consensus::Committed) -> Result<(), String> {
+        let digest = tree_digest(&c.tree);
+        let member = self.members.get_mut(&id).ok_or("no member")?;
+        if c.index <= member.applied || !c.txns.is_empty() {
+            return Err(format!(
+                "member {id} installed a snapshot at index {} after applying {}",
+                c.index, member.applied
+            ));
+        }
+        member.applied = c.index;
+        member.snapshot_at = c.index;
+        // The tree after the last batch at or before the index (an entry
+        // without txns, a new leader's no-op, changes nothing).
+        let before = self.log.range(..=c.index).next_back();
+        let expected = before.map(|(_, seen)| seen.digest);
+        let empty = tree_digest(&DataTree::new(true));
+        if expected.unwrap_or(empty) != digest {
+            return Err(format!(
+                "member {id} installed a snapshot at index {} unlike the tree committed there",
+                c.index
+            ));
+        }
+        self.report.snapshots_installed += 1;
+        self.event(format!(
+            "member {id} installs a snapshot at index {}",
+            c.index
+        ));
         Ok(())
     }
 
@@ -725,7 +911,7 @@ impl Sim {
                 let Some((_, persist)) = member.writing.pop_front() else {
                     break;
                 };
-                member.disk.write(&persist.entries, &persist.hard_state);
+                member.disk.write(&persist, Landed::All);
                 let Some(replica) = member.replica.as_mut() else {
                     continue;
                 };
@@ -1078,8 +1264,23 @@ impl Sim {
                 break;
             }
             if self.now > deadline {
+                let states: Vec<String> = self
+                    .members
+                    .values()
+                    .filter_map(|m| m.replica.as_ref())
+                    .map(|r| {
+                        format!(
+                            "member {} applied {} commit {} zxid {:#x}",
+                            r.id(),
+                            r.applied_index(),
+                            r.commit_index(),
+                            r.tree().last_zxid()
+                        )
+                    })
+                    .collect();
                 return Err(format!(
-                    "no progress within 20 s after the faults stopped (leader: {leader:?}, probe: {probe:?})"
+                    "no progress within 20 s after the faults stopped (leader: {leader:?}, probe: {probe:?}, target zxid {target:#x}; {})",
+                    states.join(", ")
                 ));
             }
         }

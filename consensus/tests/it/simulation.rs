@@ -42,6 +42,8 @@ fn simulated_ensembles_keep_every_invariant_under_faults() {
                 totals.partitions += r.partitions;
                 totals.expiries += r.expiries;
                 totals.refused_frames += r.refused_frames;
+                totals.snapshots_taken += r.snapshots_taken;
+                totals.snapshots_installed += r.snapshots_installed;
             }
             Err(report) => panic!("{report}"),
         }
@@ -56,5 +58,9 @@ fn simulated_ensembles_keep_every_invariant_under_faults() {
             "{totals:?}"
         );
         assert!(totals.syncs > 0 && totals.refused_frames > 0, "{totals:?}");
+        assert!(
+            totals.snapshots_taken > 0 && totals.snapshots_installed > 0,
+            "{totals:?}"
+        );
     }
 }

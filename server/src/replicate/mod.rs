@@ -8,7 +8,12 @@
 //! - the peer transport (`transport.rs`) steps received messages;
 //! - a ticker drives raft's clock and the leader's expiry;
 //! - the writer makes each `Persist` durable in order (hard state file,
-//!   then the entries as log batches), then sends what waited on it;
+//!   then a snapshot received from the leader and its mark, then the
+//!   entries as log batches), then sends what waited on it;
+//! - snapshots: every `snapCount` txns (as a standalone server) the applied
+//!   tree is written as a raft snapshot on a blocking thread; the replica
+//!   then compacts its log and the files before it are dropped. Members
+//!   too far behind read the newest one in chunks (`ChunkWanted`);
 //! - the main loop collects the replica's output and fans committed batches
 //!   out to the shards as a standalone sequencer does, each txn carrying
 //!   the origin of the request it answers when this server took it.
@@ -29,12 +34,16 @@ use std::time::Duration;
 
 use glommio::channels::local_channel::{self, LocalReceiver};
 use glommio::channels::shared_channel::{ConnectedSender, SharedReceiver, SharedSender};
-use zoocore_consensus::{HardState, Output, Persist, Proposal, ProposalOp, Replica};
+use zoocore_consensus::peer_msg::SNAPSHOT_CHUNK;
+use zoocore_consensus::{
+    ChunkWanted, HardState, Output, PeerMsg, Persist, Proposal, ProposalOp, Replica,
+};
 
 use crate::seq::fanout::{commit_batch, fan_out, HandedVersions};
 use crate::seq::{CommitBatch, Entry, Origin, Shutdown, Stopped, ToSequencer};
 use crate::stats::{Role, Stats};
 use crate::storage::raftlog;
+use crate::storage::snapshotter::SnapshotPolicy;
 use crate::storage::wal::LogWriter;
 use transport::{Outbound, PeerEvent};
 
@@ -51,6 +60,10 @@ pub struct ReplicateSetup {
     pub replica: Replica,
     pub log: LogWriter,
     pub data_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub snapshot_policy: SnapshotPolicy,
+    /// Raft snapshots kept on disk (`autopurge.snapRetainCount`).
+    pub snap_retain_count: usize,
     /// The hard state the state file holds now.
     pub hard_state: HardState,
     pub inboxes: Vec<SharedReceiver<ToSequencer>>,
@@ -172,16 +185,24 @@ impl Glue {
 
     /// Turns the replica's output into batches for the shards; returns them
     /// and what must be made durable.
-    fn absorb(
-        &mut self,
-        out: Output,
-        outbound: &Outbound,
-    ) -> (Vec<Arc<CommitBatch>>, Vec<Persist>) {
+    fn absorb(&mut self, out: Output, outbound: &Outbound) -> Absorbed {
         for (to, msg) in &out.messages {
             outbound.send(*to, msg);
         }
         let mut batches = Vec::new();
+        let mut txns = 0;
         for committed in out.committed {
+            if committed.installed {
+                // The tree jumped to the leader's snapshot: watches cannot be
+                // told what changed, so clients reconnect and set them again.
+                tracing::info!(index = committed.index, "installed the leader's snapshot");
+                self.pending.clear();
+                self.syncs.clear();
+                let entries = vec![Entry::Installed];
+                batches.push(commit_batch(entries, committed.tree));
+                continue;
+            }
+            txns += committed.txns.len() as u64;
             let entries = committed
                 .txns
                 .into_iter()
@@ -233,8 +254,22 @@ impl Glue {
         e.synced_followers.store(synced as u64, Ordering::Relaxed);
         e.pending_syncs
             .store(self.syncs.len() as u64, Ordering::Relaxed);
-        (batches, out.persist)
+        Absorbed {
+            batches,
+            persists: out.persist,
+            chunks: out.chunks,
+            txns,
+        }
     }
+}
+
+/// What the main loop does with one output of the replica.
+struct Absorbed {
+    batches: Vec<Arc<CommitBatch>>,
+    persists: Vec<Persist>,
+    chunks: Vec<ChunkWanted>,
+    /// Txns committed, for the snapshot policy.
+    txns: u64,
 }
 
 /// Runs the member's sequencer on the current executor until it is asked
@@ -244,6 +279,9 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
         replica,
         mut log,
         data_dir,
+        log_dir,
+        mut snapshot_policy,
+        snap_retain_count,
         hard_state,
         inboxes,
         outboxes,
@@ -316,6 +354,7 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
             outbound.clone(),
             stats.clone(),
         );
+        let (data_dir, log_dir) = (data_dir.clone(), log_dir.clone());
         glommio::spawn_local(async move {
             let mut written = hard_state;
             while let Some(persist) = persist_rx.recv().await {
@@ -338,6 +377,11 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
                     outbound.send(*to, msg);
                 }
                 glue.borrow_mut().replica.persisted(persist.number);
+                if persist.snapshot.is_some() {
+                    // The log before the installed snapshot is obsolete.
+                    let kept_from = glue.borrow().replica.log_kept_from();
+                    purge(&data_dir, &log_dir, kept_from, snap_retain_count).await;
+                }
                 let _ = kick_tx.try_send(());
             }
         })
@@ -349,6 +393,7 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
     }
     let mut handed = HandedVersions::default();
     let mut stopping: Option<std::time::Instant> = None;
+    let snapshotting = Rc::new(std::cell::Cell::new(false));
     loop {
         if shutdown.requested() && stopping.is_none() {
             // A leader hands over first, so the ensemble does not wait out an
@@ -370,7 +415,7 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
             glommio::timer::sleep(Duration::from_millis(50)),
         )
         .await;
-        let (batches, persists) = {
+        let absorbed = {
             let mut g = glue.borrow_mut();
             let out = match g.replica.output() {
                 Ok(out) => out,
@@ -381,6 +426,37 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
             };
             g.absorb(out, &outbound)
         };
+        let Absorbed {
+            batches,
+            persists,
+            chunks,
+            txns,
+        } = absorbed;
+        for want in chunks {
+            glommio::spawn_local(send_chunk(data_dir.clone(), want, outbound.clone())).detach();
+        }
+        let bytes: usize = persists
+            .iter()
+            .flat_map(|p| p.entries.iter())
+            .map(|e| e.data.len())
+            .sum();
+        if (txns > 0 || bytes > 0)
+            && snapshot_policy.record(txns, bytes as u64)
+            && !snapshotting.get()
+        {
+            let point = glue.borrow().replica.snapshot_point();
+            if let Some((index, term, tree)) = point {
+                snapshotting.set(true);
+                let task = take_snapshot(
+                    (index, term, tree),
+                    (data_dir.clone(), log_dir.clone(), snap_retain_count),
+                    glue.clone(),
+                    stats.clone(),
+                    snapshotting.clone(),
+                );
+                glommio::spawn_local(task).detach();
+            }
+        }
         for persist in persists {
             if persist_tx.send(persist).await.is_err() {
                 return Stopped::Diverged;
@@ -396,8 +472,90 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
     }
 }
 
+/// Writes the applied tree as a raft snapshot off the executor, then lets
+/// the replica compact its log and drops the files before it.
+async fn take_snapshot(
+    (index, term, tree): (u64, u64, zoocore_engine::DataTree),
+    (data_dir, log_dir, keep): (PathBuf, PathBuf, usize),
+    glue: Rc<RefCell<Glue>>,
+    stats: Arc<Stats>,
+    snapshotting: Rc<std::cell::Cell<bool>>,
+) {
+    let started = std::time::Instant::now();
+    let dir = data_dir.clone();
+    let written = glommio::executor()
+        .spawn_blocking(move || {
+            // Serving threads come first (as the standalone snapshotter).
+            // SAFETY: setpriority on this thread's own id.
+            let tid = unsafe { libc::gettid() } as libc::id_t;
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 19) };
+            let written = raftlog::write_snapshot(&dir, index, term, &tree);
+            // SAFETY: as above; the blocking pool's thread goes back to normal.
+            unsafe { libc::setpriority(libc::PRIO_PROCESS, tid, 0) };
+            written
+        })
+        .await;
+    snapshotting.set(false);
+    match written {
+        Ok(meta) => {
+            stats
+                .snapshot_ms
+                .record(started.elapsed().as_millis() as u64);
+            tracing::info!(
+                index,
+                term,
+                bytes = meta.len,
+                ms = started.elapsed().as_millis() as u64,
+                "raft snapshot taken"
+            );
+            let kept_from = {
+                let mut g = glue.borrow_mut();
+                g.replica.snapshot_taken(meta);
+                g.replica.log_kept_from()
+            };
+            purge(&data_dir, &log_dir, kept_from, keep).await;
+        }
+        Err(e) => tracing::error!(error = %e, "raft snapshot failed"),
+    }
+}
+
+async fn purge(data_dir: &std::path::Path, log_dir: &std::path::Path, kept_from: u64, keep: usize) {
+    let (data_dir, log_dir) = (data_dir.to_owned(), log_dir.to_owned());
+    let purged = glommio::executor()
+        .spawn_blocking(move || raftlog::purge(&data_dir, &log_dir, kept_from, keep))
+        .await;
+    if let Err(e) = purged {
+        tracing::warn!(error = %e, "dropping raft log segments or snapshots failed");
+    }
+}
+
+/// Reads one chunk of a snapshot another member asked for and sends it (or
+/// says the snapshot is gone, if it cannot be read).
+async fn send_chunk(data_dir: PathBuf, want: ChunkWanted, outbound: Outbound) {
+    let meta = want.meta;
+    let read = glommio::executor()
+        .spawn_blocking(move || raftlog::read_chunk(&data_dir, &meta, want.offset, SNAPSHOT_CHUNK))
+        .await;
+    let (total, data) = match read {
+        Ok(data) => (meta.len, data),
+        Err(e) => {
+            tracing::warn!(error = %e, index = meta.index, "a snapshot asked for cannot be read");
+            (0, Vec::new())
+        }
+    };
+    let chunk = PeerMsg::SnapshotChunk {
+        index: meta.index,
+        term: meta.term,
+        offset: want.offset,
+        total,
+        data,
+    };
+    outbound.send(want.to, &chunk);
+}
+
 /// Makes one persist durable: the hard state first (when its term or vote
-/// changed), then its entries as log batches.
+/// changed), then a snapshot from the leader and its mark, then its entries
+/// as log batches.
 async fn write(
     log: &mut LogWriter,
     data_dir: &std::path::Path,
@@ -414,6 +572,14 @@ async fn write(
                 .await?;
             *written = hs.clone();
         }
+    }
+    if let Some(installed) = &persist.snapshot {
+        let (dir, meta, bytes) = (data_dir.to_owned(), installed.meta, installed.bytes.clone());
+        glommio::executor()
+            .spawn_blocking(move || raftlog::write_received(&dir, &meta, &bytes))
+            .await?;
+        log.append(raftlog::encode_mark(&meta), meta.index as i64)
+            .await?;
     }
     for (first, batch) in raftlog::encode(&persist.entries) {
         log.append(batch, first as i64).await?;

@@ -109,6 +109,10 @@ pub enum Entry {
     Disconnect {
         origin: Option<Origin>,
     },
+    /// Ensemble member: the batch's tree is the leader's snapshot, not the
+    /// last one's txns applied. Watches cannot be told what changed, so
+    /// every connection is closed (clients reconnect and set them again).
+    Installed,
 }
 
 /// A durable batch, shared read-only by every shard.

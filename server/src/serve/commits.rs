@@ -60,6 +60,10 @@ pub(super) async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<
                 Entry::Gather(gather) => gather.add(view(&shard)),
                 Entry::Rejected { origin, session_id } => reject(&shard, *origin, *session_id),
                 Entry::Disconnect { origin } => disconnect(&shard, *origin),
+                Entry::Installed => {
+                    shard.handled_zxid.set(batch.tree.last_zxid());
+                    disconnect(&shard, None);
+                }
             }
         }
         // The replica is the version every handled txn leads to.

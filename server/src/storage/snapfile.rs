@@ -42,9 +42,15 @@ pub fn remove_temporaries(dir: &Path) -> std::io::Result<()> {
 
 /// Writes `tree` as the snapshot of its last zxid; returns its path.
 pub fn write_snapshot(dir: &Path, tree: &DataTree) -> std::io::Result<PathBuf> {
+    write_named(dir, &snapshot_name(tree.last_zxid()), tree)
+}
+
+/// Writes `tree` in the snapshot format as `dir/name`, durably; returns
+/// its path.
+pub fn write_named(dir: &Path, name: &str, tree: &DataTree) -> std::io::Result<PathBuf> {
     std::fs::create_dir_all(dir)?;
-    let path = dir.join(snapshot_name(tree.last_zxid()));
-    let temporary = dir.join(format!("{}{TEMPORARY}", snapshot_name(tree.last_zxid())));
+    let path = dir.join(name);
+    let temporary = dir.join(format!("{name}{TEMPORARY}"));
     let file = PacedFile {
         file: std::fs::File::create(&temporary)?,
         written: 0,
@@ -106,9 +112,7 @@ impl Write for PacedFile {
 /// Reads a snapshot file: maps it, checks that its header names the zxid its
 /// file name does, and validates and rebuilds the whole tree.
 pub fn load(path: &Path, zxid: i64, extended_types: bool) -> Result<DataTree, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    // SAFETY: snapshot files are never modified once renamed into place.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
+    let map = map(path)?;
     let header = snapshot::header(&map).map_err(|e| e.to_string())?;
     if header.zxid != zxid {
         return Err(format!(
@@ -117,4 +121,16 @@ pub fn load(path: &Path, zxid: i64, extended_types: bool) -> Result<DataTree, St
         ));
     }
     snapshot::read(&map, extended_types).map_err(|e| e.to_string())
+}
+
+/// Reads a snapshot file whose name does not carry its zxid (a raft
+/// snapshot): validates and rebuilds the whole tree.
+pub fn load_image(path: &Path, extended_types: bool) -> Result<DataTree, String> {
+    snapshot::read(&map(path)?, extended_types).map_err(|e| e.to_string())
+}
+
+fn map(path: &Path) -> Result<memmap2::Mmap, String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // SAFETY: snapshot files are never modified once renamed into place.
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())
 }

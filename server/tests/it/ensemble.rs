@@ -718,3 +718,97 @@ fn a_write_through_a_member_the_session_has_left_gets_session_moved() {
         "the refused write did nothing"
     );
 }
+
+/// Files in a member's data dir whose names start with `prefix`.
+fn files(e: &Ensemble, id: u64, prefix: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(e.member(id).dir.join("data"))
+        .expect("data dir")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with(prefix) && !name.ends_with(".tmp"))
+        .collect();
+    names.sort();
+    names
+}
+
+fn children(reply: &Reply) -> usize {
+    match &reply.body {
+        Response::Children(c) => c.len(),
+        other => panic!("not children: {other:?}"),
+    }
+}
+
+#[test]
+fn a_member_past_the_retained_log_catches_up_by_snapshot_and_all_restart_from_one() {
+    // Snapshots every 20 to 40 txns, 4 entries kept before each, 3 MiB log
+    // segments (the least allowed): a member stopped for 400 writes of
+    // 16 KiB is past the log, and the first segments are dropped.
+    let mut e = Ensemble::start(
+        binary(),
+        3,
+        "snapCount=40\nzoocore.raftRetainedEntries=4\nzoocore.logSegmentBytes=3145728\n",
+    );
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let behind = (1..=3).find(|&i| i != leader).expect("a follower");
+    e.kill(behind);
+    let others: Vec<SocketAddr> = (1..=3)
+        .filter(|&i| i != behind)
+        .map(|i| e.member(i).client)
+        .collect();
+    let mut c = Roaming::new(others, 0);
+    assert!(created(&c.must(&create("/snap", b"", 0))));
+    for i in 0..400 {
+        assert!(created(&c.must(&create(
+            &format!("/snap/n{i}"),
+            &[(i % 256) as u8; 16 << 10],
+            0
+        ))));
+    }
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let snapshots = files(&e, leader, "zoocore.raftsnap.");
+        let segments = files(&e, leader, "zoocore.raftlog.");
+        let first_kept = segments
+            .first()
+            .is_none_or(|s| !s.ends_with("0000000000000001"));
+        if !snapshots.is_empty() && snapshots.len() <= 3 && first_kept {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the leader neither snapshots nor drops its old log: {snapshots:?} {segments:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    e.start_member(behind);
+    let mut r = Roaming::new(vec![e.member(behind).client], 0);
+    assert_eq!(r.must(&sync("/")).header.err, 0);
+    let list = Request::GetChildren(PathWatchRequest {
+        path: "/snap".into(),
+        watch: false,
+    });
+    assert_eq!(children(&r.must(&list)), 400);
+    assert!(
+        e.log(behind).contains("installed the leader's snapshot"),
+        "the member caught up without a snapshot: the log was not compacted"
+    );
+    drop(r);
+    drop(c);
+    // Every member restarts from its newest snapshot and the log after it.
+    for id in 1..=3 {
+        e.kill(id);
+    }
+    for id in 1..=3 {
+        e.start_member(id);
+    }
+    e.wait_leader(Duration::from_secs(30));
+    for id in 1..=3 {
+        let mut r = Roaming::new(vec![e.member(id).client], 0);
+        assert_eq!(r.must(&sync("/")).header.err, 0);
+        assert_eq!(children(&r.must(&list)), 400, "member {id}");
+        match r.must(&get("/snap/n399")).body {
+            Response::GetData(d) => assert_eq!(d.data, Some(vec![(399 % 256) as u8; 16 << 10])),
+            other => panic!("member {id}: {other:?}"),
+        }
+    }
+}

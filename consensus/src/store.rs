@@ -1,0 +1,276 @@
+//! The raft log as raft-rs reads it: the entries after the compaction point,
+//! in memory (the server's copy on disk is `storage/raftlog.rs`), the hard
+//! state, and the newest snapshot this member holds, which is what raft
+//! sends a member too far behind for the entries kept.
+
+use std::collections::VecDeque;
+
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
+use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+
+/// A snapshot of the applied tree after entry `index` (of `term`): `len`
+/// bytes of zoocore's snapshot format, which a member sends in chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct SnapshotMeta {
+    pub index: u64,
+    pub term: u64,
+    pub len: u64,
+}
+
+impl SnapshotMeta {
+    /// What travels in raft's snapshot message: the metadata, and the length
+    /// as its data (the bytes follow in `SnapshotChunk`s).
+    pub fn to_raft(self, conf_state: &ConfState) -> Snapshot {
+        let mut metadata = SnapshotMetadata {
+            index: self.index,
+            term: self.term,
+            ..Default::default()
+        };
+        metadata.set_conf_state(conf_state.clone());
+        let mut snapshot = Snapshot {
+            data: self.len.to_be_bytes().to_vec().into(),
+            ..Default::default()
+        };
+        snapshot.set_metadata(metadata);
+        snapshot
+    }
+
+    /// The inverse of [`SnapshotMeta::to_raft`]; `None` for a message that
+    /// is not one of ours.
+    pub fn from_raft(snapshot: &Snapshot) -> Option<SnapshotMeta> {
+        let len = u64::from_be_bytes(snapshot.data.as_ref().try_into().ok()?);
+        let meta = snapshot.get_metadata();
+        Some(SnapshotMeta {
+            index: meta.index,
+            term: meta.term,
+            len,
+        })
+    }
+}
+
+pub struct EntryStore {
+    hard_state: HardState,
+    conf_state: ConfState,
+    /// The newest snapshot on this member's disk.
+    snapshot: Option<SnapshotMeta>,
+    /// Index and term of the entry before `entries[0]`: compacted away, or
+    /// the last one a snapshot covers (0, 0 for an uncompacted log).
+    before: (u64, u64),
+    entries: VecDeque<Entry>,
+}
+
+impl EntryStore {
+    /// A store whose log starts after `snapshot`, when there is one.
+    pub fn new(
+        conf_state: ConfState,
+        hard_state: HardState,
+        snapshot: Option<SnapshotMeta>,
+    ) -> EntryStore {
+        EntryStore {
+            hard_state,
+            conf_state,
+            before: snapshot.map_or((0, 0), |s| (s.index, s.term)),
+            snapshot,
+            entries: VecDeque::new(),
+        }
+    }
+
+    pub fn snapshot_meta(&self) -> Option<SnapshotMeta> {
+        self.snapshot
+    }
+
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    pub fn set_hard_state(&mut self, hs: HardState) {
+        self.hard_state = hs;
+    }
+
+    fn last(&self) -> u64 {
+        self.before.0 + self.entries.len() as u64
+    }
+
+    /// Appends entries, replacing the log from the first one's index on.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), raft::Error> {
+        let Some(first) = entries.first() else {
+            return Ok(());
+        };
+        if first.index <= self.before.0 || first.index > self.last() + 1 {
+            return Err(raft::Error::Store(StorageError::Other(
+                format!(
+                    "append at {} to a log of {}..={}",
+                    first.index,
+                    self.before.0 + 1,
+                    self.last()
+                )
+                .into(),
+            )));
+        }
+        self.entries
+            .truncate((first.index - self.before.0 - 1) as usize);
+        self.entries.extend(entries.iter().cloned());
+        Ok(())
+    }
+
+    /// Records a snapshot this member has made durable; the log is then
+    /// compacted up to `compact_to` (at most the snapshot's index).
+    pub fn snapshot_taken(&mut self, meta: SnapshotMeta, compact_to: u64) {
+        if self.snapshot.is_some_and(|s| s.index >= meta.index) {
+            return;
+        }
+        self.snapshot = Some(meta);
+        let to = compact_to.min(meta.index).min(self.last());
+        while to > self.before.0 {
+            let Some(e) = self.entries.pop_front() else {
+                break;
+            };
+            self.before = (e.index, e.term);
+        }
+    }
+
+    /// A snapshot from the leader replaces the whole log.
+    pub fn install(&mut self, meta: SnapshotMeta) {
+        self.entries.clear();
+        self.before = (meta.index, meta.term);
+        self.snapshot = Some(meta);
+        self.hard_state.commit = self.hard_state.commit.max(meta.index);
+    }
+}
+
+impl Storage for EntryStore {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        Ok(RaftState {
+            hard_state: self.hard_state.clone(),
+            conf_state: self.conf_state.clone(),
+        })
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.before.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.last() + 1 || low > high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let from = (low - self.before.0 - 1) as usize;
+        let to = (high - self.before.0 - 1) as usize;
+        let mut out: Vec<Entry> = self.entries.range(from..to).cloned().collect();
+        raft::util::limit_size(&mut out, max_size.into());
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.before.0 {
+            return Ok(self.before.1);
+        }
+        if idx < self.before.0 {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        self.entries
+            .get((idx - self.before.0 - 1) as usize)
+            .map(|e| e.term)
+            .ok_or(raft::Error::Store(StorageError::Unavailable))
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.before.0 + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.last())
+    }
+
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        match self.snapshot {
+            Some(meta) if meta.index >= request_index => Ok(meta.to_raft(&self.conf_state)),
+            _ => Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64, term: u64) -> Entry {
+        Entry {
+            index,
+            term,
+            ..Default::default()
+        }
+    }
+
+    fn store() -> EntryStore {
+        EntryStore::new(
+            ConfState::from((vec![1, 2, 3], vec![])),
+            HardState::default(),
+            None,
+        )
+    }
+
+    #[test]
+    fn appends_replace_the_suffix_and_compaction_keeps_the_term_before() {
+        let mut s = store();
+        s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .expect("append");
+        s.append(&[entry(8, 2)]).expect("replace");
+        assert_eq!(s.last_index().ok(), Some(8));
+        assert_eq!(s.term(8).ok(), Some(2));
+        assert!(s.append(&[entry(10, 2)]).is_err(), "a gap is refused");
+        let meta = SnapshotMeta {
+            index: 6,
+            term: 1,
+            len: 100,
+        };
+        s.snapshot_taken(meta, 4);
+        assert_eq!(s.first_index().ok(), Some(5));
+        assert_eq!(s.term(4).ok(), Some(1));
+        assert!(matches!(
+            s.term(3),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        assert!(s
+            .entries(4, 6, None, GetEntriesContext::empty(false))
+            .is_err());
+        let got = s
+            .entries(5, 9, None, GetEntriesContext::empty(false))
+            .expect("entries");
+        assert_eq!(
+            got.iter().map(|e| e.index).collect::<Vec<_>>(),
+            [5, 6, 7, 8]
+        );
+        let snap = s.snapshot(0, 2).expect("snapshot");
+        assert_eq!(SnapshotMeta::from_raft(&snap), Some(meta));
+        assert!(s.snapshot(7, 2).is_err(), "older than asked for");
+        assert!(s.append(&[entry(4, 3)]).is_err(), "before the log start");
+    }
+
+    #[test]
+    fn an_installed_snapshot_replaces_the_log() {
+        let mut s = store();
+        s.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>())
+            .expect("append");
+        let meta = SnapshotMeta {
+            index: 20,
+            term: 3,
+            len: 9,
+        };
+        s.install(meta);
+        assert_eq!(
+            (s.first_index().ok(), s.last_index().ok()),
+            (Some(21), Some(20))
+        );
+        assert_eq!(s.term(20).ok(), Some(3));
+        assert_eq!(s.initial_state().expect("state").hard_state.commit, 20);
+        s.append(&[entry(21, 3)]).expect("append after");
+    }
+}
