@@ -23,7 +23,7 @@ VENV="$REPO_ROOT/.venv"
 JAVA_DIR=/usr/share/java
 
 # Debian packages and, for the jars, the files they must provide.
-APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java python3 python3-venv systemd util-linux)
+APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java python3 python3-venv systemd util-linux iproute2)
 PY_PACKAGES=(kazoo pytest)
 
 log() { printf 'install-deps: %s\n' "$*"; }

@@ -1,13 +1,17 @@
-//! A zoocore ensemble of real processes on loopback for tests: N members
-//! on free ports, each with its own data dir and `myid`, started from the
-//! binary cargo built; killed (and their dirs removed) on drop. Members can
-//! be killed with SIGKILL, paused with SIGSTOP, and restarted.
+//! A zoocore ensemble of real processes for tests: N members on free ports
+//! on loopback (or each in its own network namespace, when a test cuts
+//! them apart: `netns.rs`), each with its own data dir and `myid`, started
+//! from the binary cargo built; killed (and their dirs removed) on drop.
+//! Members can be killed with SIGKILL, paused with SIGSTOP, cut off from
+//! the others, and restarted.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::netns::{self, Subnet};
 use crate::zk::{four_letter_word, free_port};
 
 pub struct Member {
@@ -24,12 +28,31 @@ pub struct Ensemble {
     binary: PathBuf,
     pub root: PathBuf,
     pub members: Vec<Member>,
+    /// The members' private network, when they run in namespaces. Dropped
+    /// after the members are killed (fields drop after `drop` runs).
+    subnet: Option<Subnet>,
 }
 
 impl Ensemble {
     /// Starts `n` members whose zoo.cfg holds the defaults below, the
     /// `server.N` lines and `extra`; waits until one of them leads.
     pub fn start(binary: &Path, n: u64, extra: &str) -> Ensemble {
+        Ensemble::start_on(binary, n, extra, None)
+    }
+
+    /// As [`Ensemble::start`], each member in its own network namespace,
+    /// so that [`Ensemble::isolate`] can cut it off. Needs root.
+    pub fn start_partitionable(binary: &Path, n: u64, extra: &str) -> Ensemble {
+        let subnet = Subnet::create(n as usize).unwrap_or_else(|e| panic!("{e}"));
+        Ensemble::start_on(binary, n, extra, Some(subnet))
+    }
+
+    fn start_on(binary: &Path, n: u64, extra: &str, subnet: Option<Subnet>) -> Ensemble {
+        let host = |i: usize| -> IpAddr {
+            subnet
+                .as_ref()
+                .map_or(IpAddr::from([127, 0, 0, 1]), |s| IpAddr::V4(s.addrs[i]))
+        };
         let root = std::env::temp_dir().join(format!(
             "zoocore-ensemble-{}-{}",
             std::process::id(),
@@ -42,10 +65,8 @@ impl Ensemble {
             .iter()
             .enumerate()
             .map(|(i, (client, peer, election))| {
-                format!(
-                    "server.{}=127.0.0.1:{peer}:{election};127.0.0.1:{client}\n",
-                    i + 1
-                )
+                let h = host(i);
+                format!("server.{}={h}:{peer}:{election};{h}:{client}\n", i + 1)
             })
             .collect();
         let mut members = Vec::new();
@@ -67,7 +88,7 @@ impl Ensemble {
             .expect("write zoo.cfg");
             members.push(Member {
                 id,
-                client: ([127, 0, 0, 1], *client).into(),
+                client: SocketAddr::new(host(i), *client),
                 peer_port: *peer,
                 election_port: *election,
                 dir,
@@ -79,6 +100,7 @@ impl Ensemble {
             binary: binary.to_owned(),
             root,
             members,
+            subnet,
         };
         for id in 1..=n {
             ensemble.start_member(id);
@@ -107,13 +129,22 @@ impl Ensemble {
     /// Starts a member (again) on its data dir; waits until it answers.
     pub fn start_member(&mut self, id: u64) {
         let binary = self.binary.clone();
+        let namespace = self.subnet.as_ref().map(|s| {
+            s.namespace((id - 1) as usize)
+                .unwrap_or_else(|e| panic!("{e}"))
+        });
         let m = self.member_mut(id);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(m.dir.join("zoocore.log"))
             .expect("open member log");
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some(ns) = namespace {
+            // SAFETY: the closure only makes the setns syscall.
+            unsafe { command.pre_exec(move || netns::enter(&ns)) };
+        }
+        let child = command
             .arg("--config")
             .arg(m.dir.join("zoo.cfg"))
             .stdin(Stdio::null())
@@ -171,6 +202,26 @@ impl Ensemble {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Cuts member `id` off from every other member; clients still reach it.
+    pub fn isolate(&mut self, id: u64) {
+        let subnet = self
+            .subnet
+            .as_mut()
+            .expect("started with start_partitionable");
+        subnet
+            .isolate((id - 1) as usize)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Ends every partition.
+    pub fn heal(&mut self) {
+        let subnet = self
+            .subnet
+            .as_mut()
+            .expect("started with start_partitionable");
+        subnet.heal().unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// SIGSTOP (`true`) or SIGCONT (`false`): a member that hangs.

@@ -4,6 +4,8 @@
 pub mod cluster;
 pub mod differential;
 pub mod ensemble;
+pub mod linearizability;
 pub mod model;
+pub mod netns;
 pub mod zk;
 pub mod zoocore;

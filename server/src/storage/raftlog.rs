@@ -397,14 +397,19 @@ mod tests {
         let (got, tree_back) = recovered.durable.snapshot.expect("the snapshot");
         assert_eq!(got, meta);
         assert_eq!(
-            tree_back.get("/zookeeper/config").and_then(|n| n.data.clone()),
+            tree_back
+                .get("/zookeeper/config")
+                .and_then(|n| n.data.clone()),
             Some(b"server.1=x".to_vec().into())
         );
         let indexes: Vec<u64> = recovered.durable.entries.iter().map(|e| e.index).collect();
         assert_eq!(indexes, [11]);
         assert_eq!(recovered.next_index, 12);
         let chunk = read_chunk(&dir, &meta, 8, 16).expect("chunk");
-        assert_eq!(chunk, std::fs::read(snapshot_path(&dir, &meta)).expect("file")[8..24]);
+        assert_eq!(
+            chunk,
+            std::fs::read(snapshot_path(&dir, &meta)).expect("file")[8..24]
+        );
 
         write_snapshot(&dir, 11, 2, &tree).expect("newer");
         purge(&dir, &dir, 10, 1).expect("purge");
@@ -415,7 +420,11 @@ mod tests {
             .map(|(first, _)| *first as u64)
             .collect();
         assert_eq!(left, [4], "the segment before index 4 is dropped");
-        let kept: Vec<u64> = snapshots(&dir).expect("list").iter().map(|(m, _)| m.index).collect();
+        let kept: Vec<u64> = snapshots(&dir)
+            .expect("list")
+            .iter()
+            .map(|(m, _)| m.index)
+            .collect();
         assert_eq!(kept, [11]);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -3,7 +3,9 @@
 //! the leader with every history checked (acknowledged writes committed at
 //! their zxid and present after a full restart, writes linearizable, a read
 //! after sync sees every write acknowledged before it), sessions and their
-//! ephemerals surviving a failover, and bad peers refused.
+//! ephemerals surviving a failover, and bad peers refused; a leader cut off
+//! by a network partition (members in network namespaces), with register
+//! histories checked by a linearizability checker.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -13,9 +15,10 @@ use std::time::{Duration, Instant};
 
 use zoocore_net::client::{Client, ClientError, ConnectOptions, Reply};
 use zoocore_net::consts::{perms, CreateMode};
-use zoocore_net::records::{CreateRequest, PathRequest, PathWatchRequest};
+use zoocore_net::records::{CreateRequest, PathRequest, PathWatchRequest, SetDataRequest};
 use zoocore_net::{Acl, ErrorCode, Request, Response};
 use zoocore_testkit::ensemble::Ensemble;
+use zoocore_testkit::linearizability::{self, Op, Operation, Outcome, Register};
 use zoocore_testkit::zk::four_letter_word;
 
 fn binary() -> &'static Path {
@@ -394,6 +397,7 @@ fn acknowledged_writes_survive_kill_9_of_the_leader_and_a_full_restart() {
     let mut e = Ensemble::start(binary(), 3, "");
     setup_parent(&e);
     let writers = Writers::start(&e, &["a", "b"]);
+    let registers = RegisterClients::start(&e, 3);
     for round in 0..2 {
         std::thread::sleep(Duration::from_millis(800));
         let leader = e.wait_leader(Duration::from_secs(30));
@@ -428,6 +432,8 @@ fn acknowledged_writes_survive_kill_9_of_the_leader_and_a_full_restart() {
     }
     e.wait_leader(Duration::from_secs(30));
     check_all_present(&e, &history);
+    // The register histories end with a read of each after the restart.
+    registers.finish_and_check(&e);
 }
 
 #[test]
@@ -435,6 +441,7 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
     let mut e = Ensemble::start(binary(), 3, "");
     setup_parent(&e);
     let writers = Writers::start(&e, &["p"]);
+    let registers = RegisterClients::start(&e, 3);
     std::thread::sleep(Duration::from_millis(500));
     let leader = e.wait_leader(Duration::from_secs(30));
     e.pause(leader, true);
@@ -462,6 +469,7 @@ fn a_paused_leader_is_replaced_and_steps_down_when_it_resumes() {
     let history = writers.finish();
     check_linearizable(&history);
     check_all_present(&e, &history);
+    registers.finish_and_check(&e);
 }
 
 #[test]
@@ -811,4 +819,249 @@ fn a_member_past_the_retained_log_catches_up_by_snapshot_and_all_restart_from_on
             other => panic!("member {id}: {other:?}"),
         }
     }
+}
+
+/// Registers the history clients work on: znodes `/reg/k0..`, each an
+/// 8-byte value with its data version.
+const REGISTERS: usize = 3;
+
+fn register_path(key: usize) -> String {
+    format!("/reg/k{key}")
+}
+
+fn set_data(path: &str, value: u64, version: i32) -> Request {
+    Request::SetData(SetDataRequest {
+        path: path.into(),
+        data: Some(value.to_be_bytes().to_vec()),
+        version,
+    })
+}
+
+/// A register as a getData reply shows it.
+fn register_of(reply: &Reply) -> Option<Register> {
+    match &reply.body {
+        Response::GetData(d) => {
+            let bytes: [u8; 8] = d.data.as_deref()?.try_into().ok()?;
+            Some(Register {
+                version: d.stat.version,
+                value: u64::from_be_bytes(bytes),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// One client of the register workload: linearizable reads (sync, then
+/// getData on the same member), blind and conditional sets, and plain
+/// reads, which must never show an older version than this session has
+/// already seen or written (ZooKeeper's per-session order). Returns its
+/// history as (key, operation).
+fn register_client(
+    addrs: Vec<SocketAddr>,
+    client: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<(usize, Operation)> {
+    let mut c = Roaming::new(addrs, client);
+    let mut history = Vec::new();
+    let mut seen = [0i32; REGISTERS];
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        if let Err(e) = c.ensure(Duration::from_secs(20)) {
+            panic!(
+                "client {client} lost its session {:#x}: {e}",
+                c.session_id()
+            );
+        }
+        n += 1;
+        let key = (n as usize * 7 + client) % REGISTERS;
+        let path = register_path(key);
+        let roll = (n * 31 + client as u64 * 17) % 10;
+        let call = Instant::now();
+        let (op, outcome) = match roll {
+            0..=1 => {
+                // A plain read: served locally, per-session order only.
+                let Some(reply) = c.call(&get(&path)) else {
+                    continue;
+                };
+                let register = register_of(&reply).expect("a register");
+                assert!(
+                    register.version >= seen[key],
+                    "client {client} read version {} of {path} after seeing {}",
+                    register.version,
+                    seen[key]
+                );
+                seen[key] = register.version;
+                continue;
+            }
+            2..=5 => {
+                let Some(synced) = c.call(&sync(&path)) else {
+                    continue; // a read that was lost has no effect
+                };
+                assert_eq!(synced.header.err, 0);
+                let Some(reply) = c.call(&get(&path)) else {
+                    continue;
+                };
+                let register = register_of(&reply).expect("a register");
+                seen[key] = seen[key].max(register.version);
+                (Op::Read, Outcome::Read(register))
+            }
+            _ => {
+                let value = ((client as u64) << 32) | n;
+                // Half conditional on the version last seen, half blind.
+                let expected = if roll >= 8 { seen[key] } else { -1 };
+                let outcome = match c.call(&set_data(&path, value, expected)) {
+                    None => Outcome::Unknown,
+                    Some(r) if r.header.err == ErrorCode::BadVersion.code() => Outcome::BadVersion,
+                    Some(r) => match r.body {
+                        Response::Stat(stat) => {
+                            seen[key] = seen[key].max(stat.version);
+                            Outcome::Set {
+                                version: stat.version,
+                            }
+                        }
+                        other => panic!("setData {path}: {} {other:?}", r.header.err),
+                    },
+                };
+                (Op::Set { value, expected }, outcome)
+            }
+        };
+        let ret = (outcome != Outcome::Unknown).then(Instant::now);
+        history.push((
+            key,
+            Operation {
+                client,
+                op,
+                call,
+                ret,
+                outcome,
+            },
+        ));
+    }
+    history
+}
+
+/// Register clients running until `finish`.
+struct RegisterClients {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Vec<(usize, Operation)>>>,
+}
+
+impl RegisterClients {
+    fn start(e: &Ensemble, clients: usize) -> RegisterClients {
+        let mut c = Roaming::new(addrs(e), 0);
+        c.ensure(Duration::from_secs(10)).expect("connect");
+        assert!(created(&c.must(&create("/reg", b"", 0))));
+        for key in 0..REGISTERS {
+            let path = register_path(key);
+            assert!(created(&c.must(&create(&path, &0u64.to_be_bytes(), 0))));
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..clients)
+            .map(|i| {
+                let (addrs, stop) = (addrs(e), stop.clone());
+                std::thread::spawn(move || register_client(addrs, i, stop))
+            })
+            .collect();
+        RegisterClients { stop, threads }
+    }
+
+    /// Stops the clients, adds a final linearizable read of every register
+    /// (through any member), and checks each register's history.
+    fn finish_and_check(self, e: &Ensemble) -> usize {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut history: Vec<(usize, Operation)> = Vec::new();
+        for t in self.threads {
+            history.extend(t.join().expect("register client"));
+        }
+        eprintln!(
+            "checking {} register operations ({} with a lost reply)",
+            history.len(),
+            history
+                .iter()
+                .filter(|(_, o)| o.outcome == Outcome::Unknown)
+                .count()
+        );
+        let mut c = Roaming::new(addrs(e), 0);
+        for key in 0..REGISTERS {
+            let call = Instant::now();
+            assert_eq!(c.must(&sync(&register_path(key))).header.err, 0);
+            let register = register_of(&c.must(&get(&register_path(key)))).expect("register");
+            history.push((
+                key,
+                Operation {
+                    client: usize::MAX,
+                    op: Op::Read,
+                    call,
+                    ret: Some(Instant::now()),
+                    outcome: Outcome::Read(register),
+                },
+            ));
+        }
+        let initial = Register {
+            version: 0,
+            value: 0,
+        };
+        for key in 0..REGISTERS {
+            let ops: Vec<Operation> = history
+                .iter()
+                .filter(|(k, _)| *k == key)
+                .map(|(_, o)| o.clone())
+                .collect();
+            if let Err(e) = linearizability::check(initial, &ops) {
+                panic!("register {}: {e}", register_path(key));
+            }
+        }
+        history
+            .iter()
+            .filter(|(_, o)| matches!(o.outcome, Outcome::Set { .. }))
+            .count()
+    }
+}
+
+/// Waits until a member other than `isolated` leads, and returns it.
+fn wait_other_leader(e: &Ensemble, isolated: u64, timeout: Duration) -> u64 {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(id) = (1..=3)
+            .filter(|&i| i != isolated)
+            .find(|&i| e.mode(i).as_deref() == Some("leader"))
+        {
+            return id;
+        }
+        assert!(Instant::now() < deadline, "no leader on the majority side");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_leader_cut_off_by_a_partition_is_replaced_and_every_history_is_linearizable() {
+    let mut e = Ensemble::start_partitionable(binary(), 3, "");
+    let clients = RegisterClients::start(&e, 4);
+    for round in 0..2 {
+        std::thread::sleep(Duration::from_millis(800));
+        let leader = e.wait_leader(Duration::from_secs(30));
+        e.isolate(leader);
+        let isolated_at = Instant::now();
+        let new_leader = wait_other_leader(&e, leader, Duration::from_secs(20));
+        eprintln!(
+            "round {round}: member {new_leader} leads {:?} after member {leader} was cut off",
+            isolated_at.elapsed()
+        );
+        // The old leader cannot reach a quorum: it steps down (raft's
+        // check-quorum) and stops serving, so its clients move on.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while e.mode(leader).as_deref() == Some("leader") {
+            assert!(
+                Instant::now() < deadline,
+                "the cut-off leader still leads (round {round})"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        e.heal();
+    }
+    e.wait_leader(Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(500));
+    let sets = clients.finish_and_check(&e);
+    assert!(sets > 20, "only {sets} sets acknowledged");
 }
