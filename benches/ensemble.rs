@@ -2,13 +2,17 @@
 //! members on this machine, in one run: throughput and latency (loadgen,
 //! sessions spread over the members), and failover: the longest gap
 //! between acknowledged writes of a client that moves along the connect
-//! string, after kill -9 and after SIGSTOP of the leader, repeated. It
-//! writes its section of `benches/RESULTS.md` (after `compare`'s, which
-//! rewrites the file). Run it through `benches/compare.sh`, or alone after
-//! `cargo build --release -p zoocore -p zoocore-loadgen -p zoocore-benches --bins`.
+//! string, after kill -9 and after SIGSTOP of the leader, and after a
+//! partition cuts the leader off (a second pair of ensembles, each member
+//! in its own network namespace: needs root), repeated; and the leader
+//! changes of a healthy ensemble, idle and under load (false elections).
+//! It writes its section of `benches/RESULTS.md` (after `compare`'s,
+//! which rewrites the file). Run it through `benches/compare.sh`, or alone
+//! after `cargo build --release -p zoocore -p zoocore-loadgen -p zoocore-benches --bins`.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +26,7 @@ use zoocore_net::client::{Client, ClientError, ConnectOptions};
 use zoocore_net::consts::perms;
 use zoocore_net::records::{CreateRequest, SetDataRequest};
 use zoocore_net::{Acl, Request};
+use zoocore_testkit::netns::{self, Subnet};
 
 #[derive(Parser)]
 #[command(about = "3-member zoocore vs 3-member Apache ZooKeeper: throughput and failover")]
@@ -32,6 +37,9 @@ struct Args {
     /// Measured seconds per throughput cell.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Seconds the healthy, idle ensembles are watched for leader changes.
+    #[arg(long, default_value_t = 30)]
+    idle_seconds: u64,
     #[arg(long, default_value = "benches/RESULTS.md")]
     out: PathBuf,
 }
@@ -47,6 +55,8 @@ struct Member {
 struct Cluster {
     kind: Kind,
     members: Vec<Member>,
+    /// The members' private network, when a partition is the nemesis.
+    subnet: Option<Subnet>,
 }
 
 fn four_letter_word(addr: SocketAddr, word: &str) -> Option<String> {
@@ -60,10 +70,22 @@ fn four_letter_word(addr: SocketAddr, word: &str) -> Option<String> {
 }
 
 impl Cluster {
-    fn start(kind: Kind) -> Cluster {
+    /// A cluster on loopback, or (with a subnet) each member in its own
+    /// network namespace.
+    fn start(kind: Kind, subnet: Option<Subnet>) -> Cluster {
         let label = match kind {
             Kind::Zoocore => "zoocore",
             Kind::Zookeeper => "zookeeper",
+        };
+        let host = |i: usize| -> IpAddr {
+            subnet
+                .as_ref()
+                .map_or(IpAddr::from([127, 0, 0, 1]), |s| IpAddr::V4(s.addrs[i]))
+        };
+        let label = if subnet.is_some() {
+            format!("{label}-netns")
+        } else {
+            label.to_owned()
         };
         let root = repo().join("target/ensemble-bench").join(label);
         let _ = std::fs::remove_dir_all(&root);
@@ -73,12 +95,14 @@ impl Cluster {
         let lines: String = ports
             .iter()
             .enumerate()
-            .map(|(i, (client, peer, election))| match kind {
-                Kind::Zoocore => format!(
-                    "server.{}=127.0.0.1:{peer}:{election};127.0.0.1:{client}\n",
-                    i + 1
-                ),
-                Kind::Zookeeper => format!("server.{}=127.0.0.1:{peer}:{election}\n", i + 1),
+            .map(|(i, (client, peer, election))| {
+                let h = host(i);
+                match kind {
+                    Kind::Zoocore => {
+                        format!("server.{}={h}:{peer}:{election};{h}:{client}\n", i + 1)
+                    }
+                    Kind::Zookeeper => format!("server.{}={h}:{peer}:{election}\n", i + 1),
+                }
             })
             .collect();
         let mut members = Vec::new();
@@ -91,20 +115,25 @@ impl Cluster {
                 dir.join("zoo.cfg"),
                 format!(
                     "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client}\n\
-                     clientPortAddress=127.0.0.1\nmaxClientCnxns=0\nadmin.enableServer=false\n\
+                     clientPortAddress={}\nmaxClientCnxns=0\nadmin.enableServer=false\n\
                      4lw.commands.whitelist=*\n{lines}",
-                    data.display()
+                    data.display(),
+                    host(i)
                 ),
             )
             .expect("zoo.cfg");
             members.push(Member {
-                client: ([127, 0, 0, 1], *client).into(),
+                client: SocketAddr::new(host(i), *client),
                 dir,
                 child: None,
                 paused: false,
             });
         }
-        let mut cluster = Cluster { kind, members };
+        let mut cluster = Cluster {
+            kind,
+            members,
+            subnet,
+        };
         for i in 0..3 {
             cluster.spawn(i);
         }
@@ -113,6 +142,10 @@ impl Cluster {
     }
 
     fn spawn(&mut self, i: usize) {
+        let namespace = self
+            .subnet
+            .as_ref()
+            .map(|s| s.namespace(i).unwrap_or_else(|e| panic!("{e}")));
         let m = &mut self.members[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -130,6 +163,10 @@ impl Cluster {
                 &m.dir.join("zoo.cfg"),
             ),
         };
+        if let Some(ns) = namespace {
+            // SAFETY: the closure only makes the setns syscall.
+            unsafe { command.pre_exec(move || netns::enter(&ns)) };
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
@@ -201,6 +238,16 @@ impl Cluster {
     fn addrs(&self) -> Vec<SocketAddr> {
         self.members.iter().map(|m| m.client).collect()
     }
+
+    fn isolate(&mut self, i: usize) {
+        let subnet = self.subnet.as_mut().expect("a cluster in namespaces");
+        subnet.isolate(i).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    fn heal(&mut self) {
+        let subnet = self.subnet.as_mut().expect("a cluster in namespaces");
+        subnet.heal().unwrap_or_else(|e| panic!("{e}"));
+    }
 }
 
 impl Drop for Cluster {
@@ -257,6 +304,9 @@ fn writer(addrs: Vec<SocketAddr>, stop: Arc<AtomicBool>, acks: Arc<Mutex<Vec<Ins
 enum Nemesis {
     Kill,
     Pause,
+    /// A partition between the leader and the other members (clients
+    /// still reach every member).
+    Isolate,
 }
 
 /// Longest gap between acknowledged writes in each round of `nemesis`.
@@ -288,6 +338,7 @@ fn failover(cluster: &mut Cluster, nemesis: Nemesis, rounds: usize) -> Vec<Durat
         match nemesis {
             Nemesis::Kill => cluster.kill(leader),
             Nemesis::Pause => cluster.signal(leader, libc::SIGSTOP),
+            Nemesis::Isolate => cluster.isolate(leader),
         }
         let deadline = from + Duration::from_secs(120);
         while !acked_after(from + Duration::from_millis(1))
@@ -325,6 +376,16 @@ fn failover(cluster: &mut Cluster, nemesis: Nemesis, rounds: usize) -> Vec<Durat
         match nemesis {
             Nemesis::Kill => cluster.spawn(leader),
             Nemesis::Pause => cluster.signal(leader, libc::SIGCONT),
+            Nemesis::Isolate => {
+                // The old leader must have given up office before the
+                // partition heals, or the next round would measure nothing.
+                let deadline = Instant::now() + Duration::from_secs(120);
+                while cluster.mode(leader).as_deref() == Some("leader") {
+                    assert!(Instant::now() < deadline, "the cut-off leader kept leading");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                cluster.heal();
+            }
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -336,6 +397,70 @@ fn nemesis_name(n: Nemesis) -> &'static str {
     match n {
         Nemesis::Kill => "kill -9 of the leader",
         Nemesis::Pause => "SIGSTOP of the leader",
+        Nemesis::Isolate => "partition isolating the leader",
+    }
+}
+
+/// Counts leader changes seen by polling `srvr` on every member of each
+/// cluster every 100 ms: a different member leading, or no member leading
+/// for half a second or more (a re-election of the same one), counts once.
+struct LeaderWatch {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<usize>>,
+}
+
+impl LeaderWatch {
+    fn start(clusters: &[&Cluster]) -> LeaderWatch {
+        let addrs: Vec<Vec<SocketAddr>> = clusters.iter().map(|c| c.addrs()).collect();
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut changes = vec![0; addrs.len()];
+                let mut last: Vec<Option<usize>> = vec![None; addrs.len()];
+                let mut leaderless_since: Vec<Option<Instant>> = vec![None; addrs.len()];
+                let mut counted_gap = vec![false; addrs.len()];
+                while !stop.load(Ordering::Relaxed) {
+                    for (c, members) in addrs.iter().enumerate() {
+                        let modes: Vec<Option<String>> = members
+                            .iter()
+                            .map(|&a| four_letter_word(a, "srvr"))
+                            .collect();
+                        let leader = modes
+                            .iter()
+                            .position(|m| m.as_deref().is_some_and(|m| m.contains("Mode: leader")));
+                        let all_answered = modes.iter().all(Option::is_some);
+                        match leader {
+                            Some(l) => {
+                                if last[c].is_some_and(|p| p != l) {
+                                    changes[c] += 1;
+                                }
+                                last[c] = Some(l);
+                                leaderless_since[c] = None;
+                                counted_gap[c] = false;
+                            }
+                            None if all_answered => {
+                                let since = *leaderless_since[c].get_or_insert_with(Instant::now);
+                                if since.elapsed() >= Duration::from_millis(500) && !counted_gap[c]
+                                {
+                                    changes[c] += 1;
+                                    counted_gap[c] = true;
+                                }
+                            }
+                            None => {}
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                changes
+            })
+        };
+        LeaderWatch { stop, thread }
+    }
+
+    fn finish(self) -> Vec<usize> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("leader watch")
     }
 }
 
@@ -406,8 +531,15 @@ fn stats(gaps: &[Duration]) -> (f64, f64, f64) {
 
 fn main() {
     let args = Args::parse();
-    let mut zoocore = Cluster::start(Kind::Zoocore);
-    let mut zookeeper = Cluster::start(Kind::Zookeeper);
+    let mut zoocore = Cluster::start(Kind::Zoocore, None);
+    let mut zookeeper = Cluster::start(Kind::Zookeeper, None);
+    // Healthy ensembles must not elect: watched while idle, then while the
+    // throughput cells run (loadgen loads one system, then the other).
+    let idle = LeaderWatch::start(&[&zoocore, &zookeeper]);
+    std::thread::sleep(Duration::from_secs(args.idle_seconds));
+    let idle_changes = idle.finish();
+    let busy = LeaderWatch::start(&[&zoocore, &zookeeper]);
+    let busy_started = Instant::now();
     let mut md = String::from(
         "\n## Ensemble: 3 members each, on this machine\n\n\
          From `target/release/ensemble` (run by `benches/compare.sh`): both ensembles run at \
@@ -440,6 +572,15 @@ fn main() {
         };
         let _ = writeln!(md, "| {label} | {} | {} | {ratio} |", fmt(r[0]), fmt(r[1]));
     }
+    let busy_seconds = busy_started.elapsed().as_secs();
+    let busy_changes = busy.finish();
+    let _ = write!(
+        md,
+        "\nLeader changes of the healthy ensembles (false elections), polling `srvr` on every member \
+         every 100 ms: {} s idle: zoocore {}, ZooKeeper {}; during the {busy_seconds} s of the cells \
+         above (each system under load about half of it): zoocore {}, ZooKeeper {}.\n",
+        args.idle_seconds, idle_changes[0], idle_changes[1], busy_changes[0], busy_changes[1]
+    );
     let _ = write!(
         md,
         "\nFailover: the longest gap between acknowledged writes of one client writing as fast as it \
@@ -447,10 +588,8 @@ fn main() {
          | nemesis | zoocore | Apache ZooKeeper | median ratio |\n|---|---|---|---|\n",
         args.rounds
     );
-    for nemesis in [Nemesis::Kill, Nemesis::Pause] {
-        let z = stats(&failover(&mut zoocore, nemesis, args.rounds));
-        let k = stats(&failover(&mut zookeeper, nemesis, args.rounds));
-        let fmt = |(lo, mid, hi): (f64, f64, f64)| format!("{lo:.0} / {mid:.0} / {hi:.0} ms");
+    let fmt = |(lo, mid, hi): (f64, f64, f64)| format!("{lo:.0} / {mid:.0} / {hi:.0} ms");
+    let mut row = |nemesis: Nemesis, z: (f64, f64, f64), k: (f64, f64, f64)| {
         let _ = writeln!(
             md,
             "| {} | {} | {} | {:.2}× |",
@@ -459,10 +598,30 @@ fn main() {
             fmt(k),
             if k.1 > 0.0 { z.1 / k.1 } else { 0.0 }
         );
+    };
+    for nemesis in [Nemesis::Kill, Nemesis::Pause] {
+        let z = stats(&failover(&mut zoocore, nemesis, args.rounds));
+        let k = stats(&failover(&mut zookeeper, nemesis, args.rounds));
+        row(nemesis, z, k);
     }
+    drop(zoocore);
+    drop(zookeeper);
+    // A partition needs each member in its own network namespace.
+    let subnet = || Subnet::create(3).unwrap_or_else(|e| panic!("{e}"));
+    let z = {
+        let mut c = Cluster::start(Kind::Zoocore, Some(subnet()));
+        stats(&failover(&mut c, Nemesis::Isolate, args.rounds))
+    };
+    let k = {
+        let mut c = Cluster::start(Kind::Zookeeper, Some(subnet()));
+        stats(&failover(&mut c, Nemesis::Isolate, args.rounds))
+    };
+    row(Nemesis::Isolate, z, k);
     md.push_str(
-        "\nNot measured yet: isolation of the leader by a network partition (it needs the members in \
-         network namespaces).\n",
+        "\nThe partition rows run a second pair of ensembles, each member in its own network \
+         namespace joined by a bridge (`testkit/src/netns.rs`); the partition is a pair of \
+         blackhole routes between the leader and each other member, and the client reaches every \
+         member throughout.\n",
     );
     let path = repo().join(&args.out);
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();

@@ -798,6 +798,11 @@ impl Sim {
                     if *code == ErrorCode::SessionExpired.code() {
                         client.session = None;
                     }
+                    // The server closes the connection (as ZooKeeper does);
+                    // reconnecting makes the new server the owner.
+                    if *code == ErrorCode::SessionMoved.code() {
+                        client.server = None;
+                    }
                     if *code == ErrorCode::BadVersion.code()
                         || *code == ErrorCode::NodeExists.code()
                     {

@@ -30,6 +30,12 @@ const BACKOFF: (Duration, Duration) = (Duration::from_millis(20), Duration::from
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// Received messages waiting for the replica, from all peers together.
 pub const INBOUND_QUEUE: usize = 4096;
+/// Accepted peer connections open at once, per other member: a redial can
+/// briefly overlap the connection it replaces; past this, new ones are
+/// closed at once (each may buffer up to a frame of `MAX_FRAME`).
+const CONNECTIONS_PER_PEER: usize = 2;
+/// An accepted connection that has not said hello by then is closed.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Frames waiting for one peer's connection.
 struct PeerQueue {
@@ -179,15 +185,24 @@ async fn accept(
     members: Vec<u64>,
     inbound: Rc<LocalSender<PeerEvent>>,
 ) {
+    let limit = CONNECTIONS_PER_PEER * members.len().saturating_sub(1).max(1);
     let members = Rc::new(members);
+    let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
         match listener.accept().await {
+            Ok(stream) if open.get() >= limit => {
+                let from = stream.peer_addr().ok();
+                tracing::warn!(?from, limit, "too many peer connections; closing a new one");
+            }
             Ok(stream) => {
                 let (hello, members, inbound) = (hello.clone(), members.clone(), inbound.clone());
+                open.set(open.get() + 1);
+                let open = open.clone();
                 glommio::spawn_local(async move {
                     let mut from = None;
                     let outcome =
                         receive(stream, myid, &hello, &members, &inbound, &mut from).await;
+                    open.set(open.get() - 1);
                     if let Err(reason) = outcome {
                         tracing::warn!(%reason, "peer connection closed");
                     }
@@ -212,6 +227,11 @@ async fn receive(
     from: &mut Option<u64>,
 ) -> Result<(), String> {
     let _ = stream.set_nodelay(true);
+    // Silence before the hello ends the connection; after it, a member may
+    // be idle as long as it likes (raft's heartbeats judge its health).
+    stream
+        .set_read_timeout(Some(HELLO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
     let mut buf: Vec<u8> = vec![0; 64 << 10];
     let (mut start, mut filled) = (0usize, 0usize);
     loop {
@@ -279,6 +299,7 @@ async fn receive(
                     ));
                 }
                 *from = Some(server_id);
+                stream.set_read_timeout(None).map_err(|e| e.to_string())?;
             }
             (None, _) => return Err("a peer spoke before its hello".into()),
             (Some(_), PeerMsg::Hello { .. }) => return Err("a second hello".into()),

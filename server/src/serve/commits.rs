@@ -166,6 +166,15 @@ pub(super) fn apply_txn(
                 conn.close();
             }
         }
+        // ZooKeeper tears the connection down instead of answering: the
+        // client reconnects, and that reconnection makes its member the
+        // session's owner again (ZOOKEEPER-710: an answer would leave client
+        // and leader disagreeing on the owner for good).
+        Applied::Error(code) if *code == ErrorCode::SessionMoved.code() => {
+            if let Some(conn) = mine {
+                conn.close();
+            }
+        }
         _ => {
             if let Some(conn) = mine {
                 reply_write(shard, &conn, txn, applied);
