@@ -1057,6 +1057,8 @@ fn wait_other_leader(e: &Ensemble, isolated: u64, timeout: Duration) -> u64 {
 #[test]
 fn a_leader_cut_off_by_a_partition_is_replaced_and_every_history_is_linearizable() {
     let mut e = Ensemble::start_partitionable(binary(), 3, "");
+    setup_parent(&e);
+    let writers = Writers::start(&e, &["w"]);
     let clients = RegisterClients::start(&e, 4);
     for round in 0..2 {
         std::thread::sleep(Duration::from_millis(800));
@@ -1083,6 +1085,13 @@ fn a_leader_cut_off_by_a_partition_is_replaced_and_every_history_is_linearizable
     }
     e.wait_leader(Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));
+    let history = writers.finish();
+    check_linearizable(&history);
+    eprintln!(
+        "longest gap between acknowledged creates: {:?}",
+        longest_gap(&history)
+    );
+    check_all_present(&e, &history);
     let sets = clients.finish_and_check(&e);
     assert!(sets > 20, "only {sets} sets acknowledged");
 }
