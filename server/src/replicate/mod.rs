@@ -49,6 +49,9 @@ use transport::{Outbound, PeerEvent};
 
 /// Persists waiting for the writer.
 const PERSIST_QUEUE: usize = 1024;
+/// Persists the writer makes durable with one write and fsync, at most:
+/// those that queued while the previous fsync ran (group commit).
+const PERSIST_GROUP: usize = 64;
 /// Between attempts at a raft log write that failed (full disk, EIO): it
 /// is retried until it succeeds, never skipped, since raft assumes what it
 /// was told is durable stays so.
@@ -357,11 +360,31 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
         let (data_dir, log_dir) = (data_dir.clone(), log_dir.clone());
         glommio::spawn_local(async move {
             let mut written = hard_state;
-            while let Some(persist) = persist_rx.recv().await {
+            let mut carried: Option<Persist> = None;
+            loop {
+                let Some(first) = (match carried.take() {
+                    Some(p) => Some(p),
+                    None => persist_rx.recv().await,
+                }) else {
+                    break;
+                };
+                // What queued meanwhile goes in the same write, but for an
+                // installed snapshot, which is written on its own.
+                let mut group = vec![first];
+                while group.len() < PERSIST_GROUP && group[0].snapshot.is_none() {
+                    match futures_lite::future::poll_once(persist_rx.recv()).await {
+                        Some(Some(p)) if p.snapshot.is_some() => {
+                            carried = Some(p);
+                            break;
+                        }
+                        Some(Some(p)) => group.push(p),
+                        _ => break,
+                    }
+                }
                 let started = std::time::Instant::now();
                 // A failed write is retried until it succeeds: nothing after
                 // it is acknowledged meanwhile, and the others go on committing.
-                while let Err(e) = write(&mut log, &data_dir, &mut written, &persist).await {
+                while let Err(e) = write(&mut log, &data_dir, &mut written, &group).await {
                     tracing::error!(error = %e, "raft log write failed; retrying");
                     glommio::timer::sleep(WRITE_RETRY).await;
                 }
@@ -373,11 +396,15 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
                     );
                 }
                 stats.fsync_us.record(took.as_micros() as u64);
-                for (to, msg) in &persist.after {
+                for (to, msg) in group.iter().flat_map(|p| p.after.iter()) {
                     outbound.send(*to, msg);
                 }
-                glue.borrow_mut().replica.persisted(persist.number);
-                if persist.snapshot.is_some() {
+                let (number, installed) = match group.last() {
+                    Some(p) => (p.number, p.snapshot.is_some()),
+                    None => continue,
+                };
+                glue.borrow_mut().replica.persisted(number);
+                if installed {
                     // The log before the installed snapshot is obsolete.
                     let kept_from = glue.borrow().replica.log_kept_from();
                     purge(&data_dir, &log_dir, kept_from, snap_retain_count).await;
@@ -553,16 +580,17 @@ async fn send_chunk(data_dir: PathBuf, want: ChunkWanted, outbound: Outbound) {
     outbound.send(want.to, &chunk);
 }
 
-/// Makes one persist durable: the hard state first (when its term or vote
-/// changed), then a snapshot from the leader and its mark, then its entries
+/// Makes a group of persists durable: the newest hard state first (when
+/// its term or vote changed), then a snapshot from the leader and its mark
+/// (a group with one is that persist alone), then every entry, in order,
 /// as log batches.
 async fn write(
     log: &mut LogWriter,
     data_dir: &std::path::Path,
     written: &mut HardState,
-    persist: &Persist,
+    group: &[Persist],
 ) -> std::io::Result<()> {
-    if let Some(hs) = &persist.hard_state {
+    if let Some(hs) = group.iter().rev().find_map(|p| p.hard_state.as_ref()) {
         // The commit index is a hint (recovery lowers it to the log), so a
         // change of commit alone is not worth a file write.
         if hs.term != written.term || hs.vote != written.vote {
@@ -573,7 +601,7 @@ async fn write(
             *written = hs.clone();
         }
     }
-    if let Some(installed) = &persist.snapshot {
+    if let Some(installed) = group.iter().find_map(|p| p.snapshot.as_ref()) {
         let (dir, meta, bytes) = (data_dir.to_owned(), installed.meta, installed.bytes.clone());
         glommio::executor()
             .spawn_blocking(move || raftlog::write_received(&dir, &meta, &bytes))
@@ -581,7 +609,7 @@ async fn write(
         log.append(raftlog::encode_mark(&meta), meta.index as i64)
             .await?;
     }
-    for (first, batch) in raftlog::encode(&persist.entries) {
+    for (first, batch) in raftlog::encode(group.iter().flat_map(|p| p.entries.iter())) {
         log.append(batch, first as i64).await?;
     }
     Ok(())

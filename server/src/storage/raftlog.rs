@@ -281,8 +281,9 @@ pub fn recover(
 }
 
 /// Entries as log batches (begun, not sealed: the writer seals them), each
-/// with its first index, cut at about [`BATCH_BYTES`].
-pub fn encode(entries: &[Entry]) -> Vec<(u64, Vec<u8>)> {
+/// with its first index, cut at about [`BATCH_BYTES`]. An entry at or below
+/// an earlier one's index replaces it and what follows, as in the log.
+pub fn encode<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Vec<(u64, Vec<u8>)> {
     let mut batches: Vec<(u64, Vec<u8>)> = Vec::new();
     for e in entries {
         let fits = batches
