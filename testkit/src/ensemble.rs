@@ -1,9 +1,9 @@
-//! A zoocore ensemble of real processes for tests: N members on free ports
-//! on loopback (or each in its own network namespace, when a test cuts
-//! them apart: `netns.rs`), each with its own data dir and `myid`, started
-//! from the binary cargo built; killed (and their dirs removed) on drop.
-//! Members can be killed with SIGKILL, paused with SIGSTOP, cut off from
-//! the others, and restarted.
+//! An ensemble of real processes for tests: N zoocore members (the binary
+//! cargo built) or N Apache ZooKeeper members (QuorumPeerMain), on free
+//! ports on loopback (or each in its own network namespace, when a test
+//! cuts them apart: `netns.rs`), each with its own data dir and `myid`;
+//! killed (and their dirs removed) on drop. Members can be killed with
+//! SIGKILL, paused with SIGSTOP, cut off from the others, and restarted.
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::unix::process::CommandExt as _;
@@ -12,7 +12,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::netns::{self, Subnet};
-use crate::zk::{four_letter_word, free_port};
+use crate::zk::{four_letter_word, free_port, repo_root};
+
+/// What the members run.
+#[derive(Clone)]
+enum Program {
+    Zoocore(PathBuf),
+    /// Apache ZooKeeper: its classpath and extra JVM properties.
+    ZooKeeper {
+        classpath: String,
+        jvm_props: Vec<String>,
+    },
+}
 
 pub struct Member {
     pub id: u64,
@@ -25,7 +36,7 @@ pub struct Member {
 }
 
 pub struct Ensemble {
-    binary: PathBuf,
+    program: Program,
     pub root: PathBuf,
     pub members: Vec<Member>,
     /// The members' private network, when they run in namespaces. Dropped
@@ -37,17 +48,37 @@ impl Ensemble {
     /// Starts `n` members whose zoo.cfg holds the defaults below, the
     /// `server.N` lines and `extra`; waits until one of them leads.
     pub fn start(binary: &Path, n: u64, extra: &str) -> Ensemble {
-        Ensemble::start_on(binary, n, extra, None)
+        Ensemble::start_on(Program::Zoocore(binary.to_owned()), n, extra, None)
+    }
+
+    /// `n` Apache ZooKeeper members (Debian's package, through
+    /// `scripts/zk-classpath.sh`), with extra zoo.cfg lines and JVM
+    /// properties; waits until one of them leads.
+    pub fn start_zookeeper(n: u64, extra: &str, jvm_props: &[String]) -> Ensemble {
+        let classpath = Command::new("bash")
+            .arg(repo_root().join("scripts/zk-classpath.sh"))
+            .output()
+            .expect("run scripts/zk-classpath.sh");
+        assert!(
+            classpath.status.success(),
+            "Apache ZooKeeper is not installed; run scripts/install-deps.sh"
+        );
+        let program = Program::ZooKeeper {
+            classpath: String::from_utf8_lossy(&classpath.stdout).trim().to_owned(),
+            jvm_props: jvm_props.to_vec(),
+        };
+        Ensemble::start_on(program, n, extra, None)
     }
 
     /// As [`Ensemble::start`], each member in its own network namespace,
     /// so that [`Ensemble::isolate`] can cut it off. Needs root.
     pub fn start_partitionable(binary: &Path, n: u64, extra: &str) -> Ensemble {
         let subnet = Subnet::create(n as usize).unwrap_or_else(|e| panic!("{e}"));
-        Ensemble::start_on(binary, n, extra, Some(subnet))
+        Ensemble::start_on(Program::Zoocore(binary.to_owned()), n, extra, Some(subnet))
     }
 
-    fn start_on(binary: &Path, n: u64, extra: &str, subnet: Option<Subnet>) -> Ensemble {
+    fn start_on(program: Program, n: u64, extra: &str, subnet: Option<Subnet>) -> Ensemble {
+        let zookeeper = matches!(program, Program::ZooKeeper { .. });
         let host = |i: usize| -> IpAddr {
             subnet
                 .as_ref()
@@ -66,7 +97,11 @@ impl Ensemble {
             .enumerate()
             .map(|(i, (client, peer, election))| {
                 let h = host(i);
-                format!("server.{}={h}:{peer}:{election};{h}:{client}\n", i + 1)
+                if zookeeper {
+                    format!("server.{}={h}:{peer}:{election}\n", i + 1)
+                } else {
+                    format!("server.{}={h}:{peer}:{election};{h}:{client}\n", i + 1)
+                }
             })
             .collect();
         let mut members = Vec::new();
@@ -76,12 +111,20 @@ impl Ensemble {
             let data = dir.join("data");
             std::fs::create_dir_all(&data).expect("create member dir");
             std::fs::write(data.join("myid"), format!("{id}\n")).expect("write myid");
+            // ZooKeeper takes its client port from its own keys here.
+            let own = if zookeeper {
+                format!(
+                    "initLimit=10\nsyncLimit=5\nclientPort={client}\nclientPortAddress={}\n",
+                    host(i)
+                )
+            } else {
+                "zoocore.shards=1\n".to_owned()
+            };
             std::fs::write(
                 dir.join("zoo.cfg"),
                 format!(
                     "tickTime=2000\ndataDir={}\nmaxClientCnxns=0\nadmin.enableServer=false\n\
-                     4lw.commands.whitelist=*\nextendedTypesEnabled=true\nzoocore.shards=1\n\
-                     {lines}{extra}\n",
+                     4lw.commands.whitelist=*\nextendedTypesEnabled=true\n{own}{lines}{extra}\n",
                     data.display()
                 ),
             )
@@ -97,15 +140,20 @@ impl Ensemble {
             });
         }
         let mut ensemble = Ensemble {
-            binary: binary.to_owned(),
+            program,
             root,
             members,
             subnet,
         };
         for id in 1..=n {
-            ensemble.start_member(id);
+            if zookeeper {
+                // A ZooKeeper member serves nothing until a quorum has formed.
+                ensemble.spawn(id);
+            } else {
+                ensemble.start_member(id);
+            }
         }
-        ensemble.wait_leader(Duration::from_secs(30));
+        ensemble.wait_leader(Duration::from_secs(60));
         ensemble
     }
 
@@ -128,32 +176,8 @@ impl Ensemble {
 
     /// Starts a member (again) on its data dir; waits until it answers.
     pub fn start_member(&mut self, id: u64) {
-        let binary = self.binary.clone();
-        let namespace = self.subnet.as_ref().map(|s| {
-            s.namespace((id - 1) as usize)
-                .unwrap_or_else(|e| panic!("{e}"))
-        });
+        self.spawn(id);
         let m = self.member_mut(id);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(m.dir.join("zoocore.log"))
-            .expect("open member log");
-        let mut command = Command::new(&binary);
-        if let Some(ns) = namespace {
-            // SAFETY: the closure only makes the setns syscall.
-            unsafe { command.pre_exec(move || netns::enter(&ns)) };
-        }
-        let child = command
-            .arg("--config")
-            .arg(m.dir.join("zoo.cfg"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start zoocore");
-        m.child = Some(child);
-        m.stopped = false;
         let deadline = Instant::now() + Duration::from_secs(30);
         while four_letter_word(m.client, "ruok")
             .map(|a| a != "imok")
@@ -168,6 +192,56 @@ impl Ensemble {
             assert!(Instant::now() < deadline, "member {id} did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    fn spawn(&mut self, id: u64) {
+        let program = self.program.clone();
+        let namespace = self.subnet.as_ref().map(|s| {
+            s.namespace((id - 1) as usize)
+                .unwrap_or_else(|e| panic!("{e}"))
+        });
+        let m = self.member_mut(id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(m.dir.join("server.log"))
+            .expect("open member log");
+        let mut command = match &program {
+            Program::Zoocore(binary) => {
+                let mut c = Command::new(binary);
+                c.arg("--config").arg(m.dir.join("zoo.cfg"));
+                c
+            }
+            Program::ZooKeeper {
+                classpath,
+                jvm_props,
+            } => {
+                let mut c = Command::new("java");
+                c.arg("-Xmx256m")
+                    .arg(format!(
+                        "-Dlog4j.configuration=file:{}",
+                        repo_root().join("scripts/zk-log4j.properties").display()
+                    ))
+                    .args(jvm_props)
+                    .arg("-cp")
+                    .arg(classpath)
+                    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+                    .arg(m.dir.join("zoo.cfg"));
+                c
+            }
+        };
+        if let Some(ns) = namespace {
+            // SAFETY: the closure only makes the setns syscall.
+            unsafe { command.pre_exec(move || netns::enter(&ns)) };
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start a member (zoocore, or java for ZooKeeper)");
+        m.child = Some(child);
+        m.stopped = false;
     }
 
     /// SIGKILL, as a crash would.
@@ -298,7 +372,7 @@ impl Ensemble {
 
     /// The member's log so far.
     pub fn log(&self, id: u64) -> String {
-        std::fs::read_to_string(self.member(id).dir.join("zoocore.log")).unwrap_or_default()
+        std::fs::read_to_string(self.member(id).dir.join("server.log")).unwrap_or_default()
     }
 }
 

@@ -432,6 +432,19 @@ fn zkcli_zoocore_ensemble() {
     script(ensemble.member(follower).client);
 }
 
+/// The same through a follower of a 3-member Apache ZooKeeper ensemble.
+#[test]
+fn zkcli_zookeeper_ensemble() {
+    let ensemble = zoocore_testkit::ensemble::Ensemble::start_zookeeper(
+        3,
+        "",
+        &["-Dzookeeper.extendedTypesEnabled=true".to_owned()],
+    );
+    let leader = ensemble.wait_leader(Duration::from_secs(60));
+    let follower = (1..=3).find(|&i| i != leader).expect("a follower");
+    script(ensemble.member(follower).client);
+}
+
 #[test]
 fn zkcli_zookeeper() {
     let server = ZooKeeperProcess::start(&["-Dzookeeper.extendedTypesEnabled=true".to_owned()]);

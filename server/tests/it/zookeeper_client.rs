@@ -2,9 +2,10 @@
 //! (async, on tokio). Every test body takes a connect string and runs
 //! against zoocore (`*_zoocore`), against Apache ZooKeeper 3.8.0
 //! (`*_zookeeper`), so each assertion is checked against the reference
-//! server too, and against a 3-member zoocore ensemble given the connect
-//! string of all three (`*_zoocore_ensemble`; not the cut-connection test,
-//! whose proxy stands in front of one server).
+//! server too, and against 3-member zoocore and Apache ZooKeeper ensembles
+//! given the connect string of all three (`*_zoocore_ensemble`,
+//! `*_zookeeper_ensemble`; not the cut-connection test, whose proxy stands
+//! in front of one server).
 //!
 //! Covered: create in every mode (persistent, ephemeral, sequential,
 //! container, TTL), getData, setData and delete with versions, exists,
@@ -112,6 +113,22 @@ where
         Path::new(env!("CARGO_BIN_EXE_zoocore")),
         3,
         &format!("znode.container.checkIntervalMs={CONTAINER_CHECK_MS}"),
+    );
+    run_on(ensemble.connect_string(), body);
+}
+
+fn on_zookeeper_ensemble<F, Fut>(body: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let ensemble = Ensemble::start_zookeeper(
+        3,
+        "",
+        &[
+            "-Dzookeeper.extendedTypesEnabled=true".to_owned(),
+            format!("-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}"),
+        ],
     );
     run_on(ensemble.connect_string(), body);
 }
@@ -552,6 +569,11 @@ fn crud_and_node_types_zoocore_ensemble() {
 }
 
 #[test]
+fn crud_and_node_types_zookeeper_ensemble() {
+    on_zookeeper_ensemble(crud_and_node_types);
+}
+
+#[test]
 fn crud_and_node_types_zookeeper() {
     on_zookeeper(crud_and_node_types);
 }
@@ -762,6 +784,11 @@ fn acl_and_auth_zoocore_ensemble() {
 }
 
 #[test]
+fn acl_and_auth_zookeeper_ensemble() {
+    on_zookeeper_ensemble(acl_and_auth);
+}
+
+#[test]
 fn acl_and_auth_zookeeper() {
     on_zookeeper(acl_and_auth);
 }
@@ -932,6 +959,11 @@ fn multi_zoocore() {
 #[test]
 fn multi_zoocore_ensemble() {
     on_zoocore_ensemble(multi);
+}
+
+#[test]
+fn multi_zookeeper_ensemble() {
+    on_zookeeper_ensemble(multi);
 }
 
 #[test]
@@ -1116,6 +1148,11 @@ fn oneshot_watches_zoocore_ensemble() {
 }
 
 #[test]
+fn oneshot_watches_zookeeper_ensemble() {
+    on_zookeeper_ensemble(oneshot_watches);
+}
+
+#[test]
 fn oneshot_watches_zookeeper() {
     on_zookeeper(oneshot_watches);
 }
@@ -1257,6 +1294,11 @@ fn persistent_watches_zoocore() {
 #[test]
 fn persistent_watches_zoocore_ensemble() {
     on_zoocore_ensemble(persistent_watches);
+}
+
+#[test]
+fn persistent_watches_zookeeper_ensemble() {
+    on_zookeeper_ensemble(persistent_watches);
 }
 
 #[test]
@@ -1444,6 +1486,11 @@ fn ephemerals_and_sessions_zoocore_ensemble() {
 }
 
 #[test]
+fn ephemerals_and_sessions_zookeeper_ensemble() {
+    on_zookeeper_ensemble(ephemerals_and_sessions);
+}
+
+#[test]
 fn ephemerals_and_sessions_zookeeper() {
     on_zookeeper(ephemerals_and_sessions);
 }
@@ -1540,6 +1587,11 @@ fn sequential_concurrency_zoocore_ensemble() {
 }
 
 #[test]
+fn sequential_concurrency_zookeeper_ensemble() {
+    on_zookeeper_ensemble(sequential_concurrency);
+}
+
+#[test]
 fn sequential_concurrency_zookeeper() {
     on_zookeeper(sequential_concurrency);
 }
@@ -1598,6 +1650,11 @@ fn container_and_ttl_expiry_zoocore() {
 #[test]
 fn container_and_ttl_expiry_zoocore_ensemble() {
     on_zoocore_ensemble(container_and_ttl_expiry);
+}
+
+#[test]
+fn container_and_ttl_expiry_zookeeper_ensemble() {
+    on_zookeeper_ensemble(container_and_ttl_expiry);
 }
 
 #[test]
