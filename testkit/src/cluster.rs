@@ -33,8 +33,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zoocore_consensus::peer_msg::PeerMsg;
 use zoocore_consensus::{
-    DurableState, HardState, Logged, Output, Persist, Proposal, ProposalOp, Replica, ReplicaConfig,
-    SnapshotMeta,
+    DurableState, Entry, HardState, Logged, Output, Persist, Proposal, ProposalOp, Replica,
+    ReplicaConfig, SnapshotMeta,
 };
 use zoocore_engine::acl::Identity;
 use zoocore_engine::tree::Applied;
@@ -137,6 +137,9 @@ pub struct Report {
     pub snapshots_taken: usize,
     /// Snapshots members received from the leader and installed.
     pub snapshots_installed: usize,
+    /// Durable log entries a member replaced because a newer leader's log
+    /// differed there (an old leader's uncommitted suffix).
+    pub diverged_entries_replaced: usize,
 }
 
 /// Keys the clients write: compare-and-set registers.
@@ -213,9 +216,29 @@ impl Disk {
         self.log.extend(records);
     }
 
+    /// How many of the durable entries from `entries[0]`'s index on differ
+    /// in term from `entries`: what a newer leader's log replaces.
+    fn diverging(&self, entries: &[Entry]) -> usize {
+        let Some(first) = entries.first() else {
+            return 0;
+        };
+        self.log
+            .iter()
+            .filter_map(|l| match l {
+                Logged::Entry(e) if e.index >= first.index => Some(e),
+                _ => None,
+            })
+            .filter(|e| {
+                let new = entries.get((e.index - first.index) as usize);
+                new.is_none_or(|n| n.term != e.term)
+            })
+            .count()
+    }
+
     /// What a write makes durable, in the server's order: the hard state,
-    /// the snapshot file, its mark, the entries.
-    fn write(&mut self, persist: &Persist, landed: Landed) {
+    /// the snapshot file, its mark, the entries. Returns how many durable
+    /// entries of another term it replaced.
+    fn write(&mut self, persist: &Persist, landed: Landed) -> usize {
         if let Some(hs) = &persist.hard_state {
             self.hard_state = hs.clone();
         }
@@ -227,7 +250,7 @@ impl Disk {
                     self.snapshots
                         .insert((m.index, m.term), (m, installed.bytes.clone()));
                 }
-                return;
+                return 0;
             }
             (Landed::Part { entries, .. }, None) => entries.min(persist.entries.len()),
         };
@@ -243,13 +266,12 @@ impl Disk {
                 }],
             );
         }
-        if let Some(first) = persist.entries.first() {
-            let records = persist.entries[..entries]
-                .iter()
-                .cloned()
-                .map(Logged::Entry);
-            self.append(first.index, records);
+        let written = &persist.entries[..entries];
+        let replaced = self.diverging(written);
+        if let Some(first) = written.first() {
+            self.append(first.index, written.iter().cloned().map(Logged::Entry));
         }
+        replaced
     }
 
     /// Drops log records before `index` (whole segments, on a real disk)
@@ -491,7 +513,7 @@ impl Sim {
                     file: cut % 2 == 1,
                     entries: cut,
                 };
-                member.disk.write(first, landed);
+                self.report.diverged_entries_replaced += member.disk.write(first, landed);
             }
         }
         member.writing.clear();
@@ -916,7 +938,7 @@ impl Sim {
                 let Some((_, persist)) = member.writing.pop_front() else {
                     break;
                 };
-                member.disk.write(&persist, Landed::All);
+                self.report.diverged_entries_replaced += member.disk.write(&persist, Landed::All);
                 let Some(replica) = member.replica.as_mut() else {
                     continue;
                 };

@@ -44,6 +44,7 @@ fn simulated_ensembles_keep_every_invariant_under_faults() {
                 totals.refused_frames += r.refused_frames;
                 totals.snapshots_taken += r.snapshots_taken;
                 totals.snapshots_installed += r.snapshots_installed;
+                totals.diverged_entries_replaced += r.diverged_entries_replaced;
             }
             Err(report) => panic!("{report}"),
         }
@@ -59,7 +60,9 @@ fn simulated_ensembles_keep_every_invariant_under_faults() {
         );
         assert!(totals.syncs > 0 && totals.refused_frames > 0, "{totals:?}");
         assert!(
-            totals.snapshots_taken > 0 && totals.snapshots_installed > 0,
+            totals.snapshots_taken > 0
+                && totals.snapshots_installed > 0
+                && totals.diverged_entries_replaced > 0,
             "{totals:?}"
         );
     }
