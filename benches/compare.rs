@@ -39,6 +39,11 @@ struct Args {
     /// Where the report goes.
     #[arg(long, default_value = "benches/RESULTS.md")]
     out: PathBuf,
+    /// Another zoocore binary (an earlier build, say) measured in every cell
+    /// beside target/release/zoocore; the report gains a section comparing
+    /// the two builds.
+    #[arg(long, value_name = "BINARY")]
+    baseline: Option<PathBuf>,
 }
 
 /// One cell: a loadgen invocation with both targets.
@@ -63,6 +68,8 @@ struct Outcome {
     cpu_us: Option<f64>,
     rss: Option<f64>,
     errors: u64,
+    /// Machine-wide rescheduling and function-call interrupts per operation.
+    interrupts: Option<(f64, f64)>,
 }
 
 fn outcome(result: &Value) -> Outcome {
@@ -87,22 +94,23 @@ fn outcome(result: &Value) -> Outcome {
         errors: result["errors"]
             .as_object()
             .map_or(0, |e| e.values().filter_map(Value::as_u64).sum()),
+        interrupts: result["interrupts_per_op"]["rescheduling"]
+            .as_f64()
+            .zip(result["interrupts_per_op"]["function_call"].as_f64()),
     }
 }
 
 fn run_cell(
     cell: &Cell,
-    servers: &[Server],
+    servers: &[(&str, Server)],
     args: &Args,
     dir: &std::path::Path,
     n: usize,
 ) -> Vec<Outcome> {
     let json = dir.join(format!("cell-{n:02}.json"));
     let mut command = Command::new(repo().join("target/release/loadgen"));
-    for s in servers {
-        command
-            .arg("--target")
-            .arg(format!("{}={}", target_name(s.kind), s.addr));
+    for (name, s) in servers {
+        command.arg("--target").arg(format!("{name}={}", s.addr));
     }
     command
         .arg(format!("--seconds={}", args.seconds))
@@ -129,6 +137,44 @@ fn run_cell(
         .iter()
         .map(outcome)
         .collect()
+}
+
+/// This build against the `--baseline` build, row by row.
+fn baseline_section(md: &mut String, rows: &[(String, Vec<Outcome>)], args: &Args) {
+    let _ = writeln!(
+        md,
+        "\n## This build against a baseline build\n\nBaseline: `{}`, measured in every cell of the same run \
+         (the third target, after zoocore and ZooKeeper). Ratios are this / baseline for throughput and \
+         baseline / this for CPU per operation; interrupts are machine-wide per operation, as above.\n",
+        args.baseline.as_ref().map_or(String::new(), |b| b.display().to_string())
+    );
+    let _ = writeln!(
+        md,
+        "| workload | ops/s this / baseline | ratio | CPU/op this / baseline | ratio | p99 this / baseline | RES/op this / baseline | CAL/op this / baseline |\n|---|---|---|---|---|---|---|---|"
+    );
+    let per_op = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.2}"));
+    for (label, o) in rows {
+        let (this, base) = (&o[0], &o[2]);
+        let _ = writeln!(
+            md,
+            "| {label} | {:.0} / {:.0} | {} | {} / {} | {} | {} / {} | {} / {} | {} / {} |",
+            this.ops,
+            base.ops,
+            ratio(this.ops, base.ops),
+            fmt_us(this.cpu_us),
+            fmt_us(base.cpu_us),
+            match (this.cpu_us, base.cpu_us) {
+                (Some(x), Some(y)) => ratio(y, x),
+                _ => "-".into(),
+            },
+            fmt_us(this.p99),
+            fmt_us(base.p99),
+            per_op(this.interrupts.map(|i| i.0)),
+            per_op(base.interrupts.map(|i| i.0)),
+            per_op(this.interrupts.map(|i| i.1)),
+            per_op(base.interrupts.map(|i| i.1)),
+        );
+    }
 }
 
 fn target_name(kind: Kind) -> &'static str {
@@ -187,11 +233,20 @@ fn git(args: &[&str]) -> String {
 fn main() {
     let args = Args::parse();
     let config = "snapCount=100000\n";
-    let mut servers: Vec<Server> = [Kind::Zoocore, Kind::Zookeeper]
+    let mut servers: Vec<(&str, Server)> = [Kind::Zoocore, Kind::Zookeeper]
         .into_iter()
-        .map(|kind| Server::new(kind, "compare", target_name(kind), config))
+        .map(|kind| {
+            let name = target_name(kind);
+            (name, Server::new(kind, "compare", name, config))
+        })
         .collect();
-    for s in &mut servers {
+    if let Some(binary) = &args.baseline {
+        let name = "zoocore-baseline";
+        let server =
+            Server::new(Kind::Zoocore, "compare", name, config).with_binary(binary.clone());
+        servers.push((name, server));
+    }
+    for (_, s) in &mut servers {
         s.start("/", 0);
     }
     let dir = repo().join("target/compare");
@@ -346,6 +401,29 @@ fn main() {
             b.errors
         );
     }
+    let _ = writeln!(
+        md,
+        "\n## Interrupts per operation\n\nInter-processor interrupts the whole machine took per completed operation \
+         while each server was measured (from /proc/interrupts; the load generator's share included): `RES` \
+         (rescheduling: a sleeping thread woken, or io_uring task work signalled to a running one) and `CAL` \
+         (function calls: membarrier, TLB shootdowns).\n"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | zoocore RES/op | zoocore CAL/op | ZooKeeper RES/op | ZooKeeper CAL/op |\n|---|---|---|---|---|"
+    );
+    let per_op = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.2}"));
+    for (label, o) in &rows {
+        let (a, b) = (o[0].interrupts, o[1].interrupts);
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {} | {} |",
+            per_op(a.map(|i| i.0)),
+            per_op(a.map(|i| i.1)),
+            per_op(b.map(|i| i.0)),
+            per_op(b.map(|i| i.1)),
+        );
+    }
     let _ = writeln!(md, "\n## Open loop\n\n{}\n", open.label);
     let _ = writeln!(
         md,
@@ -387,7 +465,10 @@ fn main() {
             }
         );
     }
-    for s in &mut servers {
+    if args.baseline.is_some() {
+        baseline_section(&mut md, &rows, &args);
+    }
+    for (_, s) in &mut servers {
         s.stop();
     }
     std::fs::write(repo().join(&args.out), &md).expect("write the report");

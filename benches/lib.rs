@@ -43,6 +43,8 @@ pub struct Server {
     pub kind: Kind,
     pub dir: PathBuf,
     pub addr: SocketAddr,
+    /// A zoocore binary other than target/release/zoocore.
+    binary: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -66,8 +68,15 @@ impl Server {
             kind,
             dir,
             addr: ([127, 0, 0, 1], port).into(),
+            binary: None,
             child: None,
         }
+    }
+
+    /// Runs this zoocore binary instead of target/release/zoocore.
+    pub fn with_binary(mut self, binary: PathBuf) -> Server {
+        self.binary = Some(binary);
+        self
     }
 
     pub fn spawn(&mut self) {
@@ -78,7 +87,11 @@ impl Server {
             .expect("server log");
         let mut command = match self.kind {
             Kind::Zoocore => {
-                let mut c = Command::new(repo().join("target/release/zoocore"));
+                let binary = self
+                    .binary
+                    .clone()
+                    .unwrap_or_else(|| repo().join("target/release/zoocore"));
+                let mut c = Command::new(binary);
                 c.arg("--config").arg(self.dir.join("zoo.cfg"));
                 c
             }

@@ -248,6 +248,7 @@ struct RoundResult {
     recorder: Recorder,
     loadgen_cpu_us: f64,
     server_cpu_us: Option<f64>,
+    interrupts: Option<procfs::Interrupts>,
 }
 
 fn run_round(
@@ -288,7 +289,11 @@ fn run_round(
     loop {
         let now = Instant::now();
         if cpu_at_start.is_none() && now >= measure {
-            cpu_at_start = Some((procfs::own_cpu_time(), server.and_then(procfs::cpu_time)));
+            cpu_at_start = Some((
+                procfs::own_cpu_time(),
+                server.and_then(procfs::cpu_time),
+                procfs::interrupts(),
+            ));
         }
         if now >= end || handles.iter().any(|h| h.is_finished()) {
             break;
@@ -315,7 +320,11 @@ fn run_round(
             (last, last_count) = (now, count);
         }
     }
-    let cpu_at_end = (procfs::own_cpu_time(), server.and_then(procfs::cpu_time));
+    let cpu_at_end = (
+        procfs::own_cpu_time(),
+        server.and_then(procfs::cpu_time),
+        procfs::interrupts(),
+    );
     let mut recorder = Recorder::new(args.seconds);
     for h in handles {
         let part = h
@@ -323,7 +332,7 @@ fn run_round(
             .map_err(|_| "a load thread panicked".to_owned())??;
         recorder.merge(&part);
     }
-    let (own_start, server_start) = cpu_at_start.unwrap_or(cpu_at_end);
+    let (own_start, server_start, interrupts_start) = cpu_at_start.unwrap_or(cpu_at_end);
     let server_cpu_us = match (server_start, cpu_at_end.1) {
         (Some(a), Some(b)) => Some((b - a).as_secs_f64() * 1e6),
         _ => None,
@@ -332,6 +341,9 @@ fn run_round(
         recorder,
         loadgen_cpu_us: (cpu_at_end.0 - own_start).as_secs_f64() * 1e6,
         server_cpu_us,
+        interrupts: interrupts_start
+            .zip(cpu_at_end.2)
+            .map(|(start, end)| end.since(start)),
     })
 }
 
@@ -392,11 +404,13 @@ fn run(args: &Args) -> Result<Vec<TargetResult>, String> {
             let mut recorder = Recorder::new(0);
             let mut timeline: Vec<[u64; Class::ALL.len()]> = Vec::new();
             let (mut own, mut cpu) = (0.0, Some(0.0));
+            let mut interrupts = Some(procfs::Interrupts::default());
             for r in &rounds {
                 recorder.merge(&r.recorder);
                 timeline.extend_from_slice(&r.recorder.timeline);
                 own += r.loadgen_cpu_us;
                 cpu = cpu.zip(r.server_cpu_us).map(|(a, b)| a + b);
+                interrupts = interrupts.zip(r.interrupts).map(|(a, b)| a.add(b));
             }
             let usage = server
                 .zip(cpu)
@@ -408,6 +422,7 @@ fn run(args: &Args) -> Result<Vec<TargetResult>, String> {
                 seconds,
                 loadgen_cpu_us: own,
                 server: usage,
+                interrupts,
             };
             TargetResult::new(
                 name.clone(),

@@ -69,6 +69,56 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_micros(ticks * 1_000_000 / per_second))
 }
 
+/// Inter-processor interrupts the machine has taken, all CPUs together,
+/// from /proc/interrupts: what the runtime's wake-ups cost beyond CPU time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Interrupts {
+    /// Rescheduling interrupts (`RES`): a sleeping thread woken on another
+    /// CPU, or io_uring task work signalled to a running one.
+    pub rescheduling: u64,
+    /// Function call interrupts (`CAL`): among them membarrier and TLB
+    /// shootdowns.
+    pub function_call: u64,
+}
+
+impl Interrupts {
+    pub fn since(self, earlier: Interrupts) -> Interrupts {
+        Interrupts {
+            rescheduling: self.rescheduling.saturating_sub(earlier.rescheduling),
+            function_call: self.function_call.saturating_sub(earlier.function_call),
+        }
+    }
+
+    pub fn add(self, other: Interrupts) -> Interrupts {
+        Interrupts {
+            rescheduling: self.rescheduling + other.rescheduling,
+            function_call: self.function_call + other.function_call,
+        }
+    }
+}
+
+pub fn interrupts() -> Option<Interrupts> {
+    let table = std::fs::read_to_string("/proc/interrupts").ok()?;
+    parse_interrupts(&table)
+}
+
+fn parse_interrupts(table: &str) -> Option<Interrupts> {
+    let cpus = table.lines().next()?.split_whitespace().count();
+    let total = |name: &str| -> Option<u64> {
+        let line = table
+            .lines()
+            .find_map(|l| l.trim_start().strip_prefix(name)?.strip_prefix(':'))?;
+        line.split_whitespace()
+            .take(cpus)
+            .map(|n| n.parse::<u64>().ok())
+            .sum()
+    };
+    Some(Interrupts {
+        rescheduling: total("RES")?,
+        function_call: total("CAL")?,
+    })
+}
+
 /// Resident set size in bytes, from /proc/PID/status.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -97,6 +147,22 @@ pub fn own_cpu_time() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interrupts_add_up_over_cpus() {
+        let table = "           CPU0       CPU1       \n \
+                     24:          1          0  IO-APIC   5-edge      ACPI:Ged\n\
+                     RES:    7658281    3454529   Rescheduling interrupts\n\
+                     CAL:   10722676    9339980   Function call interrupts\n";
+        assert_eq!(
+            parse_interrupts(table),
+            Some(Interrupts {
+                rescheduling: 7658281 + 3454529,
+                function_call: 10722676 + 9339980,
+            })
+        );
+        assert_eq!(parse_interrupts("CPU0\n"), None);
+    }
 
     #[test]
     fn finds_a_listener_of_another_process_and_reads_its_cpu_and_memory() {

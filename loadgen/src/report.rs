@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use zoocore_net::ErrorCode;
 
+use crate::procfs::Interrupts;
 use crate::stats::{Class, Recorder};
 
 /// Percentiles every class reports, and the points of its latency curve.
@@ -56,6 +57,17 @@ pub struct TargetResult {
     /// loadgen's own CPU time per completed operation.
     pub loadgen_cpu_us_per_op: f64,
     pub server: Option<ServerUsage>,
+    /// Inter-processor interrupts per completed operation, machine-wide
+    /// over the measured windows (everything running counts).
+    pub interrupts_per_op: Option<InterruptsPerOp>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InterruptsPerOp {
+    /// `RES` in /proc/interrupts.
+    pub rescheduling: f64,
+    /// `CAL` in /proc/interrupts.
+    pub function_call: f64,
 }
 
 fn us(nanos: u64) -> f64 {
@@ -75,6 +87,7 @@ pub struct Measured<'a> {
     pub loadgen_cpu_us: f64,
     /// The server's pid, CPU microseconds over the measured windows, and RSS.
     pub server: Option<(u32, f64, Option<u64>)>,
+    pub interrupts: Option<Interrupts>,
 }
 
 impl TargetResult {
@@ -86,6 +99,7 @@ impl TargetResult {
             seconds,
             loadgen_cpu_us,
             server,
+            interrupts,
         } = measured;
         let total = recorder.total();
         let per_op = |us: f64| if total == 0 { 0.0 } else { us / total as f64 };
@@ -143,6 +157,10 @@ impl TargetResult {
                 cores: cpu_us / 1e6 / seconds,
                 rss_bytes,
             }),
+            interrupts_per_op: interrupts.map(|i| InterruptsPerOp {
+                rescheduling: per_op(i.rescheduling as f64),
+                function_call: per_op(i.function_call as f64),
+            }),
         }
     }
 }
@@ -192,9 +210,15 @@ pub fn table(results: &[TargetResult]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let interrupts = r.interrupts_per_op.as_ref().map_or(String::new(), |i| {
+            format!(
+                "; machine-wide IPIs per op: {:.2} RES, {:.2} CAL",
+                i.rescheduling, i.function_call
+            )
+        });
         let _ = writeln!(
             out,
-            "{:<12} total {:.0} ops/s; {errors}; {server}; loadgen CPU {:.1} us/op",
+            "{:<12} total {:.0} ops/s; {errors}; {server}; loadgen CPU {:.1} us/op{interrupts}",
             r.target, r.ops_per_sec, r.loadgen_cpu_us_per_op
         );
     }
@@ -446,6 +470,10 @@ mod tests {
             seconds: 2.0,
             loadgen_cpu_us: 1001.0,
             server: Some((7, 5005.0, None)),
+            interrupts: Some(Interrupts {
+                rescheduling: 2002,
+                function_call: 0,
+            }),
         };
         TargetResult::new(name.into(), vec!["127.0.0.1:1".into()], measured)
     }
@@ -460,6 +488,8 @@ mod tests {
         assert_eq!(r.errors.get("NoNode"), Some(&1));
         assert!((r.loadgen_cpu_us_per_op - 1.0).abs() < 1e-9);
         assert!((r.server.as_ref().unwrap().cpu_us_per_op - 5.0).abs() < 1e-9);
+        let interrupts = r.interrupts_per_op.as_ref().unwrap();
+        assert!((interrupts.rescheduling - 2.0).abs() < 1e-9);
         assert_eq!(r.timeline[0].get(&Class::Read), Some(&1000));
         assert_eq!(r.timeline[1].get(&Class::Write), Some(&1));
         let json = serde_json::to_value(&r).unwrap();
