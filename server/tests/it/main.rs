@@ -9,6 +9,7 @@ mod ensemble;
 mod fourlw;
 mod import_zk;
 mod restart;
+mod runtime;
 mod snapshots;
 mod tune;
 mod zkcli;

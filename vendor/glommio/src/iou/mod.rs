@@ -92,6 +92,12 @@ bitflags::bitflags! {
         const CQSIZE    = 1 << 3;
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
+        /// zoocore: run completion task work when the thread next enters the
+        /// kernel instead of interrupting it with an IPI (Linux 5.19).
+        const COOP_TASKRUN = 1 << 8;
+        /// zoocore: with `COOP_TASKRUN`, the kernel sets `IORING_SQ_TASKRUN`
+        /// while such work waits (Linux 5.19).
+        const TASKRUN_FLAG = 1 << 9;
     }
 }
 
@@ -211,7 +217,37 @@ impl IoUring {
     /// Peek for any [`CQE`] that is already completed, without blocking. This
     /// will consume that CQE.
     pub fn peek_for_cqe(&mut self) -> Option<CQE> {
+        self.run_pending_task_work();
         self.cq().peek_for_cqe()
+    }
+
+    /// zoocore: on a ring set up with `COOP_TASKRUN | TASKRUN_FLAG`, finished
+    /// operations post their completions only when this thread enters the
+    /// kernel; the kernel flags that it has such work, and this enters it so
+    /// that a peek sees them. A flag load when there is nothing to run.
+    pub fn run_pending_task_work(&self) {
+        // SAFETY: `kflags` points into the ring's shared mapping for the
+        // ring's lifetime; the kernel updates it concurrently, hence the
+        // atomic load.
+        let flags = unsafe {
+            (*(self.ring.sq.kflags as *const std::sync::atomic::AtomicU32))
+                .load(std::sync::atomic::Ordering::Acquire)
+        };
+        if flags & uring_sys::IORING_SQ_TASKRUN != 0 {
+            // SAFETY: io_uring_enter with no submissions and no wait only
+            // runs this thread's pending task work for the ring.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    self.ring.ring_fd,
+                    0,
+                    0,
+                    uring_sys::IORING_ENTER_GETEVENTS,
+                    ptr::null::<libc::c_void>(),
+                    0,
+                );
+            }
+        }
     }
 
     /// Block until at least one [`CQE`] is completed. This will consume that
