@@ -41,6 +41,7 @@ pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         session_id: Cell::new(0),
         identity: RefCell::new(Arc::new(Identity::from_ip(&peer_ip.to_string()))),
         out: RefCell::new(Vec::new()),
+        out_limit: super::output_limit(shard.config.jute_max_buffer),
         out_ready,
         inflight: RefCell::new(VecDeque::new()),
         done,

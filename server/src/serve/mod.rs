@@ -58,7 +58,9 @@ struct Conn {
     session_id: Cell<i64>,
     /// Shared with the sequencer per write; replaced (copy on write) on auth.
     identity: RefCell<Arc<Identity>>,
+    /// Replies and events not yet written; at most `out_limit` bytes.
     out: RefCell<Vec<u8>>,
+    out_limit: usize,
     out_ready: LocalSender<()>,
     /// Writes (and syncs, closes) sent to the sequencer and not yet
     /// answered, oldest first; at most `MAX_PIPELINED`.
@@ -71,8 +73,39 @@ struct Conn {
     counters: Arc<ClientStats>,
 }
 
+/// Queued output a connection may hold whatever `jute.maxbuffer` is: a
+/// client that stops reading while its replies or watch events keep coming
+/// is disconnected here rather than growing the server's memory.
+const OUTPUT_LIMIT_FLOOR: usize = 32 << 20;
+/// Replies of up to `jute.maxbuffer` each that may queue before that.
+const OUTPUT_LIMIT_REPLIES: usize = 16;
+
+fn output_limit(jute_max_buffer: usize) -> usize {
+    OUTPUT_LIMIT_FLOOR.max(jute_max_buffer.saturating_mul(OUTPUT_LIMIT_REPLIES))
+}
+
 impl Conn {
+    /// Wakes the writer for what was just queued, or drops the client if
+    /// too much is queued.
     fn kick(&self) {
+        let queued = self.out.borrow().len();
+        if queued > self.out_limit {
+            if !self.closing.get() {
+                tracing::warn!(
+                    conn = self.id,
+                    session = format_args!("{:#x}", self.session_id.get()),
+                    queued,
+                    limit = self.out_limit,
+                    "client is not reading its replies and events; closing the connection"
+                );
+            }
+            *self.out.borrow_mut() = Vec::new();
+            self.closing.set(true);
+            // The writer may be blocked on the full socket: fail its write
+            // and end the reader as well.
+            // SAFETY: shutdown on a socket fd this connection still owns.
+            unsafe { libc::shutdown(self.fd, libc::SHUT_RDWR) };
+        }
         let _ = self.out_ready.try_send(());
     }
 

@@ -281,6 +281,58 @@ fn malformed_and_oversized_frames_close_only_their_connection() {
     );
 }
 
+/// A client that sends requests but never reads the replies: the server
+/// drops it once its queued output passes the limit (32 MiB with the
+/// default jute.maxbuffer) instead of holding every reply in memory.
+#[test]
+fn a_client_that_stops_reading_is_disconnected_and_others_are_served() {
+    const DATA: usize = 1_000_000;
+    const REQUESTS: usize = 200; // 200 MB of replies
+    let s = server("");
+    let mut healthy = client(&s, 30_000);
+    assert_eq!(
+        healthy
+            .call(&create("/big", &vec![7u8; DATA], 0))
+            .unwrap()
+            .header
+            .err,
+        0
+    );
+    let mut greedy = client(&s, 30_000);
+    for _ in 0..REQUESTS {
+        greedy
+            .send(&Request::GetData(PathWatchRequest {
+                path: "/big".into(),
+                watch: true,
+            }))
+            .expect("send getData");
+    }
+    // The replies the socket buffers held, then the end of the connection;
+    // a server that kept everything would deliver all 200 and then block.
+    let mut received = 0;
+    let ended = loop {
+        match greedy.recv() {
+            Ok(reply) => {
+                assert_eq!(reply.header.err, 0);
+                received += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    let timed_out = matches!(&ended, zoocore_net::client::ClientError::Io(e)
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    assert!(
+        !timed_out && received < REQUESTS,
+        "the server kept a non-reading client: {received} replies, then {ended}"
+    );
+    assert!(
+        s.log().contains("not reading its replies"),
+        "the server says why it closed the connection"
+    );
+    let (err, data) = get(&mut healthy, "/big");
+    assert_eq!((err, data.map(|d| d.len())), (0, Some(DATA)));
+}
+
 #[test]
 fn four_letter_words_follow_the_whitelist() {
     let s = server("4lw.commands.whitelist=ruok,srvr");
