@@ -44,6 +44,17 @@ struct Args {
     /// the two builds.
     #[arg(long, value_name = "BINARY")]
     baseline: Option<PathBuf>,
+    /// A zoo.cfg line for the baseline server only (repeatable); without
+    /// --baseline the baseline is the same binary, so two settings are
+    /// compared in one run.
+    #[arg(long, value_name = "KEY=VALUE")]
+    baseline_config: Vec<String>,
+}
+
+impl Args {
+    fn has_baseline(&self) -> bool {
+        self.baseline.is_some() || !self.baseline_config.is_empty()
+    }
 }
 
 /// One cell: a loadgen invocation with both targets.
@@ -143,10 +154,17 @@ fn run_cell(
 fn baseline_section(md: &mut String, rows: &[(String, Vec<Outcome>)], args: &Args) {
     let _ = writeln!(
         md,
-        "\n## This build against a baseline build\n\nBaseline: `{}`, measured in every cell of the same run \
+        "\n## This build against a baseline\n\nBaseline: `{}`{}, measured in every cell of the same run \
          (the third target, after zoocore and ZooKeeper). Ratios are this / baseline for throughput and \
          baseline / this for CPU per operation; interrupts are machine-wide per operation, as above.\n",
-        args.baseline.as_ref().map_or(String::new(), |b| b.display().to_string())
+        args.baseline
+            .as_ref()
+            .map_or("target/release/zoocore".to_owned(), |b| b.display().to_string()),
+        if args.baseline_config.is_empty() {
+            String::new()
+        } else {
+            format!(" with `{}` added to its zoo.cfg", args.baseline_config.join("`, `"))
+        }
     );
     let _ = writeln!(
         md,
@@ -240,10 +258,13 @@ fn main() {
             (name, Server::new(kind, "compare", name, config))
         })
         .collect();
-    if let Some(binary) = &args.baseline {
+    if args.has_baseline() {
         let name = "zoocore-baseline";
-        let server =
-            Server::new(Kind::Zoocore, "compare", name, config).with_binary(binary.clone());
+        let extra = format!("{config}{}\n", args.baseline_config.join("\n"));
+        let mut server = Server::new(Kind::Zoocore, "compare", name, &extra);
+        if let Some(binary) = &args.baseline {
+            server = server.with_binary(binary.clone());
+        }
         servers.push((name, server));
     }
     for (_, s) in &mut servers {
@@ -405,8 +426,8 @@ fn main() {
         md,
         "\n## Interrupts per operation\n\nInter-processor interrupts the whole machine took per completed operation \
          while each server was measured (from /proc/interrupts; the load generator's share included): `RES` \
-         (rescheduling: a sleeping thread woken, or io_uring task work signalled to a running one) and `CAL` \
-         (function calls: membarrier, TLB shootdowns).\n"
+         (rescheduling: a running thread kicked, e.g. to run io_uring task work, or preempted) and `CAL` \
+         (function calls: wake-ups of threads sleeping on another CPU, membarrier, TLB shootdowns).\n"
     );
     let _ = writeln!(
         md,
@@ -465,7 +486,7 @@ fn main() {
             }
         );
     }
-    if args.baseline.is_some() {
+    if args.has_baseline() {
         baseline_section(&mut md, &rows, &args);
     }
     for (_, s) in &mut servers {

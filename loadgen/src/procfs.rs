@@ -73,11 +73,11 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
 /// from /proc/interrupts: what the runtime's wake-ups cost beyond CPU time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Interrupts {
-    /// Rescheduling interrupts (`RES`): a sleeping thread woken on another
-    /// CPU, or io_uring task work signalled to a running one.
+    /// Rescheduling interrupts (`RES`): a running thread kicked (to run
+    /// io_uring task work, say) or preempted.
     pub rescheduling: u64,
-    /// Function call interrupts (`CAL`): among them membarrier and TLB
-    /// shootdowns.
+    /// Function call interrupts (`CAL`): wake-ups of threads sleeping on
+    /// another CPU, membarrier, TLB shootdowns.
     pub function_call: u64,
 }
 
