@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use zoocore_consensus::{Member, Membership};
 
+use crate::storage::wal::LogSync;
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
@@ -64,6 +66,8 @@ pub struct Config {
     pub spin_before_park_us: u64,
     /// zoocore: size of a log segment, zero-filled before it is written.
     pub log_segment_bytes: u64,
+    /// zoocore: how log appends are made durable (`fdatasync` or `dsync`).
+    pub log_sync: LogSync,
     /// Txns between snapshots (taken after half of it plus a random part of the other half).
     pub snap_count: u64,
     /// Bytes of log between snapshots, likewise (`snapSizeLimitInKb`; 0 = no limit).
@@ -150,6 +154,7 @@ impl Default for Config {
             commit_linger_us: 0,
             spin_before_park_us: 0,
             log_segment_bytes: 64 << 20,
+            log_sync: LogSync::Fdatasync,
             snap_count: 100_000,
             snap_size_limit_bytes: 4 << 40,
             snap_retain_count: 3,
@@ -287,6 +292,17 @@ impl Config {
                 "zoocore.commitLingerMicros" => config.commit_linger_us = number(value)?,
                 "zoocore.spinBeforeParkMicros" => config.spin_before_park_us = number(value)?,
                 "zoocore.logLevel" => config.log_level = value.to_owned(),
+                "zoocore.logSync" => {
+                    config.log_sync = match value {
+                        "fdatasync" => LogSync::Fdatasync,
+                        "dsync" => LogSync::Dsync,
+                        other => {
+                            return Err(invalid(format!(
+                                "zoocore.logSync must be fdatasync or dsync, got {other:?}"
+                            )))
+                        }
+                    }
+                }
                 "zoocore.logSegmentBytes" => {
                     config.log_segment_bytes = number(value)?.next_multiple_of(1 << 20)
                 }
@@ -545,6 +561,15 @@ mod tests {
         .unwrap();
         assert_eq!(c.spin_before_park_us, 50);
         assert_eq!(c.log_level, "debug");
+    }
+
+    #[test]
+    fn log_sync_is_fdatasync_or_dsync() {
+        assert_eq!(Config::default().log_sync, LogSync::Fdatasync);
+        let (c, _) = Config::parse("zoocore.logSync=dsync\n", Path::new("z")).unwrap();
+        assert_eq!(c.log_sync, LogSync::Dsync);
+        let err = Config::parse("zoocore.logSync=sometimes\n", Path::new("z")).unwrap_err();
+        assert!(err.to_string().contains("fdatasync or dsync"), "{err}");
     }
 
     #[test]

@@ -257,7 +257,7 @@ fn standalone(
     let log_dir = config.data_log_dir.clone();
     let append = recovered.append;
     let next_zxid = recovered.tree.last_zxid() + 1;
-    let segment_bytes = config.log_segment_bytes;
+    let (segment_bytes, log_sync) = (config.log_segment_bytes, config.log_sync);
     let setup = {
         let (tree, stats, shutdown) = (recovered.tree.clone(), stats.clone(), shutdown.clone());
         let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
@@ -295,6 +295,7 @@ fn standalone(
                     append,
                     next_zxid,
                     segment_bytes,
+                    log_sync,
                 )
                 .await
                 {
@@ -362,10 +363,11 @@ fn member(
     let tree = replica.tree().clone();
     let (myid, membership) = (ensemble.myid, membership.clone());
     let (log_dir, data_dir) = (config.data_log_dir.clone(), config.data_dir.clone());
-    let (append, next_index, segment_bytes) = (
+    let (append, next_index, segment_bytes, log_sync) = (
         recovered.append,
         recovered.next_index,
         config.log_segment_bytes,
+        config.log_sync,
     );
     let (stats, shutdown) = (stats.clone(), shutdown.clone());
     let snapshot_policy =
@@ -391,6 +393,7 @@ fn member(
                     append,
                     next_index as i64,
                     segment_bytes,
+                    log_sync,
                 )
                 .await
                 {

@@ -61,9 +61,28 @@ pub fn segments(dir: &Path) -> std::io::Result<Vec<(i64, PathBuf)>> {
     LogKind::TXNS.segments(dir)
 }
 
+/// How an append is made durable (`zoocore.logSync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogSync {
+    /// The write, then `fdatasync` (an io-wq worker runs it).
+    Fdatasync,
+    /// The segment is opened with O_DSYNC: the write completes durable.
+    Dsync,
+}
+
+impl LogSync {
+    fn open_flags(self) -> i32 {
+        match self {
+            LogSync::Fdatasync => 0,
+            LogSync::Dsync => libc::O_DSYNC,
+        }
+    }
+}
+
 /// The open log, appended to by the sequencer only.
 pub struct LogWriter {
     kind: LogKind,
+    sync: LogSync,
     dir: PathBuf,
     file: DmaFile,
     segment: i64,
@@ -82,12 +101,13 @@ fn io_error(e: glommio::GlommioError<()>) -> std::io::Error {
 }
 
 /// Creates (or recreates) `path` at `size` bytes of zeros, durably.
-async fn prepare_segment(path: PathBuf, size: u64) -> std::io::Result<DmaFile> {
+async fn prepare_segment(path: PathBuf, size: u64, sync: LogSync) -> std::io::Result<DmaFile> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(true)
+        .custom_flags(sync.open_flags())
         .dma_open(&path)
         .await
         .map_err(io_error)?;
@@ -124,12 +144,14 @@ impl LogWriter {
         append: Option<LogPosition>,
         next_zxid: i64,
         segment_bytes: u64,
+        sync: LogSync,
     ) -> std::io::Result<LogWriter> {
         let (file, segment, position) = match append {
             Some(at) => {
                 let file = OpenOptions::new()
                     .read(true)
                     .write(true)
+                    .custom_flags(sync.open_flags())
                     .dma_open(dir.join(kind.segment_name(at.segment)))
                     .await
                     .map_err(io_error)?;
@@ -137,7 +159,7 @@ impl LogWriter {
             }
             None => {
                 let path = dir.join(kind.segment_name(next_zxid));
-                let file = prepare_segment(path, segment_bytes).await?;
+                let file = prepare_segment(path, segment_bytes, sync).await?;
                 dir::sync_dir(dir)?;
                 (file, next_zxid, 0)
             }
@@ -152,6 +174,7 @@ impl LogWriter {
         }
         let mut log = LogWriter {
             kind,
+            sync,
             dir: dir.to_owned(),
             file,
             segment,
@@ -168,7 +191,8 @@ impl LogWriter {
     fn prepare_next(&mut self) {
         let path = self.dir.join(self.kind.next);
         let size = self.segment_bytes;
-        self.next = Some(glommio::spawn_local(prepare_segment(path, size)).detach());
+        let sync = self.sync;
+        self.next = Some(glommio::spawn_local(prepare_segment(path, size, sync)).detach());
     }
 
     /// Moves to a new segment whose first record is `first_zxid`.
@@ -185,7 +209,10 @@ impl LogWriter {
         let file = match prepared {
             Some(Ok(file)) => file,
             // The background preparation failed (or is gone): try once more now.
-            _ => prepare_segment(self.dir.join(self.kind.next), self.segment_bytes).await?,
+            _ => {
+                let path = self.dir.join(self.kind.next);
+                prepare_segment(path, self.segment_bytes, self.sync).await?
+            }
         };
         std::fs::rename(
             self.dir.join(self.kind.next),
@@ -246,7 +273,9 @@ impl LogWriter {
                 bytes.len()
             )));
         }
-        self.file.fdatasync().await.map_err(io_error)?;
+        if self.sync == LogSync::Fdatasync {
+            self.file.fdatasync().await.map_err(io_error)?;
+        }
         self.position += len;
         self.dirty_to = 0;
         Ok(len as usize)
