@@ -181,10 +181,7 @@ fn baseline_section(md: &mut String, rows: &[(String, Vec<Outcome>)], args: &Arg
             ratio(this.ops, base.ops),
             fmt_us(this.cpu_us),
             fmt_us(base.cpu_us),
-            match (this.cpu_us, base.cpu_us) {
-                (Some(x), Some(y)) => ratio(y, x),
-                _ => "-".into(),
-            },
+            cpu_ratio(this, base),
             fmt_us(this.p99),
             fmt_us(base.p99),
             per_op(this.interrupts.map(|i| i.0)),
@@ -192,6 +189,14 @@ fn baseline_section(md: &mut String, rows: &[(String, Vec<Outcome>)], args: &Arg
             per_op(this.interrupts.map(|i| i.1)),
             per_op(base.interrupts.map(|i| i.1)),
         );
+    }
+}
+
+/// How many times less CPU per operation `a` took than `b`.
+fn cpu_ratio(a: &Outcome, b: &Outcome) -> String {
+    match (a.cpu_us, b.cpu_us) {
+        (Some(x), Some(y)) => ratio(y, x),
+        _ => "-".into(),
     }
 }
 
@@ -414,10 +419,7 @@ fn main() {
             fmt_us(b.p99),
             fmt_us(a.cpu_us),
             fmt_us(b.cpu_us),
-            match (a.cpu_us, b.cpu_us) {
-                (Some(x), Some(y)) => ratio(y, x),
-                _ => "-".into(),
-            },
+            cpu_ratio(a, b),
             a.errors,
             b.errors
         );

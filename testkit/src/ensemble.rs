@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::netns::{self, Subnet};
-use crate::zk::{four_letter_word, free_port, repo_root};
+use crate::zk::{four_letter_word, free_port, repo_root, wait_until_serving};
 
 /// What the members run.
 #[derive(Clone)]
@@ -178,20 +178,8 @@ impl Ensemble {
     pub fn start_member(&mut self, id: u64) {
         self.spawn(id);
         let m = self.member_mut(id);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while four_letter_word(m.client, "ruok")
-            .map(|a| a != "imok")
-            .unwrap_or(true)
-        {
-            if let Some(Ok(Some(status))) = m.child.as_mut().map(Child::try_wait) {
-                panic!(
-                    "member {id} exited with {status}; log in {}",
-                    m.dir.display()
-                );
-            }
-            assert!(Instant::now() < deadline, "member {id} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = m.child.as_mut().expect("just spawned");
+        wait_until_serving(m.client, child, &format!("member {id}"), &m.dir);
     }
 
     fn spawn(&mut self, id: u64) {

@@ -49,6 +49,26 @@ pub fn four_letter_word(addr: SocketAddr, word: &str) -> std::io::Result<String>
     Ok(out)
 }
 
+/// Waits until the server `child` started answers `ruok` at `addr`; panics,
+/// pointing at `log_dir`, if it exits or takes more than 30 s.
+pub fn wait_until_serving(addr: SocketAddr, child: &mut Child, what: &str, log_dir: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while four_letter_word(addr, "ruok")
+        .map(|a| a != "imok")
+        .unwrap_or(true)
+    {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status}; log in {}", log_dir.display());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start; log in {}",
+            log_dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl ZooKeeperProcess {
     /// Starts ZooKeeper standalone with extra JVM system properties
     /// (`-Dkey=value`) and waits until it serves requests.

@@ -13,7 +13,7 @@ use zoocore_net::records::{PathRequest, WatcherEvent};
 use zoocore_net::{Request, Response};
 
 use crate::differential::Target;
-use crate::zk::{four_letter_word, free_port};
+use crate::zk::{free_port, wait_until_serving};
 
 pub struct ZoocoreProcess {
     child: Option<Child>,
@@ -61,25 +61,8 @@ impl ZoocoreProcess {
             .stderr(log)
             .spawn()
             .expect("start zoocore");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while four_letter_word(self.addr, "ruok")
-            .map(|a| a != "imok")
-            .unwrap_or(true)
-        {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-                panic!(
-                    "zoocore exited with {status}; log in {}",
-                    self.dir.display()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "zoocore did not start; log in {}",
-                self.dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = self.child.insert(child);
+        wait_until_serving(self.addr, child, "zoocore", &self.dir);
     }
 
     /// SIGKILL, as a crash would.
