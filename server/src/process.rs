@@ -12,7 +12,7 @@ use zoocore_engine::DataTree;
 
 use crate::config::{Config, Ensemble};
 use crate::replicate::{self, transport};
-use crate::storage::{raftlog, recovery, snapshotter, wal};
+use crate::storage::{self, raftlog, recovery, snapshotter, wal};
 use crate::{seq, serve, stats};
 
 /// Ends the process at once. Everything acknowledged is already durable, and
@@ -137,11 +137,46 @@ struct Start {
     sequencer: SequencerTask,
 }
 
+/// Holds dataDir and dataLogDir for this process: two servers on one
+/// directory would interleave their logs.
+fn lock_dirs(config: &Config) -> Result<Vec<std::fs::File>, String> {
+    let mut dirs = vec![&config.data_dir];
+    if config.data_log_dir != config.data_dir {
+        dirs.push(&config.data_log_dir);
+    }
+    let mut held = Vec::new();
+    for dir in dirs {
+        match storage::dir::lock(dir) {
+            Ok(Some(file)) => held.push(file),
+            Ok(None) => {
+                return Err(format!(
+                    "{} is in use by another server ({} is locked)",
+                    dir.display(),
+                    dir.join(storage::dir::LOCK_FILE).display()
+                ))
+            }
+            Err(e) => return Err(format!("cannot lock {}: {e}", dir.display())),
+        }
+    }
+    Ok(held)
+}
+
+/// Shards and the peer transport listen with SO_REUSEPORT (the shards share
+/// the client port), which would let a second server share a port
+/// unnoticed: a plain bind first says whether another socket holds it.
+fn ensure_free(addr: std::net::SocketAddr, what: &str) -> Result<(), String> {
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| format!("cannot listen on {what} {addr}: {e}; is another server running?"))
+}
+
 pub(crate) fn run(mut config: Config) -> Result<(), String> {
     config.check().map_err(|e| e.to_string())?;
     config.resolve_myid().map_err(|e| e.to_string())?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let io_memory = size_io_memory(config.shards + 1)?;
+    let _held = lock_dirs(&config)?;
+    ensure_free(config.client_addr(), "client port")?;
     let shutdown = seq::Shutdown::default();
     handle_signals(shutdown.clone());
     let stats = Arc::new(stats::Stats::new(config.shards));
@@ -356,6 +391,9 @@ fn member(
         retained_entries: ensemble.retained_entries,
     };
     let addrs = transport::peer_addrs(membership)?;
+    if let Some(&listen) = addrs.get(&ensemble.myid) {
+        ensure_free(listen, "peer port")?;
+    }
     let hard_state = recovered.durable.hard_state.clone();
     let replica = Replica::new(replica_config, recovered.durable, stats::epoch_ms())
         .map_err(|e| format!("starting the replica: {e}"))?;

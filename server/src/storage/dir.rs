@@ -27,6 +27,31 @@ pub fn files_named(dir: &Path, prefix: &str) -> std::io::Result<Vec<(i64, PathBu
     Ok(found)
 }
 
+/// The file whose lock says a server owns the directory.
+pub const LOCK_FILE: &str = "zoocore.lock";
+
+/// Takes this process's exclusive hold on `dir` (creating it): an flock on
+/// `zoocore.lock` inside, which the kernel releases when the process ends,
+/// however it ends. `Ok(None)`: another process holds it.
+pub fn lock(dir: &Path) -> std::io::Result<Option<std::fs::File>> {
+    use std::os::fd::AsRawFd;
+    std::fs::create_dir_all(dir)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        return Ok(Some(file));
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EWOULDBLOCK) => Ok(None),
+        _ => Err(e),
+    }
+}
+
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }

@@ -333,6 +333,90 @@ fn a_client_that_stops_reading_is_disconnected_and_others_are_served() {
     assert_eq!((err, data.map(|d| d.len())), (0, Some(DATA)));
 }
 
+/// Runs the server binary on `config` and returns its exit status and
+/// output, failing if it is still running after 20 s (it started serving).
+fn run_to_exit(config: &Path) -> (std::process::ExitStatus, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_zoocore"))
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start zoocore");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("a second server on {} started serving", config.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut stderr);
+    }
+    (status, stderr)
+}
+
+/// The shards listen with SO_REUSEPORT, so without a check a second server
+/// would share the port, and the data dir, of a running one.
+#[test]
+fn a_second_server_on_the_same_port_or_data_dir_refuses_to_start() {
+    let s = server("");
+    let mut c = client(&s, 30_000);
+    assert_eq!(c.call(&create("/kept", b"1", 0)).unwrap().header.err, 0);
+    let same = s.dir.join("zoo.cfg");
+    let (status, stderr) = run_to_exit(&same);
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("in use by another server"), "{stderr}");
+    // Another port, the same data dir.
+    let text = std::fs::read_to_string(&same).unwrap();
+    let port = zoocore_testkit::zk::free_port();
+    let other_port: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("clientPort=") {
+                format!("clientPort={port}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let other = s.dir.join("other.cfg");
+    std::fs::write(&other, other_port).unwrap();
+    let (status, stderr) = run_to_exit(&other);
+    assert!(
+        !status.success() && stderr.contains("zoocore.lock"),
+        "{stderr}"
+    );
+    // Another data dir, the same port.
+    let fresh = s.dir.join("fresh-data");
+    let same_port: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("dataDir=") {
+                format!("dataDir={}\n", fresh.display())
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    let other = s.dir.join("same-port.cfg");
+    std::fs::write(&other, same_port).unwrap();
+    let (status, stderr) = run_to_exit(&other);
+    assert!(
+        !status.success() && stderr.contains("is another server running"),
+        "{stderr}"
+    );
+    // The first server still serves, with its data.
+    let (err, data) = get(&mut c, "/kept");
+    assert_eq!((err, data), (0, Some(b"1".to_vec())));
+}
+
 #[test]
 fn four_letter_words_follow_the_whitelist() {
     let s = server("4lw.commands.whitelist=ruok,srvr");
