@@ -161,13 +161,85 @@ fn lock_dirs(config: &Config) -> Result<Vec<std::fs::File>, String> {
     Ok(held)
 }
 
+/// How long a listening socket found on our port may take to go away: a
+/// server that just ended can leave its listener open for a moment, until
+/// the kernel has torn down its io_uring rings (they hold the file).
+const PORT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Shards and the peer transport listen with SO_REUSEPORT (the shards share
 /// the client port), which would let a second server share a port
-/// unnoticed: a plain bind first says whether another socket holds it.
+/// unnoticed; so before they bind, a socket still listening there after
+/// `PORT_RELEASE_WAIT` (ours do not exist yet) means another server. A
+/// probing bind would not do: sockets a killed server left closing make it
+/// fail.
 fn ensure_free(addr: std::net::SocketAddr, what: &str) -> Result<(), String> {
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|e| format!("cannot listen on {what} {addr}: {e}; is another server running?"))
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match listening(addr) {
+            Ok(false) => return Ok(()),
+            Ok(true) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Ok(true) => {
+                return Err(format!(
+                    "cannot listen on {what} {addr}: another socket has listened there for {}s; \
+                     is another server running?",
+                    PORT_RELEASE_WAIT.as_secs()
+                ))
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot read the socket tables for {what} {addr}: {e}"
+                ))
+            }
+        }
+    }
+}
+
+/// Whether a socket of this network namespace listens on `addr`'s port at
+/// its address or a wildcard one (/proc/net/tcp and tcp6, state 0A).
+fn listening(addr: std::net::SocketAddr) -> std::io::Result<bool> {
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = match std::fs::read_to_string(table) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(&"0A")) = (fields.get(1), fields.get(3)) else {
+                continue;
+            };
+            let Some((ip, port)) = local.split_once(':') else {
+                continue;
+            };
+            if u16::from_str_radix(port, 16).ok() != Some(addr.port()) {
+                continue;
+            }
+            let wildcard = ip.bytes().all(|b| b == b'0');
+            if wildcard || addr.ip().is_unspecified() || proc_ip(ip) == Some(addr.ip()) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// An address as /proc/net/tcp{,6} prints it: 32-bit words in hex, each in
+/// the host's byte order.
+fn proc_ip(hex: &str) -> Option<std::net::IpAddr> {
+    let words: Option<Vec<u32>> = (0..hex.len() / 8)
+        .map(|i| {
+            hex.get(i * 8..i * 8 + 8)
+                .and_then(|w| u32::from_str_radix(w, 16).ok())
+        })
+        .collect();
+    let bytes: Vec<u8> = words?.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(std::net::IpAddr::from),
+        _ => None,
+    }
 }
 
 pub(crate) fn run(mut config: Config) -> Result<(), String> {
@@ -462,4 +534,32 @@ fn member(
             })
         }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proc_addresses_decode() {
+        if cfg!(target_endian = "little") {
+            assert_eq!(proc_ip("0100007F"), Some([127, 0, 0, 1].into()));
+            assert_eq!(
+                proc_ip("00000000000000000000000001000000"),
+                Some(std::net::Ipv6Addr::LOCALHOST.into())
+            );
+        }
+        assert_eq!(proc_ip("12"), None);
+    }
+
+    #[test]
+    fn a_listening_socket_is_found_by_address_and_port() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(listening(addr).unwrap());
+        assert!(listening(([0, 0, 0, 0], addr.port()).into()).unwrap());
+        assert!(!listening(([127, 0, 0, 2], addr.port()).into()).unwrap());
+        drop(listener);
+        assert!(!listening(addr).unwrap());
+    }
 }

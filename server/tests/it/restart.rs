@@ -375,19 +375,18 @@ fn a_second_server_on_the_same_port_or_data_dir_refuses_to_start() {
     assert!(stderr.contains("in use by another server"), "{stderr}");
     // Another port, the same data dir.
     let text = std::fs::read_to_string(&same).unwrap();
-    let port = zoocore_testkit::zk::free_port();
-    let other_port: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("clientPort=") {
-                format!("clientPort={port}\n")
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
+    // The config with one key's value replaced.
+    let with = |key: &str, value: &str| -> String {
+        text.lines()
+            .map(|l| match l.split_once('=') {
+                Some((k, _)) if k == key => format!("{key}={value}\n"),
+                _ => format!("{l}\n"),
+            })
+            .collect()
+    };
+    let port = zoocore_testkit::zk::free_port().to_string();
     let other = s.dir.join("other.cfg");
-    std::fs::write(&other, other_port).unwrap();
+    std::fs::write(&other, with("clientPort", &port)).unwrap();
     let (status, stderr) = run_to_exit(&other);
     assert!(
         !status.success() && stderr.contains("zoocore.lock"),
@@ -395,18 +394,8 @@ fn a_second_server_on_the_same_port_or_data_dir_refuses_to_start() {
     );
     // Another data dir, the same port.
     let fresh = s.dir.join("fresh-data");
-    let same_port: String = text
-        .lines()
-        .map(|l| {
-            if l.starts_with("dataDir=") {
-                format!("dataDir={}\n", fresh.display())
-            } else {
-                format!("{l}\n")
-            }
-        })
-        .collect();
     let other = s.dir.join("same-port.cfg");
-    std::fs::write(&other, same_port).unwrap();
+    std::fs::write(&other, with("dataDir", &fresh.display().to_string())).unwrap();
     let (status, stderr) = run_to_exit(&other);
     assert!(
         !status.success() && stderr.contains("is another server running"),
