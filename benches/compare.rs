@@ -170,7 +170,6 @@ fn baseline_section(md: &mut String, rows: &[(String, Vec<Outcome>)], args: &Arg
         md,
         "| workload | ops/s this / baseline | ratio | CPU/op this / baseline | ratio | p99 this / baseline | RES/op this / baseline | CAL/op this / baseline |\n|---|---|---|---|---|---|---|---|"
     );
-    let per_op = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.2}"));
     for (label, o) in rows {
         let (this, base) = (&o[0], &o[2]);
         let _ = writeln!(
@@ -184,12 +183,17 @@ fn baseline_section(md: &mut String, rows: &[(String, Vec<Outcome>)], args: &Arg
             cpu_ratio(this, base),
             fmt_us(this.p99),
             fmt_us(base.p99),
-            per_op(this.interrupts.map(|i| i.0)),
-            per_op(base.interrupts.map(|i| i.0)),
-            per_op(this.interrupts.map(|i| i.1)),
-            per_op(base.interrupts.map(|i| i.1)),
+            fmt_per_op(this.interrupts.map(|i| i.0)),
+            fmt_per_op(base.interrupts.map(|i| i.0)),
+            fmt_per_op(this.interrupts.map(|i| i.1)),
+            fmt_per_op(base.interrupts.map(|i| i.1)),
         );
     }
+}
+
+/// A count per operation (interrupts), or "-" where it is unknown.
+fn fmt_per_op(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.2}"))
 }
 
 /// How many times less CPU per operation `a` took than `b`.
@@ -435,16 +439,15 @@ fn main() {
         md,
         "| workload | zoocore RES/op | zoocore CAL/op | ZooKeeper RES/op | ZooKeeper CAL/op |\n|---|---|---|---|---|"
     );
-    let per_op = |x: Option<f64>| x.map_or("-".into(), |v| format!("{v:.2}"));
     for (label, o) in &rows {
         let (a, b) = (o[0].interrupts, o[1].interrupts);
         let _ = writeln!(
             md,
             "| {label} | {} | {} | {} | {} |",
-            per_op(a.map(|i| i.0)),
-            per_op(a.map(|i| i.1)),
-            per_op(b.map(|i| i.0)),
-            per_op(b.map(|i| i.1)),
+            fmt_per_op(a.map(|i| i.0)),
+            fmt_per_op(a.map(|i| i.1)),
+            fmt_per_op(b.map(|i| i.0)),
+            fmt_per_op(b.map(|i| i.1)),
         );
     }
     let _ = writeln!(md, "\n## Open loop\n\n{}\n", open.label);

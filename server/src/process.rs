@@ -140,12 +140,19 @@ struct Start {
 /// Holds dataDir and dataLogDir for this process: two servers on one
 /// directory would interleave their logs.
 fn lock_dirs(config: &Config) -> Result<Vec<std::fs::File>, String> {
-    let mut dirs = vec![&config.data_dir];
-    if config.data_log_dir != config.data_dir {
-        dirs.push(&config.data_log_dir);
+    // One directory named two ways must be locked once: a second flock of
+    // the same file from this process would fail as if another held it.
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for dir in [&config.data_dir, &config.data_log_dir] {
+        let canonical = std::fs::create_dir_all(dir)
+            .and_then(|()| dir.canonicalize())
+            .map_err(|e| format!("cannot use {}: {e}", dir.display()))?;
+        if !dirs.contains(&canonical) {
+            dirs.push(canonical);
+        }
     }
     let mut held = Vec::new();
-    for dir in dirs {
+    for dir in &dirs {
         match storage::dir::lock(dir) {
             Ok(Some(file)) => held.push(file),
             Ok(None) => {
@@ -550,6 +557,23 @@ mod tests {
             );
         }
         assert_eq!(proc_ip("12"), None);
+    }
+
+    #[test]
+    fn a_directory_named_twice_is_locked_once_and_only_by_one_holder() {
+        let dir = std::env::temp_dir().join(format!("zoocore-lock-{}", std::process::id()));
+        let config = Config {
+            data_dir: dir.clone(),
+            data_log_dir: dir.join("..").join(dir.file_name().unwrap()),
+            ..Config::default()
+        };
+        let held = lock_dirs(&config).unwrap();
+        assert_eq!(held.len(), 1);
+        let err = lock_dirs(&config).unwrap_err();
+        assert!(err.contains("in use by another server"), "{err}");
+        drop(held);
+        assert_eq!(lock_dirs(&config).unwrap().len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

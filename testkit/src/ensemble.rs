@@ -12,7 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::netns::{self, Subnet};
-use crate::zk::{four_letter_word, free_port, repo_root, wait_until_serving};
+use crate::zk::{
+    four_letter_word, free_port, wait_until_serving, zookeeper_classpath, zookeeper_command,
+};
 
 /// What the members run.
 #[derive(Clone)]
@@ -55,16 +57,8 @@ impl Ensemble {
     /// `scripts/zk-classpath.sh`), with extra zoo.cfg lines and JVM
     /// properties; waits until one of them leads.
     pub fn start_zookeeper(n: u64, extra: &str, jvm_props: &[String]) -> Ensemble {
-        let classpath = Command::new("bash")
-            .arg(repo_root().join("scripts/zk-classpath.sh"))
-            .output()
-            .expect("run scripts/zk-classpath.sh");
-        assert!(
-            classpath.status.success(),
-            "Apache ZooKeeper is not installed; run scripts/install-deps.sh"
-        );
         let program = Program::ZooKeeper {
-            classpath: String::from_utf8_lossy(&classpath.stdout).trim().to_owned(),
+            classpath: zookeeper_classpath(),
             jvm_props: jvm_props.to_vec(),
         };
         Ensemble::start_on(program, n, extra, None)
@@ -203,20 +197,13 @@ impl Ensemble {
             Program::ZooKeeper {
                 classpath,
                 jvm_props,
-            } => {
-                let mut c = Command::new("java");
-                c.arg("-Xmx256m")
-                    .arg(format!(
-                        "-Dlog4j.configuration=file:{}",
-                        repo_root().join("scripts/zk-log4j.properties").display()
-                    ))
-                    .args(jvm_props)
-                    .arg("-cp")
-                    .arg(classpath)
-                    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
-                    .arg(m.dir.join("zoo.cfg"));
-                c
-            }
+            } => zookeeper_command(
+                classpath,
+                "256m",
+                jvm_props,
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                &m.dir.join("zoo.cfg"),
+            ),
         };
         if let Some(ns) = namespace {
             // SAFETY: the closure only makes the setns syscall.

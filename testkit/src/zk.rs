@@ -69,6 +69,45 @@ pub fn wait_until_serving(addr: SocketAddr, child: &mut Child, what: &str, log_d
     }
 }
 
+/// Apache ZooKeeper's classpath, from Debian's package
+/// (`scripts/zk-classpath.sh`).
+pub fn zookeeper_classpath() -> String {
+    let classpath = Command::new("bash")
+        .arg(repo_root().join("scripts/zk-classpath.sh"))
+        .output()
+        .expect("run scripts/zk-classpath.sh");
+    assert!(
+        classpath.status.success(),
+        "Apache ZooKeeper is not installed; run scripts/install-deps.sh ({})",
+        String::from_utf8_lossy(&classpath.stderr)
+    );
+    String::from_utf8_lossy(&classpath.stdout).trim().to_owned()
+}
+
+/// `java` running ZooKeeper's `main_class` on `config`, logging as the
+/// tests configure it.
+pub fn zookeeper_command(
+    classpath: &str,
+    heap: &str,
+    jvm_props: &[String],
+    main_class: &str,
+    config: &Path,
+) -> Command {
+    let mut command = Command::new("java");
+    command
+        .arg(format!("-Xmx{heap}"))
+        .arg(format!(
+            "-Dlog4j.configuration=file:{}",
+            repo_root().join("scripts/zk-log4j.properties").display()
+        ))
+        .args(jvm_props)
+        .arg("-cp")
+        .arg(classpath)
+        .arg(main_class)
+        .arg(config);
+    command
+}
+
 impl ZooKeeperProcess {
     /// Starts ZooKeeper standalone with extra JVM system properties
     /// (`-Dkey=value`) and waits until it serves requests.
@@ -78,17 +117,7 @@ impl ZooKeeperProcess {
 
     /// As [`ZooKeeperProcess::start`], with extra `zoo.cfg` lines (e.g. `snapCount=500`).
     pub fn start_with(cfg_extra: &str, jvm_props: &[String]) -> ZooKeeperProcess {
-        let root = repo_root();
-        let classpath = Command::new("bash")
-            .arg(root.join("scripts/zk-classpath.sh"))
-            .output()
-            .expect("run scripts/zk-classpath.sh");
-        assert!(
-            classpath.status.success(),
-            "Apache ZooKeeper is not installed; run scripts/install-deps.sh ({})",
-            String::from_utf8_lossy(&classpath.stderr)
-        );
-        let classpath = String::from_utf8_lossy(&classpath.stdout).trim().to_owned();
+        let classpath = zookeeper_classpath();
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("zoocore-zk-{}-{port}", std::process::id()));
         std::fs::create_dir_all(dir.join("data")).expect("create ZooKeeper dir");
@@ -113,28 +142,23 @@ impl ZooKeeperProcess {
     }
 
     fn spawn(&mut self) {
-        let root = repo_root();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.join("zookeeper.log"))
             .expect("open ZooKeeper log");
-        let child = Command::new("java")
-            .arg("-Xmx512m")
-            .arg(format!(
-                "-Dlog4j.configuration=file:{}",
-                root.join("scripts/zk-log4j.properties").display()
-            ))
-            .args(&self.jvm_props)
-            .arg("-cp")
-            .arg(&self.classpath)
-            .arg("org.apache.zookeeper.server.ZooKeeperServerMain")
-            .arg(self.dir.join("zoo.cfg"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start java (is OpenJDK installed? run scripts/install-deps.sh)");
+        let child = zookeeper_command(
+            &self.classpath,
+            "512m",
+            &self.jvm_props,
+            "org.apache.zookeeper.server.ZooKeeperServerMain",
+            &self.dir.join("zoo.cfg"),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .expect("start java (is OpenJDK installed? run scripts/install-deps.sh)");
         self.child = Some(child);
         self.wait_until_serving();
     }
