@@ -421,6 +421,7 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
     let mut handed = HandedVersions::default();
     let mut stopping: Option<std::time::Instant> = None;
     let snapshotting = Rc::new(std::cell::Cell::new(false));
+    let mut snapshot_due = false;
     loop {
         if shutdown.requested() && stopping.is_none() {
             // A leader hands over first, so the ensemble does not wait out an
@@ -467,12 +468,16 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
             .flat_map(|p| p.entries.iter())
             .map(|e| e.data.len())
             .sum();
-        if (txns > 0 || bytes > 0)
-            && snapshot_policy.record(txns, bytes as u64)
-            && !snapshotting.get()
-        {
+        if (txns > 0 || bytes > 0) && snapshot_policy.record(txns, bytes as u64) {
+            snapshot_due = true;
+        }
+        // A snapshot that falls due while the last one is still being written
+        // waits for it: dropped, the log would grow until the next one falls
+        // due, which never happens once writes stop.
+        if snapshot_due && !snapshotting.get() {
             let point = glue.borrow().replica.snapshot_point();
             if let Some((index, term, tree)) = point {
+                snapshot_due = false;
                 snapshotting.set(true);
                 let task = take_snapshot(
                     (index, term, tree),
