@@ -320,8 +320,6 @@ impl<T: Target> Run<T> {
         let client = connect(self.zk.addr);
         let model_id = self.model.open_session(SESSION_TIMEOUT, now_ms());
         self.sessions.insert(client.session_id(), model_id);
-        let zk_zxid = client.last_zxid();
-        let _ = zk_zxid;
         self.history.push(format!(
             "open session {:#x} ~ {model_id:#x}",
             client.session_id()

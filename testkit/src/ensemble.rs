@@ -168,6 +168,21 @@ impl Ensemble {
             .join(",")
     }
 
+    /// `host:port,...` of the members that follow now. Apache ZooKeeper's
+    /// leader answers `sync` without waiting for txns it has committed but not
+    /// yet applied, so a test that syncs and then expects another server's
+    /// acknowledged write connects its clients to followers only.
+    pub fn followers_connect_string(&self) -> String {
+        let followers: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| self.mode(m.id).as_deref() == Some("follower"))
+            .map(|m| m.client.to_string())
+            .collect();
+        assert!(!followers.is_empty(), "no member follows");
+        followers.join(",")
+    }
+
     /// Starts a member (again) on its data dir; waits until it answers.
     pub fn start_member(&mut self, id: u64) {
         self.spawn(id);

@@ -130,7 +130,10 @@ where
             format!("-Dznode.container.checkIntervalMs={CONTAINER_CHECK_MS}"),
         ],
     );
-    run_on(ensemble.connect_string(), body);
+    // These bodies sync and then read another session's write, which the
+    // leader of an Apache ZooKeeper ensemble does not promise (it answers a
+    // sync before applying what it has committed); every zoocore member does.
+    run_on(ensemble.followers_connect_string(), body);
 }
 
 fn on_zookeeper<F, Fut>(body: F)
