@@ -3,16 +3,19 @@
 //!
 //! A record is `len: u32 | crc32c(payload): u32 | payload`, payload =
 //! `term: u64 | txn`. A commit batch is a header `magic: u32 | len: u32 |
-//! crc32c(records): u32 | kind: u32`, then its records, padded with zeros to
-//! [`BLOCK`] so it can be written with O_DIRECT; the next batch starts on the
-//! next block, and a block of zeros where a batch would start ends the log.
-//! Scanning stops at the first batch whose header or checksum is wrong: a
-//! torn tail, unless a valid batch starts at a later block, which makes it
-//! corruption in the middle (the server then refuses to start rather than
-//! drop data). Batches are written one after another, each only once the
-//! one before is durable, so a torn batch never has a valid one after it;
-//! and whatever blocks of a torn batch did land, none of them passes for a
-//! batch header.
+//! crc32c(records): u32 | kind: u32`, then its records. Batches follow one
+//! another byte for byte; zeros where a batch would start end the log (the
+//! log writer keeps everything after the last batch zero). Scanning stops at
+//! the first batch whose header or checksum is wrong: a torn tail, unless a
+//! valid batch starts somewhere after it, which makes it corruption in the
+//! middle (the server then refuses to start rather than drop data). Batches
+//! are written one after another, each only once the one before is durable,
+//! so a torn batch never has a valid one after it.
+//!
+//! O_DIRECT writes whole [`BLOCK`]s, so the writer rewrites the block that
+//! holds the end of the last batch together with the next one. The bytes it
+//! rewrites are the same as on disk: a write torn at any sector leaves each
+//! sector old or new, and either way the durable batches read the same.
 //!
 //! An ensemble member's log holds raft entries instead (batch kind 1): each
 //! record's payload is `index: u64 | term: u64 | entry kind: u8 | data`, the
@@ -26,7 +29,7 @@ use zoocore_net::{Acl, DecodeError};
 
 use crate::txn::{CreateKind, CreateTxn, Txn, TxnOp};
 
-/// Alignment and padding unit of commit batches (O_DIRECT).
+/// The unit of the log's O_DIRECT writes.
 pub const BLOCK: usize = 4096;
 const HEADER: usize = 8;
 const BATCH_HEADER: usize = 16;
@@ -206,18 +209,17 @@ pub fn begin_batch(out: &mut Vec<u8>) {
     out.extend_from_slice(&[0; BATCH_HEADER]);
 }
 
-/// Completes a batch begun with [`begin_batch`]: fills in its header and
-/// pads it with zeros to a whole number of blocks.
-pub fn seal_batch(out: &mut Vec<u8>) {
+/// Completes a batch begun with [`begin_batch`]: fills in its header.
+pub fn seal_batch(out: &mut [u8]) {
     seal(out, KIND_TXNS);
 }
 
 /// Completes a batch of raft entries begun with [`begin_batch`].
-pub fn seal_entries_batch(out: &mut Vec<u8>) {
+pub fn seal_entries_batch(out: &mut [u8]) {
     seal(out, KIND_ENTRIES);
 }
 
-fn seal(out: &mut Vec<u8>, kind: u32) {
+fn seal(out: &mut [u8], kind: u32) {
     assert!(out.len() >= BATCH_HEADER, "a batch was begun");
     let len = u32::try_from(out.len() - BATCH_HEADER).expect("batch over 4 GiB");
     let crc = crc32c::crc32c(&out[BATCH_HEADER..]);
@@ -225,7 +227,6 @@ fn seal(out: &mut Vec<u8>, kind: u32) {
     out[4..8].copy_from_slice(&len.to_be_bytes());
     out[8..12].copy_from_slice(&crc.to_be_bytes());
     out[12..16].copy_from_slice(&kind.to_be_bytes());
-    pad_to_block(out);
 }
 
 /// One raft entry as an ensemble member's log holds it.
@@ -253,20 +254,14 @@ pub fn append_entry(out: &mut Vec<u8>, index: u64, term: u64, kind: u8, data: &[
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// Pads with zeros to a whole number of blocks.
-fn pad_to_block(out: &mut Vec<u8>) {
-    let padded = out.len().div_ceil(BLOCK) * BLOCK;
-    out.resize(padded, 0);
-}
-
 /// What scanning a log image found.
 #[derive(Debug, Default)]
 pub struct Scan {
     pub txns: Vec<(u64, Txn)>,
     /// For each txn, where its batch starts: a place scanning can resume from.
     pub batch_starts: Vec<usize>,
-    /// Bytes up to the end of the last valid batch (a block boundary): where
-    /// appending resumes. Anything after it is a torn or empty tail.
+    /// Bytes up to the end of the last valid batch: where appending resumes.
+    /// Anything after it is a torn or empty tail.
     pub valid_len: usize,
     /// Set when scanning stopped at damage rather than at a clean end.
     pub torn_at: Option<usize>,
@@ -316,8 +311,8 @@ fn read_entry(image: &[u8], pos: usize) -> Option<(LoggedEntry, usize)> {
 /// the next record starts.
 type ReadRecord<T> = fn(&[u8], usize) -> Option<(T, usize)>;
 
-/// The records of the batch of `kind` at `pos` (block-aligned) if a whole
-/// valid one starts there, and where the next batch would start.
+/// The records of the batch of `kind` at `pos` if a whole valid one starts
+/// there, and where the next batch would start.
 fn read_batch_of<T>(
     image: &[u8],
     pos: usize,
@@ -342,7 +337,21 @@ fn read_batch_of<T>(
         items.push(item);
         at = next;
     }
-    Some((items, (start + len).div_ceil(BLOCK) * BLOCK))
+    Some((items, start + len))
+}
+
+/// The first place after `damage` where a valid batch of `kind` starts: any
+/// byte may begin one, so every place holding the header's magic is tried.
+fn valid_batch_after<T>(
+    image: &[u8],
+    damage: usize,
+    kind: u32,
+    read: ReadRecord<T>,
+) -> Option<usize> {
+    let magic = BATCH_MAGIC.to_be_bytes();
+    (damage + 1..image.len().saturating_sub(BATCH_HEADER - 1))
+        .filter(|&at| image[at..at + 4] == magic)
+        .find(|&at| read_batch_of(image, at, kind, read).is_some())
 }
 
 fn read_batch(image: &[u8], pos: usize) -> Option<(Vec<(u64, Txn)>, usize)> {
@@ -374,9 +383,7 @@ pub fn scan_entries(image: &[u8], before: Vec<LoggedEntry>) -> EntryScan {
         }
         let Some((entries, next)) = read_batch_of(image, pos, KIND_ENTRIES, read_entry) else {
             scan.torn_at = Some(pos);
-            scan.valid_after_damage = (pos + BLOCK..image.len())
-                .step_by(BLOCK)
-                .find(|&b| read_batch_of(image, b, KIND_ENTRIES, read_entry).is_some());
+            scan.valid_after_damage = valid_batch_after(image, pos, KIND_ENTRIES, read_entry);
             break;
         };
         for entry in entries {
@@ -401,9 +408,7 @@ pub fn scan(image: &[u8]) -> Scan {
         }
         let Some((txns, next)) = read_batch(image, pos) else {
             scan.torn_at = Some(pos);
-            scan.valid_after_damage = (pos + BLOCK..image.len())
-                .step_by(BLOCK)
-                .find(|&b| read_batch(image, b).is_some());
+            scan.valid_after_damage = valid_batch_after(image, pos, KIND_TXNS, read_record);
             break;
         };
         scan.batch_starts
@@ -472,13 +477,16 @@ mod tests {
     }
 
     #[test]
-    fn records_round_trip_through_batches() {
+    fn records_round_trip_through_batches_packed_one_after_another() {
         let all = txns();
-        let log = image(&[&all[..3], &all[3..]]);
+        let mut log = image(&[&all[..3], &all[3..]]);
+        let second = batch(&all[..3]).len();
+        let end = log.len();
+        log.resize(BLOCK * 2, 0); // the zeros after the last batch
         let scan = scan(&log);
         assert_eq!(scan.torn_at, None);
-        assert_eq!(scan.valid_len, log.len());
-        assert_eq!(scan.batch_starts, [0, 0, 0, BLOCK, BLOCK, BLOCK, BLOCK]);
+        assert_eq!(scan.valid_len, end);
+        assert_eq!(scan.batch_starts, [0, 0, 0, second, second, second, second]);
         assert_eq!(
             scan.txns.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
             all
@@ -489,7 +497,7 @@ mod tests {
     fn a_torn_tail_is_cut_at_the_last_valid_batch() {
         let all = txns();
         let mut log = image(&[&all[..3], &all[3..]]);
-        let second = BLOCK;
+        let second = batch(&all[..3]).len();
         // Tear the second batch: flip a byte inside its first record.
         log[second + 12] ^= 0xff;
         let scan = scan(&log);
@@ -509,17 +517,23 @@ mod tests {
     fn damage_followed_by_valid_batches_is_corruption_not_a_torn_tail() {
         let all = txns();
         let mut log = image(&[&all[..2], &all[2..4], &all[4..]]);
-        log[BLOCK + 12] ^= 0xff; // inside the second batch
+        let second = batch(&all[..2]).len();
+        let third = second + batch(&all[2..4]).len();
+        log[second + 12] ^= 0xff; // inside the second batch
         let scan = scan(&log);
-        assert_eq!(scan.torn_at, Some(BLOCK));
-        assert_eq!(scan.valid_after_damage, Some(2 * BLOCK));
+        assert_eq!(scan.torn_at, Some(second));
+        assert_eq!(scan.valid_after_damage, Some(third));
         let mut tail = image(&[&all[..2], &all[2..4]]);
-        tail[BLOCK + 12] ^= 0xff; // the last batch: a torn tail
+        tail[second + 12] ^= 0xff; // the last batch: a torn tail
         assert_eq!(super::scan(&tail).valid_after_damage, None);
     }
 
+    /// The write of a batch covers the block where the last one ends: any
+    /// sector of it may keep its old bytes (zeros, or the same bytes of the
+    /// durable batches) and the result is the durable batches, cut cleanly.
     #[test]
-    fn a_torn_batch_of_many_blocks_is_a_torn_tail_whatever_blocks_landed() {
+    fn a_torn_batch_write_is_a_torn_tail_whatever_sectors_landed() {
+        const SECTOR: usize = 512;
         let sized = |zxid: i64, data: usize| Txn {
             zxid,
             time: 0,
@@ -531,31 +545,24 @@ mod tests {
                 version: 1,
             },
         };
-        let overhead = {
-            let mut out = Vec::new();
-            append_record(&mut out, 1, &sized(0, 0));
-            out.len()
-        };
-        // The second batch spans four blocks and every block after its first
-        // starts with a record: a scan that looked for records (rather than
-        // batch headers) after the damage would call it mid-log corruption.
         let first = batch(&[sized(1, 10)]);
-        let second = batch(&[
-            sized(2, BLOCK - BATCH_HEADER - overhead),
-            sized(3, BLOCK - overhead),
-            sized(4, BLOCK - overhead),
-            sized(5, 100),
-        ]);
-        assert_eq!(second.len(), 4 * BLOCK);
-        assert!(read_record(&second, 2 * BLOCK).is_some());
-        for lost in 0..second.len() / BLOCK {
-            let mut log = [first.clone(), second.clone()].concat();
-            let at = first.len() + lost * BLOCK;
-            log[at..at + BLOCK].fill(0); // this block never reached the disk
+        let second = batch(&[sized(2, BLOCK), sized(3, BLOCK), sized(4, 100)]);
+        let mut old = first.clone();
+        let mut new = [first.clone(), second].concat();
+        let blocks = new.len().div_ceil(BLOCK) * BLOCK;
+        old.resize(blocks, 0);
+        new.resize(blocks, 0);
+        for lost in 0..blocks / SECTOR {
+            let at = lost * SECTOR;
+            if old[at..at + SECTOR] == new[at..at + SECTOR] {
+                continue; // losing it changes nothing
+            }
+            let mut log = new.clone();
+            log[at..at + SECTOR].copy_from_slice(&old[at..at + SECTOR]);
             let scan = scan(&log);
-            assert_eq!(scan.txns.len(), 1, "lost block {lost}");
-            assert_eq!(scan.valid_after_damage, None, "lost block {lost}");
-            assert_eq!(scan.valid_len, first.len());
+            assert_eq!(scan.txns.len(), 1, "lost sector {lost}");
+            assert_eq!(scan.valid_after_damage, None, "lost sector {lost}");
+            assert_eq!(scan.valid_len, first.len(), "lost sector {lost}");
         }
     }
 
@@ -605,10 +612,11 @@ mod tests {
             ]
         );
         // A torn entry batch is cut like a torn txn batch; kinds do not mix.
+        let third = log.len() - entries_batch(&[(4, 2, b"d")]).len();
         let mut torn = log.clone();
-        torn[2 * BLOCK + 30] ^= 1;
+        torn[third + 30] ^= 1;
         let cut = scan_entries(&torn, Vec::new());
-        assert_eq!((cut.torn_at, cut.entries.len()), (Some(2 * BLOCK), 3));
+        assert_eq!((cut.torn_at, cut.entries.len()), (Some(third), 3));
         assert_eq!(
             scan(&log).torn_at,
             Some(0),

@@ -353,6 +353,7 @@ mod tests {
                 image.extend_from_slice(&bytes);
             }
         }
+        let end = image.len() as u64;
         image.resize(image.len() + 8192, 0);
         std::fs::write(dir.join(LogKind::ENTRIES.segment_name(1)), &image).expect("segment");
         let recovered = recover(&dir, &dir, false).expect("recover");
@@ -364,10 +365,7 @@ mod tests {
             .collect();
         assert_eq!(got, [(1, 1), (2, 1), (3, 2)]);
         assert_eq!(recovered.next_index, 4);
-        assert_eq!(
-            recovered.append.map(|a| a.offset),
-            Some(2 * log::BLOCK as u64)
-        );
+        assert_eq!(recovered.append.map(|a| a.offset), Some(end));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

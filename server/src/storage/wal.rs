@@ -5,7 +5,12 @@
 //! used: writing into blocks that exist makes each sync a data-only sync (no
 //! size or extent change to journal), and zeros after the last batch read as
 //! "end of log". The next segment is prepared in the background
-//! (`zoocore.log.next`) and renamed when the current one is full.
+//! (`zoocore.log.next`) once the current one is half full, and renamed
+//! when the current one is full.
+//!
+//! Batches are packed: each append writes from the start of the block where
+//! the log ends, that block's durable bytes (kept in memory) first, so a
+//! batch of one small txn costs its own size on disk, not a block.
 //!
 //! An ensemble member's log is the same machinery over raft entries:
 //! segments `zoocore.raftlog.<first raft index>` of entry batches
@@ -31,7 +36,7 @@ pub struct LogKind {
     pub prefix: &'static str,
     /// The segment prepared in the background.
     pub next: &'static str,
-    seal: fn(&mut Vec<u8>),
+    seal: fn(&mut [u8]),
 }
 
 impl LogKind {
@@ -90,14 +95,22 @@ pub struct LogWriter {
     /// `file`'s descriptor, duplicated, for the blocking appends.
     appends: std::fs::File,
     segment: i64,
+    /// Where the log ends: the next batch starts here.
     position: u64,
+    /// The durable bytes of the block `position` is in, which the next
+    /// append writes again (O_DIRECT writes whole blocks).
+    tail: Vec<u8>,
     /// Bytes the current segment holds (zero-filled).
     capacity: u64,
     segment_bytes: u64,
-    /// A failed write may have left bytes up to here: the next write covers
-    /// them with zeros so they never read as records.
+    /// A failed or torn write may have left bytes up to here: the next write
+    /// covers them with zeros so they never read as records.
     dirty_to: u64,
     next: Option<JoinHandle<std::io::Result<DmaFile>>>,
+}
+
+fn block_floor(offset: u64) -> u64 {
+    offset / BLOCK as u64 * BLOCK as u64
 }
 
 fn io_error(e: glommio::GlommioError<()>) -> std::io::Error {
@@ -127,6 +140,23 @@ async fn prepare_segment(path: PathBuf, size: u64, sync: LogSync) -> std::io::Re
     zero_fill(&file, 0, size).await?;
     file.fdatasync().await.map_err(io_error)?;
     Ok(file)
+}
+
+/// The bytes of the block `position` falls in, before `position`.
+async fn read_tail(file: &DmaFile, position: u64) -> std::io::Result<Vec<u8>> {
+    let start = block_floor(position);
+    let len = (position - start) as usize;
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    let block = file.read_at_aligned(start, BLOCK).await.map_err(io_error)?;
+    if block.len() < len {
+        return Err(std::io::Error::other(format!(
+            "the log's last block reads {} bytes, its data {len}",
+            block.len()
+        )));
+    }
+    Ok(block[..len].to_vec())
 }
 
 /// Writes zeros over `[from, to)`.
@@ -177,14 +207,17 @@ impl LogWriter {
                 (file, next_zxid, 0)
             }
         };
-        assert_eq!(position % BLOCK as u64, 0, "appends start on a block");
         let size = file.file_size().await.map_err(io_error)?;
-        let capacity = size.max(segment_bytes);
-        if size < capacity {
+        // A cut tail leaves the file short of a whole block; the bytes past
+        // the cut read as zeros.
+        let whole = block_floor(size + BLOCK as u64 - 1);
+        let capacity = whole.max(segment_bytes);
+        if whole < capacity {
             // A cut tail or a smaller segment size in an older run.
-            zero_fill(&file, size / BLOCK as u64 * BLOCK as u64, capacity).await?;
+            zero_fill(&file, whole, capacity).await?;
             file.fdatasync().await.map_err(io_error)?;
         }
+        let tail = read_tail(&file, position).await?;
         let mut log = LogWriter {
             kind,
             sync,
@@ -193,13 +226,29 @@ impl LogWriter {
             file,
             segment,
             position,
+            tail,
             capacity,
             segment_bytes,
             dirty_to: 0,
             next: None,
         };
-        log.prepare_next();
+        // An earlier run's prepared segment holds nothing yet; it is made
+        // again when this one is half full.
+        match std::fs::remove_file(dir.join(kind.next)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        log.prepare_next_when_due();
         Ok(log)
+    }
+
+    /// Starts zero-filling the next segment once this one is half full:
+    /// early enough to be ready when it is needed, late enough that a
+    /// small log does not keep a second segment of zeros on disk.
+    fn prepare_next_when_due(&mut self) {
+        if self.next.is_none() && self.position >= self.capacity / 2 {
+            self.prepare_next();
+        }
     }
 
     fn prepare_next(&mut self) {
@@ -212,9 +261,8 @@ impl LogWriter {
     /// Moves to a new segment whose first record is `first_zxid`.
     async fn roll(&mut self, first_zxid: i64) -> std::io::Result<()> {
         if self.dirty_to > self.position {
-            zero_fill(&self.file, self.position, self.dirty_to).await?;
-            self.file.fdatasync().await.map_err(io_error)?;
-            self.dirty_to = 0;
+            // What a failed write left in this segment becomes zeros again.
+            self.write_at_end(&[])?;
         }
         let prepared = match self.next.take() {
             Some(task) => task.await,
@@ -244,15 +292,14 @@ impl LogWriter {
         );
         self.segment = first_zxid;
         self.position = 0;
+        self.tail.clear();
         self.capacity = self.segment_bytes;
-        self.prepare_next();
         Ok(())
     }
 
     /// Seals and writes one batch of encoded records (begun with
-    /// `zoocore_engine::log::begin_batch`) whose
-    /// first txn is `first_zxid` and makes it durable; returns the bytes
-    /// written, padding included.
+    /// `zoocore_engine::log::begin_batch`) whose first txn is `first_zxid`
+    /// and makes it durable; returns the bytes it adds to the log.
     pub async fn append(&mut self, mut bytes: Vec<u8>, first_zxid: i64) -> std::io::Result<usize> {
         (self.kind.seal)(&mut bytes);
         let len = bytes.len() as u64;
@@ -271,24 +318,45 @@ impl LogWriter {
             "batch from zxid {first_zxid:#x} would start segment {:#x}",
             self.segment
         );
-        if self.dirty_to > self.position + len {
-            bytes.resize((self.dirty_to - self.position) as usize, 0);
-        }
-        let mut buffer = self.file.alloc_dma_buffer(bytes.len());
-        buffer.as_bytes_mut().copy_from_slice(&bytes);
-        self.dirty_to = self.dirty_to.max(self.position + bytes.len() as u64);
+        self.write_at_end(&bytes)?;
+        self.prepare_next_when_due();
+        Ok(len as usize)
+    }
+
+    /// Writes `bytes` where the log ends, durably: the blocks from the one
+    /// the log ends in, its kept bytes first and zeros after `bytes` (up to
+    /// `dirty_to` when a failed write left more).
+    fn write_at_end(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let start = block_floor(self.position);
+        assert_eq!(
+            start + self.tail.len() as u64,
+            self.position,
+            "the kept tail is the log's last partial block"
+        );
+        let data = self.tail.len() + bytes.len();
+        let padded = data.div_ceil(BLOCK) * BLOCK;
+        let covered = padded.max(self.dirty_to.saturating_sub(start) as usize);
+        let mut buffer = self.file.alloc_dma_buffer(covered);
+        let out = buffer.as_bytes_mut();
+        out[..self.tail.len()].copy_from_slice(&self.tail);
+        out[self.tail.len()..data].copy_from_slice(bytes);
+        out[data..].fill(0);
+        self.dirty_to = self.dirty_to.max(start + covered as u64);
         // Blocking calls on this thread rather than io_uring: each io_uring
         // op (the write, and the fdatasync an io-wq worker runs) took about
         // 80 µs longer than the same syscall made here, in wake-ups through
         // the executor's rings (ARCHITECTURE.md, "Log writes").
-        self.appends
-            .write_all_at(buffer.as_bytes(), self.position)?;
+        self.appends.write_all_at(buffer.as_bytes(), start)?;
         if self.sync == LogSync::Fdatasync {
             self.appends.sync_data()?;
         }
-        self.position += len;
+        let last_block = data / BLOCK * BLOCK;
+        self.tail.clear();
+        self.tail
+            .extend_from_slice(&buffer.as_bytes()[last_block..data]);
+        self.position = start + data as u64;
         self.dirty_to = 0;
-        Ok(len as usize)
+        Ok(())
     }
 }
 

@@ -34,10 +34,13 @@ pub fn dump_log(dir: &Path) -> Result<(), String> {
                 describe(&txn.op)
             );
         }
+        let mut batches = scan.batch_starts.clone();
+        batches.dedup();
         let _ = writeln!(
             out,
-            "{} txns; data ends at byte {}",
+            "{} txns in {} batches; data ends at byte {}",
             scan.txns.len(),
+            batches.len(),
             scan.valid_len
         );
         if let Some(at) = scan.torn_at {

@@ -119,12 +119,9 @@ fn a_torn_log_tail_is_cut_and_the_server_starts() {
     // file is zero-filled beyond it.
     let log = only_segment(&s);
     let mut image = std::fs::read(&log).expect("read log");
-    let end = image
-        .chunks(4096)
-        .position(|block| block.iter().all(|&b| b == 0))
-        .expect("zero-filled tail")
-        * 4096;
+    let end = log_end(&s);
     assert!(end > 0, "the create is in the log");
+    assert!(image[end..].iter().all(|&b| b == 0), "zeros after the log");
     image[end..end + 11]
         .copy_from_slice(&[0x00, 0x00, 0x01, 0x00, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3]);
     std::fs::write(&log, &image).expect("write log");
@@ -523,7 +520,7 @@ fn log_dump_lists_every_txn() {
         "{text}"
     );
     assert!(text.contains("error NodeExists"), "{text}");
-    assert!(text.contains("3 txns;"), "{text}");
+    assert!(text.contains("3 txns in 3 batches;"), "{text}");
 }
 
 /// Caps (or lifts) the server's file-size limit, so growing the log fails as
@@ -586,7 +583,7 @@ fn writes_stop_and_resume(s: &mut ZoocoreProcess, make_room: impl FnOnce(&Zoocor
     for i in 0..6000 {
         let path = format!("/n{i}");
         let reply = c
-            .call(&create(&path, &[b'x'; 1000], 0))
+            .call(&create(&path, &[b'x'; 3000], 0))
             .expect("the server answers");
         match reply.header.err {
             0 => acknowledged.push(path),
@@ -618,10 +615,45 @@ fn writes_stop_and_resume(s: &mut ZoocoreProcess, make_room: impl FnOnce(&Zoocor
 }
 
 #[test]
+fn the_next_log_segment_is_zero_filled_only_once_the_current_one_is_half_full() {
+    let mut s = server(
+        "zoocore.logSegmentBytes=1048576\nzoocore.maxBatchBytes=65536\njute.maxbuffer=262144\n",
+    );
+    let next = s.dir.join("data/zoocore.log.next");
+    let mut c = client(&s, 30_000);
+    assert_eq!(c.call(&create("/small", b"x", 0)).unwrap().header.err, 0);
+    assert!(!next.exists(), "a log of one txn keeps no second segment");
+    // A segment an earlier run prepared is dropped at start.
+    assert_eq!(s.terminate(), Some(0));
+    std::fs::write(&next, vec![0u8; 1 << 20]).expect("write a prepared segment");
+    s.restart();
+    let mut c = client(&s, 30_000);
+    assert!(
+        !next.exists(),
+        "a stale prepared segment is removed at start"
+    );
+    // 6 x 100 kB: past half of the 1 MiB segment.
+    for i in 0..6 {
+        let reply = c.call(&create(&format!("/big{i}"), &[7; 100_000], 0));
+        assert_eq!(reply.unwrap().header.err, 0);
+    }
+    // Zero-filled in the background: nothing signals its end, so poll.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&next).map_or(0, |m| m.len()) < 1 << 20 {
+        assert!(
+            Instant::now() < deadline,
+            "no next segment after half of this one"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn a_full_filesystem_stops_writes_not_the_server_and_writes_resume() {
-    // A 13 MiB tmpfs: two 4 MiB segments (the current one and the one
-    // prepared ahead) plus a 4 MiB filler leave 1 MiB, so the third segment
-    // cannot be made and the log fills after 8 MiB. Without the right to
+    // A 13 MiB tmpfs: two 4 MiB segments (the current one and the next,
+    // made when the current one is half full) plus a 4 MiB filler leave
+    // 1 MiB, so the third segment cannot be made and the log fills after
+    // 8 MiB. Without the right to
     // mount, a file-size limit on the server stands in for the full disk.
     let Some(fs) = SmallFilesystem::mount(13) else {
         eprintln!("cannot mount a tmpfs here (not root): limiting the server's file size instead");
@@ -706,12 +738,18 @@ fn corruption_in_the_middle_of_the_log_refuses_to_start() {
     s.kill();
     let log = only_segment(&s);
     let mut image = std::fs::read(&log).expect("read log");
-    image[4096 + 12] ^= 0xff; // a record of the second batch; later batches are intact
+    // A byte of /k1's record: later batches (/k2 on) are intact.
+    let k1 = image
+        .windows(3)
+        .position(|w| w == b"/k1")
+        .expect("/k1 is in the log");
+    image[k1 + 1] ^= 0xff;
     std::fs::write(&log, &image).expect("write log");
     let stderr = s.refused_start();
     assert!(
         stderr.contains("zoocore.log.0000000000000001")
-            && stderr.contains("corrupt record at byte 4096"),
+            && stderr.contains("corrupt record at byte")
+            && stderr.contains("with valid records after it"),
         "{stderr}"
     );
 }
@@ -744,18 +782,28 @@ fn pipelined_writes_of_one_session_are_answered_in_order_and_share_group_commits
         other => panic!("unexpected {other:?}"),
     }
     s.kill();
-    // One session's writes were batched: far fewer 4 KiB batches than txns.
+    // One session's writes were batched: far fewer batches than txns.
     let out = s.tool(&["log", "dump"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    let end: usize = text
-        .split("data ends at byte ")
+    let batches: usize = text
+        .split(" txns in ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no end in {text}"));
+        .unwrap_or_else(|| panic!("no batch count in {text}"));
     assert!(
-        end / 4096 < N / 4,
-        "{} batches for {N} pipelined creates: not grouped",
-        end / 4096
+        batches < N / 4,
+        "{batches} batches for {N} pipelined creates: not grouped"
     );
+}
+
+/// Where the only segment's data ends, as `zoocore log dump` reads it.
+fn log_end(s: &ZoocoreProcess) -> usize {
+    let out = s.tool(&["log", "dump"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split("data ends at byte ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no end in {text}"))
 }

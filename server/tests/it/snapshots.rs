@@ -213,8 +213,8 @@ fn autopurge_keeps_the_newest_snapshots_and_the_log_they_need() {
     let config = format!("{SMALL}autopurge.purgeInterval=1\nautopurge.snapRetainCount=3\n");
     let mut s = server(&config);
     let mut c = client(&s);
-    // ~1000 batches of one 4 KiB block each: several 1 MiB segments.
-    load(&mut c, 1000, 200);
+    // ~3.5 MiB of txns: several 1 MiB segments.
+    load(&mut c, 1000, 3500);
     wait_for("many snapshots", || snapshots(&s).len() >= 5);
     wait_for("several segments", || segments(&s).len() >= 3);
     s.kill();
@@ -229,7 +229,7 @@ fn autopurge_keeps_the_newest_snapshots_and_the_log_they_need() {
     let after = segments(&s);
     assert!(after.len() < before.len(), "{before:?} -> {after:?}");
     assert_eq!(after.last(), before.last(), "the last segment stays");
-    verify(&mut client(&s), 1000, 200);
+    verify(&mut client(&s), 1000, 3500);
     // The remaining log starts after zxid 1: without a valid snapshot the
     // state before it is gone, and the server must say so rather than start.
     s.kill();
