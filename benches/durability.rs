@@ -7,6 +7,10 @@
 //!   with snapshots off (snapCount 10^9) and once with snapCount low enough
 //!   that snapshots of the whole tree run all through the measurement, and
 //!   compare latency percentiles.
+//! - `disk`: start a fresh server, run `loadgen` setData for a few seconds,
+//!   stop it; repeat, then report the disk space the data dir takes (blocks
+//!   allocated, as `du` counts) against the writes acknowledged. Both with
+//!   autopurge off, their default.
 //!
 //! Both servers get the same zoo.cfg (fsync on, loopback, data under
 //! `target/durability/`, same disk), ZooKeeper with the JVM's default heap.
@@ -55,6 +59,15 @@ enum What {
         /// Extra zoo.cfg lines for zoocore only (`;`-separated), to try settings.
         #[arg(long, default_value = "")]
         zoocore_config: String,
+    },
+    /// Disk space after short write runs, each between a start and a stop.
+    Disk {
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, default_value_t = 1)]
+        seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        sessions: usize,
     },
 }
 
@@ -161,6 +174,64 @@ fn stall(args: &Args, znodes: usize, snap_count: u64, seconds: u64, sessions: us
     }
 }
 
+/// Runs loadgen's setData against `server` and returns the writes it completed.
+fn write_for(server: &Server, seconds: u64, sessions: usize, value_size: usize) -> u64 {
+    let json = server.dir.join("loadgen.json");
+    let out = Command::new(repo().join("target/release/loadgen"))
+        .arg("--target")
+        .arg(format!(
+            "{}={}",
+            server.kind.name().replace(' ', "-"),
+            server.addr
+        ))
+        .args(["--read-pct", "0", "--warmup", "0", "--quiet"])
+        .arg(format!("--sessions={sessions}"))
+        .arg(format!("--seconds={seconds}"))
+        .arg(format!("--value-size={value_size}"))
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run target/release/loadgen");
+    assert!(
+        out.status.success(),
+        "loadgen failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("loadgen's JSON"))
+            .expect("loadgen's JSON parses");
+    report["results"][0]["classes"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["class"] == "write"))
+        .and_then(|c| c["count"].as_u64())
+        .unwrap_or(0)
+}
+
+fn disk(args: &Args, runs: usize, seconds: u64, sessions: usize) {
+    println!("| server | runs of {seconds} s setData ({sessions} sessions, {} B) | writes acknowledged | disk used (allocated) | apparent size | disk per write |", args.value_size);
+    println!("|---|---|---|---|---|---|");
+    for &kind in &args.servers {
+        let label = format!("disk-{}", kind.name().replace(' ', "-"));
+        let mut server = Server::new(kind, "durability", &label, "");
+        let mut writes = 0;
+        for _ in 0..runs {
+            server.start("/", 0);
+            writes += write_for(&server, seconds, sessions, args.value_size);
+            server.stop();
+        }
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let used = server.data_allocated_bytes();
+        println!(
+            "| {} | {runs} | {writes} | {:.1} MiB | {:.1} MiB | {:.0} B |",
+            kind.name(),
+            mib(used),
+            mib(server.data_bytes()),
+            used as f64 / writes.max(1) as f64
+        );
+    }
+}
+
 fn main() {
     let args = Args::parse();
     let commit = Command::new("git")
@@ -186,5 +257,10 @@ fn main() {
             *sessions,
             zoocore_config,
         ),
+        What::Disk {
+            runs,
+            seconds,
+            sessions,
+        } => disk(&args, *runs, *seconds, *sessions),
     }
 }

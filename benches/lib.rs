@@ -165,24 +165,33 @@ impl Server {
         })
     }
 
+    /// The data dir's size: the files' lengths added up.
     pub fn data_bytes(&self) -> u64 {
-        fn walk(p: &Path) -> u64 {
-            std::fs::read_dir(p).map_or(0, |entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| match e.metadata() {
-                        Ok(m) if m.is_dir() => walk(&e.path()),
-                        Ok(m) => m.len(),
-                        Err(_) => 0,
-                    })
-                    .sum()
-            })
-        }
-        walk(&self.dir.join("data"))
+        sum_files(&self.dir.join("data"), &|m| m.len())
+    }
+
+    /// The disk space the data dir's files take (as `du` counts: a sparse
+    /// file's holes take none).
+    pub fn data_allocated_bytes(&self) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        sum_files(&self.dir.join("data"), &|m| m.blocks() * 512)
     }
 }
 
 /// Apache ZooKeeper's JVM running `main` (standalone or quorum) on `cfg`.
+fn sum_files(dir: &Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries
+            .filter_map(Result::ok)
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => sum_files(&e.path(), size),
+                Ok(m) => size(&m),
+                Err(_) => 0,
+            })
+            .sum()
+    })
+}
+
 pub fn zookeeper_command(main: &str, cfg: &Path) -> Command {
     let classpath = Command::new("bash")
         .arg(repo().join("scripts/zk-classpath.sh"))
