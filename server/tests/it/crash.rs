@@ -78,7 +78,9 @@ fn writer(
         let result = match rng.gen_range(0..5) {
             0 | 1 => {
                 let path = format!("/c/{cycle}-{w}-{i}");
-                let data = format!("d{i}").into_bytes();
+                // A kilobyte each, so the log rolls over its 1 MiB segments
+                // several times a run (batches are packed, not padded).
+                let data = format!("d{i:01000}").into_bytes();
                 c.call(&Request::Create(create(&path, &data, 0))).map(|r| {
                     if r.header.err == 0 {
                         acked.lock().unwrap().created.push((path, data));
