@@ -116,6 +116,9 @@ impl Glue {
                 cxid,
                 identity,
                 request,
+                // A member's shards do not answer reads from versions inside
+                // a batch (its txns come from the leader's log), so never fence.
+                fence: _,
             } => self.propose(
                 Some(origin),
                 Proposal {

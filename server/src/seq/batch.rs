@@ -128,7 +128,13 @@ impl State {
                 cxid,
                 identity,
                 request,
+                fence,
             } => {
+                // Without entries before it here, the last batch's end is
+                // the version the shard answers from.
+                if fence && !self.open.entries.is_empty() {
+                    self.open.entries.push(Entry::Version(self.tree.clone()));
+                }
                 let op = if self.tree.sessions().contains_key(&session_id) {
                     let ctx = PrepContext {
                         session_id,

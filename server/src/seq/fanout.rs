@@ -62,13 +62,15 @@ pub(crate) async fn fan_out(
     Ok(())
 }
 
-/// A txn that did not reach the log becomes a rejection; other entries stand.
-pub(crate) fn reject(entry: Entry) -> Entry {
+/// A txn that did not reach the log becomes a rejection, and a version it
+/// would have led to is dropped; other entries stand.
+pub(crate) fn reject(entry: Entry) -> Option<Entry> {
     match entry {
-        Entry::Txn { txn, origin, .. } => Entry::Rejected {
+        Entry::Txn { txn, origin, .. } => Some(Entry::Rejected {
             origin,
             session_id: txn.session_id,
-        },
-        other => other,
+        }),
+        Entry::Version(_) => None,
+        other => Some(other),
     }
 }

@@ -50,6 +50,10 @@ pub enum ToSequencer {
         cxid: i32,
         identity: Arc<Identity>,
         request: Request,
+        /// A read of the same connection waits behind its earlier writes:
+        /// the batch marks the tree as it stands before this write
+        /// ([`Entry::Version`]), for the shard to answer that read from.
+        fence: bool,
     },
     OpenSession {
         origin: Origin,
@@ -109,6 +113,10 @@ pub enum Entry {
     Disconnect {
         origin: Option<Origin>,
     },
+    /// The tree as the txns before this entry leave it, marked before a
+    /// fenced write: a connection's reads waiting behind its earlier writes
+    /// are answered from it, so they never see its later writes.
+    Version(DataTree),
     /// Ensemble member: the batch's tree is the leader's snapshot, not the
     /// last one's txns applied. Watches cannot be told what changed, so
     /// every connection is closed (clients reconnect and set them again).
@@ -307,7 +315,11 @@ pub async fn run(setup: SequencerSetup) -> Stopped {
                             .collect()
                     };
                     room.signal((entries.len() + later.len()) as u64);
-                    let rejected = entries.into_iter().chain(later).map(reject).collect();
+                    let rejected = entries
+                        .into_iter()
+                        .chain(later)
+                        .filter_map(reject)
+                        .collect();
                     if let Err(stopped) =
                         fan_out(&senders, &stats, commit_batch(rejected, durable.clone())).await
                     {

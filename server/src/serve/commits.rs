@@ -1,6 +1,7 @@
 //! Committed batches: the shard takes each batch's version of the tree as
 //! its replica, fires its connections' watches and answers its own writes,
-//! syncs and session opens from the effects the sequencer worked out.
+//! syncs and session opens from the effects the sequencer worked out, and
+//! the reads that waited behind them from the version marked for them.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -9,12 +10,12 @@ use glommio::channels::shared_channel::SharedReceiver;
 use zoocore_engine::acl;
 use zoocore_engine::session;
 use zoocore_engine::tree::Applied;
-use zoocore_engine::write_reply;
+use zoocore_engine::{write_reply, DataTree};
 use zoocore_net::consts::perms;
 use zoocore_net::records::{ConnectResponse, ReplyHeader};
 use zoocore_net::{ErrorCode, Request, Response};
 
-use super::request::{answered, view};
+use super::request::{answer_read, answered, view};
 use super::sessions::{send_connect_response, track};
 use super::{Conn, InFlight, Shard};
 use crate::seq::{CommitBatch, Entry, Origin};
@@ -64,8 +65,10 @@ pub(super) async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<
                     shard.handled_zxid.set(batch.tree.last_zxid());
                     disconnect(&shard, None);
                 }
+                Entry::Version(tree) => answer_due_reads(&shard, tree),
             }
         }
+        answer_due_reads(&shard, &batch.tree);
         // The replica is the version every handled txn leads to.
         assert_eq!(
             shard.handled_zxid.get(),
@@ -178,7 +181,9 @@ pub(super) fn apply_txn(
         _ => {
             if let Some(conn) = mine {
                 reply_write(shard, &conn, txn, applied);
-                if conn.inflight.borrow().is_empty() && txn_closes(applied) {
+                // Reads queued behind it are dropped with the connection.
+                let ordered_left = conn.inflight.borrow().iter().any(|e| !e.read);
+                if !ordered_left && txn_closes(applied) {
                     conn.close();
                 }
             }
@@ -260,6 +265,31 @@ pub(super) fn reject(shard: &Shard, origin: Option<Origin>, session_id: i64) {
     answer_ready_syncs(shard, &conn);
 }
 
+/// Answers, from `tree`, the reads whose turn has come, and the syncs
+/// already answered that wait between them.
+fn answer_due_reads(shard: &Shard, tree: &DataTree) {
+    let due = std::mem::take(&mut *shard.reads_due.borrow_mut());
+    for id in due {
+        let Some(conn) = shard.conns.borrow().get(&id).cloned() else {
+            continue;
+        };
+        loop {
+            let front = conn.inflight.borrow().front().map(|e| (e.read, e.synced));
+            match front {
+                Some((true, _)) => {
+                    let Some(entry) = answered(shard, &conn) else {
+                        break;
+                    };
+                    answer_read(shard, &conn, tree, entry.xid, &entry.request, entry.arrived);
+                    let _ = conn.done.try_send(());
+                }
+                Some((_, true)) => answer_ready_syncs(shard, &conn),
+                _ => break,
+            }
+        }
+    }
+}
+
 /// A sync's turn came: it is answered once every earlier request of its
 /// connection is (replies leave in request order).
 pub(super) fn answer_sync(shard: &Shard, conn: &Conn) {
@@ -278,11 +308,15 @@ pub(super) fn answer_sync(shard: &Shard, conn: &Conn) {
     answer_ready_syncs(shard, conn);
 }
 
-/// Answers the syncs at the head of the connection's queue whose turn has come.
+/// Answers the syncs at the head of the connection's queue whose turn has
+/// come; a read there is due at the batch's next version mark.
 fn answer_ready_syncs(shard: &Shard, conn: &Conn) {
     loop {
         let ready = conn.inflight.borrow().front().is_some_and(|e| e.synced);
         if !ready {
+            if conn.inflight.borrow().front().is_some_and(|e| e.read) {
+                shard.reads_due.borrow_mut().push(conn.id);
+            }
             return;
         }
         let Some(InFlight {

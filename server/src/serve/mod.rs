@@ -5,11 +5,19 @@
 //! replica, firing the watches of its connections and answering its own
 //! writes from the effects the sequencer worked out.
 //!
-//! Per connection, requests are handled one at a time: a read waits while
-//! the connection's write is in flight, so a session always reads its own
-//! writes, and replies leave in request order (design invariant 3). Watch
-//! events of a txn are queued before any later reply (invariant 4) because
-//! the same task applies the txn, queues the events, then the reply.
+//! Per connection, replies leave in request order (design invariant 3) and
+//! a session always reads its own writes: a read that arrives while the
+//! connection's writes are in flight waits in its queue, and the connection
+//! goes on sending its later writes. A standalone server answers the read
+//! when its turn comes while the shard handles a committed batch, from the
+//! version of the tree the sequencer marked before the connection's next
+//! write ([`crate::seq::Entry::Version`]), or from the batch's own; so the
+//! read sees the writes sent before it and none sent after. An ensemble
+//! member's batches come from the leader's log without such marks, so there
+//! a read waits, and stops the connection's later requests, until the
+//! writes before it are answered. Watch events of a txn are queued before
+//! any later reply (invariant 4) because the same task applies the txn,
+//! queues the events, then the reply.
 
 mod commits;
 mod conn;
@@ -62,8 +70,9 @@ struct Conn {
     out: RefCell<Vec<u8>>,
     out_limit: usize,
     out_ready: LocalSender<()>,
-    /// Writes (and syncs, closes) sent to the sequencer and not yet
-    /// answered, oldest first; at most `MAX_PIPELINED`.
+    /// Requests not answered yet, oldest first: writes (and syncs, closes)
+    /// sent to the sequencer, and reads waiting behind them; at most
+    /// `MAX_PIPELINED`.
     inflight: RefCell<VecDeque<InFlight>>,
     done: LocalSender<()>,
     closing: Cell<bool>,
@@ -147,11 +156,11 @@ impl Conn {
     }
 }
 
-/// Writes a connection may have in flight before its next request waits:
+/// Requests a connection may have in flight before its next request waits:
 /// they are answered in order, so this bounds what it is owed.
 const MAX_PIPELINED: usize = 1024;
 
-/// A request the sequencer orders, waiting for its turn to be answered.
+/// A request waiting for its turn to be answered.
 struct InFlight {
     xid: i32,
     request: Request,
@@ -160,6 +169,9 @@ struct InFlight {
     /// still in flight (an ensemble's ReadIndex can come back before a
     /// write sent earlier commits): answered right after them.
     synced: bool,
+    /// A read, answered here from a version of the tree rather than by the
+    /// sequencer.
+    read: bool,
 }
 
 struct Session {
@@ -185,6 +197,9 @@ pub struct Shard {
     sessions: RefCell<HashMap<i64, Session>>,
     /// Connections waiting for their new session: negotiated timeout.
     opening: RefCell<HashMap<u64, i32>>,
+    /// Connections whose oldest request is a read whose turn has come: it
+    /// is answered at the batch's next version mark or at its end.
+    reads_due: RefCell<Vec<u64>>,
     to_sequencer: ConnectedSender<ToSequencer>,
     next_conn: Cell<u64>,
 }
@@ -229,6 +244,7 @@ pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<
         conns: RefCell::new(HashMap::new()),
         sessions: RefCell::new(sessions),
         opening: RefCell::new(HashMap::new()),
+        reads_due: RefCell::new(Vec::new()),
         to_sequencer: setup.to_sequencer.connect().await,
         next_conn: Cell::new(1),
         config: setup.config,

@@ -1,12 +1,13 @@
-//! A decoded request: reads answered from this shard's replica, writes,
-//! syncs and closes pipelined to the sequencer, four-letter words.
+//! A decoded request: reads answered from this shard's replica (or queued
+//! behind the connection's writes), writes, syncs and closes pipelined to
+//! the sequencer, four-letter words.
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
 use glommio::channels::local_channel::LocalReceiver;
-use zoocore_engine::{handle_watch_request, read, watch_for};
+use zoocore_engine::{handle_watch_request, read, watch_for, DataTree};
 use zoocore_net::consts::xid;
 use zoocore_net::records::ReplyHeader;
 use zoocore_net::{decode_request, ErrorCode, Request, Response};
@@ -65,6 +66,7 @@ pub(super) async fn handle_request(
                 cxid: header.xid,
                 identity: conn.identity.borrow().clone(),
                 request: request.clone(),
+                fence: conn.inflight.borrow().iter().any(|e| e.read),
             },
         };
         let closing = matches!(request, Request::CloseSession);
@@ -73,6 +75,7 @@ pub(super) async fn handle_request(
             request,
             arrived,
             synced: false,
+            read: false,
         };
         pipeline(shard, conn, entry, message, done_rx).await?;
         if closing {
@@ -80,8 +83,37 @@ pub(super) async fn handle_request(
         }
         return Ok(());
     }
-    // Answered here, so only after every earlier write of this connection
-    // is answered: replies stay in order and reads see those writes.
+    let plain_read = !matches!(
+        request,
+        Request::Ping | Request::Auth(_) | Request::Unsupported { .. }
+    );
+    if plain_read && shard.config.ensemble.is_none() {
+        if has_room_behind_writes(conn, done_rx).await? {
+            conn.inflight.borrow_mut().push_back(InFlight {
+                xid: header.xid,
+                request,
+                arrived,
+                synced: false,
+                read: true,
+            });
+            shard
+                .counters()
+                .outstanding
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        } else {
+            answer_read(
+                shard,
+                conn,
+                &shard.replica.borrow(),
+                header.xid,
+                &request,
+                arrived,
+            );
+        }
+        return Ok(());
+    }
+    // Answered here, so only after every earlier request of this connection
+    // is answered: replies stay in order and reads see its writes.
     drain(conn, done_rx).await?;
     match &request {
         Request::Ping => {
@@ -124,35 +156,70 @@ pub(super) async fn handle_request(
             return Err(format!("unimplemented opcode {op}"));
         }
         _ => {
-            let replica = shard.replica.borrow();
-            let watched = {
-                let mut watches = shard.watches.borrow_mut();
-                handle_watch_request(&mut watches, &replica, conn.id, &request)
-            };
-            let (err, body) = match watched {
-                Some(((err, body), events)) => {
-                    for event in &events {
-                        conn.event(event);
-                    }
-                    (err, body)
-                }
-                None => {
-                    let reply = read(&replica, session_id, &conn.identity.borrow(), &request);
-                    if let Some((table, path)) = watch_for(&request, reply.0) {
-                        shard.watches.borrow_mut().add(table, path, conn.id);
-                    }
-                    reply
-                }
-            };
-            let h = ReplyHeader {
-                xid: header.xid,
-                zxid: replica.last_zxid(),
-                err,
-            };
-            conn.reply(h, &body, shard.counters(), arrived);
+            answer_read(
+                shard,
+                conn,
+                &shard.replica.borrow(),
+                header.xid,
+                &request,
+                arrived,
+            );
         }
     }
     Ok(())
+}
+
+/// Answers a read (or a watch request) from `tree`, registering its watch.
+pub(super) fn answer_read(
+    shard: &Shard,
+    conn: &Conn,
+    tree: &DataTree,
+    xid: i32,
+    request: &Request,
+    arrived: Instant,
+) {
+    let watched = {
+        let mut watches = shard.watches.borrow_mut();
+        handle_watch_request(&mut watches, tree, conn.id, request)
+    };
+    let (err, body) = match watched {
+        Some(((err, body), events)) => {
+            for event in &events {
+                conn.event(event);
+            }
+            (err, body)
+        }
+        None => {
+            let session_id = conn.session_id.get();
+            let reply = read(tree, session_id, &conn.identity.borrow(), request);
+            if let Some((table, path)) = watch_for(request, reply.0) {
+                shard.watches.borrow_mut().add(table, path, conn.id);
+            }
+            reply
+        }
+    };
+    let h = ReplyHeader {
+        xid,
+        zxid: tree.last_zxid(),
+        err,
+    };
+    conn.reply(h, &body, shard.counters(), arrived);
+}
+
+/// Whether a read must wait behind the connection's requests in flight
+/// (waiting first, if `MAX_PIPELINED` are, for one to be answered); `false`
+/// once none is: the read is answered now.
+async fn has_room_behind_writes(conn: &Conn, done_rx: &LocalReceiver<()>) -> Result<bool, String> {
+    loop {
+        let pending = conn.inflight.borrow().len();
+        if pending == 0 {
+            return Ok(false);
+        }
+        if pending < MAX_PIPELINED {
+            return Ok(true);
+        }
+        done_rx.recv().await.ok_or("shard stopping")?;
+    }
 }
 
 /// Sends a request that the sequencer orders (a write, a close, a sync)

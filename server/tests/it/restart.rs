@@ -797,6 +797,67 @@ fn pipelined_writes_of_one_session_are_answered_in_order_and_share_group_commits
     );
 }
 
+#[test]
+fn reads_between_pipelined_writes_see_the_writes_before_them_and_do_not_hold_back_later_ones() {
+    let mut s = server("zoocore.shards=1");
+    let mut c = client(&s, 30_000);
+    assert_eq!(c.call(&create("/k", b"start", 0)).unwrap().header.err, 0);
+    const N: usize = 300;
+    let mut sent = Vec::new();
+    for i in 0..N {
+        let set = Request::SetData(SetDataRequest {
+            path: "/k".into(),
+            data: Some(format!("v{i}").into_bytes()),
+            version: -1,
+        });
+        let get = Request::GetData(PathWatchRequest {
+            path: "/k".into(),
+            watch: true,
+        });
+        sent.push((c.send(&set).expect("send"), c.send(&get).expect("send")));
+    }
+    for (i, (set, get)) in sent.into_iter().enumerate() {
+        let reply = c.recv().expect("setData reply");
+        assert_eq!(
+            (reply.header.xid, reply.header.err),
+            (set, 0),
+            "setData {i}"
+        );
+        // The watch the read before set: fired by this write, before its reply.
+        let events = c.take_events();
+        assert_eq!(
+            events.len(),
+            usize::from(i > 0),
+            "events before setData {i}'s reply"
+        );
+        let reply = c.recv().expect("getData reply");
+        assert_eq!(reply.header.xid, get, "getData {i}");
+        match reply.body {
+            Response::GetData(r) => {
+                // The write just before it, none of the later ones.
+                assert_eq!(r.data, Some(format!("v{i}").into_bytes()), "getData {i}");
+                assert_eq!(r.stat.version, i as i32 + 1, "getData {i}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    s.kill();
+    // Each read waited for the write before it, not the writes after it for
+    // the read: the writes still shared group commits.
+    let out = s.tool(&["log", "dump"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let batches: usize = text
+        .split(" txns in ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no batch count in {text}"));
+    assert!(
+        batches < N / 4,
+        "{batches} batches for {N} setData with a read after each: reads held back the writes"
+    );
+}
+
 /// Where the only segment's data ends, as `zoocore log dump` reads it.
 fn log_end(s: &ZoocoreProcess) -> usize {
     let out = s.tool(&["log", "dump"]);
