@@ -130,30 +130,19 @@ fn stall(args: &Args, znodes: usize, snap_count: u64, seconds: u64, sessions: us
             server.start("/", 0);
             populate(server.addr, znodes, args.value_size);
             let before = server.snapshot_files();
-            let json = server.dir.join("loadgen.json");
-            let out = Command::new(repo().join("target/release/loadgen"))
-                .arg("--target")
-                .arg(format!("{}={}", kind.name().replace(' ', "-"), server.addr))
-                .args(["--read-pct", "90", "--no-create", "--quiet"])
-                .arg(format!("--znodes={znodes}"))
-                .arg(format!("--sessions={sessions}"))
-                .arg(format!("--seconds={seconds}"))
-                .arg(format!("--value-size={}", args.value_size))
-                .arg("--json")
-                .arg(&json)
-                .output()
-                .expect("run target/release/loadgen");
+            let report = loadgen(
+                &server,
+                &[
+                    "--read-pct=90".into(),
+                    "--no-create".into(),
+                    format!("--znodes={znodes}"),
+                    format!("--sessions={sessions}"),
+                    format!("--seconds={seconds}"),
+                    format!("--value-size={}", args.value_size),
+                ],
+            );
             let taken = server.snapshot_files() - before;
             server.stop();
-            assert!(
-                out.status.success(),
-                "loadgen failed: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let report: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(&json).expect("loadgen's JSON"))
-                    .expect("loadgen's JSON parses");
             let class = |name: &str| {
                 report["results"][0]["classes"]
                     .as_array()
@@ -174,8 +163,8 @@ fn stall(args: &Args, znodes: usize, snap_count: u64, seconds: u64, sessions: us
     }
 }
 
-/// Runs loadgen's setData against `server` and returns the writes it completed.
-fn write_for(server: &Server, seconds: u64, sessions: usize, value_size: usize) -> u64 {
+/// Runs `loadgen` against `server` with `flags` and returns its JSON report.
+fn loadgen(server: &Server, flags: &[String]) -> serde_json::Value {
     let json = server.dir.join("loadgen.json");
     let out = Command::new(repo().join("target/release/loadgen"))
         .arg("--target")
@@ -184,10 +173,8 @@ fn write_for(server: &Server, seconds: u64, sessions: usize, value_size: usize) 
             server.kind.name().replace(' ', "-"),
             server.addr
         ))
-        .args(["--read-pct", "0", "--warmup", "0", "--quiet"])
-        .arg(format!("--sessions={sessions}"))
-        .arg(format!("--seconds={seconds}"))
-        .arg(format!("--value-size={value_size}"))
+        .arg("--quiet")
+        .args(flags)
         .arg("--json")
         .arg(&json)
         .output()
@@ -198,9 +185,22 @@ fn write_for(server: &Server, seconds: u64, sessions: usize, value_size: usize) 
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("loadgen's JSON"))
-            .expect("loadgen's JSON parses");
+    serde_json::from_slice(&std::fs::read(&json).expect("loadgen's JSON"))
+        .expect("loadgen's JSON parses")
+}
+
+/// Runs loadgen's setData against `server` and returns the writes it completed.
+fn write_for(server: &Server, seconds: u64, sessions: usize, value_size: usize) -> u64 {
+    let report = loadgen(
+        server,
+        &[
+            "--read-pct=0".into(),
+            "--warmup=0".into(),
+            format!("--sessions={sessions}"),
+            format!("--seconds={seconds}"),
+            format!("--value-size={value_size}"),
+        ],
+    );
     report["results"][0]["classes"]
         .as_array()
         .and_then(|c| c.iter().find(|c| c["class"] == "write"))

@@ -87,29 +87,21 @@ pub(super) async fn handle_request(
         request,
         Request::Ping | Request::Auth(_) | Request::Unsupported { .. }
     );
-    if plain_read && shard.config.ensemble.is_none() {
-        if has_room_behind_writes(conn, done_rx).await? {
-            conn.inflight.borrow_mut().push_back(InFlight {
-                xid: header.xid,
-                request,
-                arrived,
-                synced: false,
-                read: true,
-            });
-            shard
-                .counters()
-                .outstanding
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        } else {
-            answer_read(
-                shard,
-                conn,
-                &shard.replica.borrow(),
-                header.xid,
-                &request,
-                arrived,
-            );
-        }
+    if plain_read
+        && shard.config.ensemble.is_none()
+        && has_room_behind_writes(conn, done_rx).await?
+    {
+        conn.inflight.borrow_mut().push_back(InFlight {
+            xid: header.xid,
+            request,
+            arrived,
+            synced: false,
+            read: true,
+        });
+        shard
+            .counters()
+            .outstanding
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(());
     }
     // Answered here, so only after every earlier request of this connection

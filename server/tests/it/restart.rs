@@ -783,14 +783,7 @@ fn pipelined_writes_of_one_session_are_answered_in_order_and_share_group_commits
     }
     s.kill();
     // One session's writes were batched: far fewer batches than txns.
-    let out = s.tool(&["log", "dump"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let batches: usize = text
-        .split(" txns in ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no batch count in {text}"));
+    let batches = logged_batches(&s);
     assert!(
         batches < N / 4,
         "{batches} batches for {N} pipelined creates: not grouped"
@@ -844,14 +837,7 @@ fn reads_between_pipelined_writes_see_the_writes_before_them_and_do_not_hold_bac
     s.kill();
     // Each read waited for the write before it, not the writes after it for
     // the read: the writes still shared group commits.
-    let out = s.tool(&["log", "dump"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let batches: usize = text
-        .split(" txns in ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no batch count in {text}"));
+    let batches = logged_batches(&s);
     assert!(
         batches < N / 4,
         "{batches} batches for {N} setData with a read after each: reads held back the writes"
@@ -860,11 +846,21 @@ fn reads_between_pipelined_writes_see_the_writes_before_them_and_do_not_hold_bac
 
 /// Where the only segment's data ends, as `zoocore log dump` reads it.
 fn log_end(s: &ZoocoreProcess) -> usize {
+    log_dump_number(s, "data ends at byte ")
+}
+
+/// The commit batches in the log, as `zoocore log dump` counts them.
+fn logged_batches(s: &ZoocoreProcess) -> usize {
+    log_dump_number(s, " txns in ")
+}
+
+/// The number `zoocore log dump` prints after `label`.
+fn log_dump_number(s: &ZoocoreProcess, label: &str) -> usize {
     let out = s.tool(&["log", "dump"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    text.split("data ends at byte ")
+    text.split(label)
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no end in {text}"))
+        .unwrap_or_else(|| panic!("no {label:?} in {text}"))
 }
