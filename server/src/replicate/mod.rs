@@ -498,11 +498,10 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
             }
         }
         for batch in batches {
-            let tree = batch.tree.clone();
-            if let Err(stopped) = fan_out(&senders, &stats, batch).await {
+            if let Err(stopped) = fan_out(&senders, &stats, batch.clone()).await {
                 return stopped;
             }
-            handed.push(tree, &stats);
+            handed.push(&batch, &stats);
         }
     }
 }

@@ -17,16 +17,23 @@ use crate::stats::Stats;
 /// the sequencer's malloc arena and cache misses on every count (measured:
 /// 15-20% of write throughput). At most the commit queue's length plus one
 /// per shard are held, since a shard that falls behind stops the fan-out.
+/// A batch's version marks ([`Entry::Version`]) are held with its version.
 #[derive(Default)]
 pub(crate) struct HandedVersions {
-    versions: VecDeque<DataTree>,
+    versions: VecDeque<Vec<DataTree>>,
     /// Batches handed out before the oldest version held.
     released: u64,
 }
 
 impl HandedVersions {
-    pub(crate) fn push(&mut self, tree: DataTree, stats: &Stats) {
-        self.versions.push_back(tree);
+    /// Holds the versions of a batch just handed out.
+    pub(crate) fn push(&mut self, batch: &CommitBatch, stats: &Stats) {
+        let marks = batch.entries.iter().filter_map(|e| match e {
+            Entry::Version(tree) => Some(tree.clone()),
+            _ => None,
+        });
+        self.versions
+            .push_back(marks.chain([batch.tree.clone()]).collect());
         // A shard that has applied n batches holds no version older than the n-th.
         let applied = stats.min_batches_applied();
         while self.released + 1 < applied && self.versions.len() > 1 {

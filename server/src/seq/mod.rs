@@ -320,21 +320,21 @@ pub async fn run(setup: SequencerSetup) -> Stopped {
                         .chain(later)
                         .filter_map(reject)
                         .collect();
-                    if let Err(stopped) =
-                        fan_out(&senders, &stats, commit_batch(rejected, durable.clone())).await
-                    {
+                    let batch = commit_batch(rejected, durable.clone());
+                    if let Err(stopped) = fan_out(&senders, &stats, batch.clone()).await {
                         return stopped;
                     }
-                    handed.push(durable.clone(), &stats);
+                    handed.push(&batch, &stats);
                     continue;
                 }
             }
         }
         room.signal(entries.len() as u64);
-        if let Err(stopped) = fan_out(&senders, &stats, commit_batch(entries, tree.clone())).await {
+        let batch = commit_batch(entries, tree);
+        if let Err(stopped) = fan_out(&senders, &stats, batch.clone()).await {
             return stopped;
         }
-        handed.push(tree, &stats);
+        handed.push(&batch, &stats);
     }
 }
 
