@@ -69,15 +69,16 @@ pub(crate) async fn fan_out(
     Ok(())
 }
 
-/// A txn that did not reach the log becomes a rejection, and a version it
-/// would have led to is dropped; other entries stand.
-pub(crate) fn reject(entry: Entry) -> Option<Entry> {
+/// A txn that did not reach the log becomes a rejection, and a version mark
+/// becomes `durable` (what the log holds), so that reads waiting behind the
+/// rejected writes are still answered in turn; other entries stand.
+pub(crate) fn reject(entry: Entry, durable: &DataTree) -> Entry {
     match entry {
-        Entry::Txn { txn, origin, .. } => Some(Entry::Rejected {
+        Entry::Txn { txn, origin, .. } => Entry::Rejected {
             origin,
             session_id: txn.session_id,
-        }),
-        Entry::Version(_) => None,
-        other => Some(other),
+        },
+        Entry::Version(_) => Entry::Version(durable.clone()),
+        other => other,
     }
 }

@@ -318,7 +318,7 @@ pub async fn run(setup: SequencerSetup) -> Stopped {
                     let rejected = entries
                         .into_iter()
                         .chain(later)
-                        .filter_map(reject)
+                        .map(|e| reject(e, &durable))
                         .collect();
                     let batch = commit_batch(rejected, durable.clone());
                     if let Err(stopped) = fan_out(&senders, &stats, batch.clone()).await {

@@ -15,7 +15,7 @@ use zoocore_net::consts::perms;
 use zoocore_net::records::{ConnectResponse, ReplyHeader};
 use zoocore_net::{ErrorCode, Request, Response};
 
-use super::request::{answer_read, answered, view};
+use super::request::{answer_read, answered, answered_txn, view};
 use super::sessions::{send_connect_response, track};
 use super::{Conn, InFlight, Shard};
 use crate::seq::{CommitBatch, Entry, Origin};
@@ -65,7 +65,16 @@ pub(super) async fn apply_commits(shard: Rc<Shard>, commits: SharedReceiver<Arc<
                     shard.handled_zxid.set(batch.tree.last_zxid());
                     disconnect(&shard, None);
                 }
-                Entry::Version(tree) => answer_due_reads(&shard, tree),
+                Entry::Version(tree) => {
+                    // A mark is the tree the txns before it lead to.
+                    assert_eq!(
+                        tree.last_zxid(),
+                        shard.handled_zxid.get(),
+                        "shard {} got a version mark out of place",
+                        shard.index
+                    );
+                    answer_due_reads(&shard, tree);
+                }
             }
         }
         answer_due_reads(&shard, &batch.tree);
@@ -209,7 +218,7 @@ pub(super) fn reply_write(
     txn: &zoocore_engine::Txn,
     applied: &Applied,
 ) {
-    let Some(entry) = answered(shard, conn) else {
+    let Some(entry) = answered_txn(shard, conn) else {
         tracing::error!(
             conn = conn.id,
             "commit for a connection with no write in flight"
@@ -251,7 +260,7 @@ pub(super) fn reject(shard: &Shard, origin: Option<Origin>, session_id: i64) {
         conn.close();
         return;
     }
-    let Some(entry) = answered(shard, &conn) else {
+    let Some(entry) = answered_txn(shard, &conn) else {
         return;
     };
     let zxid = shard.handled_zxid.get();

@@ -66,7 +66,7 @@ pub(super) async fn handle_request(
                 cxid: header.xid,
                 identity: conn.identity.borrow().clone(),
                 request: request.clone(),
-                fence: conn.inflight.borrow().iter().any(|e| e.read),
+                fence: read_waits_for_next_txn(conn),
             },
         };
         let closing = matches!(request, Request::CloseSession);
@@ -198,6 +198,18 @@ pub(super) fn answer_read(
     conn.reply(h, &body, shard.counters(), arrived);
 }
 
+/// Whether a read queued since the connection's last write or close waits
+/// to be answered from a version without the next one (then that one is
+/// fenced). Looks back only to that write: usually one entry.
+fn read_waits_for_next_txn(conn: &Conn) -> bool {
+    conn.inflight
+        .borrow()
+        .iter()
+        .rev()
+        .take_while(|e| e.read || matches!(e.request, Request::Sync(_)))
+        .any(|e| e.read)
+}
+
 /// Whether a read must wait behind the connection's requests in flight
 /// (waiting first, if `MAX_PIPELINED` are, for one to be answered); `false`
 /// once none is: the read is answered now.
@@ -249,6 +261,19 @@ pub(super) async fn drain(conn: &Conn, done_rx: &LocalReceiver<()>) -> Result<()
         }
         done_rx.recv().await.ok_or("shard stopping")?;
     }
+}
+
+/// The oldest request of the connection, answered by the commit stream for
+/// a txn: never a read, which is answered at a version mark or at the end
+/// of its batch, so before any txn of its connection after it.
+pub(super) fn answered_txn(shard: &Shard, conn: &Conn) -> Option<InFlight> {
+    let entry = answered(shard, conn)?;
+    assert!(
+        !entry.read,
+        "conn {}: a txn answered before the read ahead of it",
+        conn.id
+    );
+    Some(entry)
 }
 
 /// The oldest request of the connection the sequencer ordered: its turn to be answered.

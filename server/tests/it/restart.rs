@@ -599,6 +599,21 @@ fn writes_stop_and_resume(s: &mut ZoocoreProcess, make_room: impl FnOnce(&Zoocor
     // Reads keep working, the server keeps answering, nothing of the failed write exists.
     assert_eq!(get(&mut c, "/before"), (0, Some(b"x".to_vec())));
     assert_eq!(get(&mut c, &rejected).0, ErrorCode::NoNode.code());
+    // Reads pipelined between refused writes are answered in turn.
+    let get_before = Request::GetData(PathWatchRequest {
+        path: "/before".into(),
+        watch: false,
+    });
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        let write = create(&format!("/refused{i}"), &[b'x'; 3000], 0);
+        sent.push((c.send(&write).expect("send"), ErrorCode::SystemError.code()));
+        sent.push((c.send(&get_before).expect("send"), 0));
+    }
+    for (xid, err) in sent {
+        let reply = c.recv().expect("reply");
+        assert_eq!((reply.header.xid, reply.header.err), (xid, err));
+    }
     assert_eq!(
         zoocore_testkit::zk::four_letter_word(s.addr, "ruok").unwrap(),
         "imok"
@@ -807,9 +822,16 @@ fn reads_between_pipelined_writes_see_the_writes_before_them_and_do_not_hold_bac
             path: "/k".into(),
             watch: true,
         });
-        sent.push((c.send(&set).expect("send"), c.send(&get).expect("send")));
+        let (set, get) = (c.send(&set).expect("send"), c.send(&get).expect("send"));
+        // Every other read has a sync behind it: the next write must still
+        // not reach the read before the sync.
+        let sync = (i % 2 == 1).then(|| {
+            let sync = Request::Sync(PathRequest { path: "/".into() });
+            c.send(&sync).expect("send")
+        });
+        sent.push((set, get, sync));
     }
-    for (i, (set, get)) in sent.into_iter().enumerate() {
+    for (i, (set, get, sync)) in sent.into_iter().enumerate() {
         let reply = c.recv().expect("setData reply");
         assert_eq!(
             (reply.header.xid, reply.header.err),
@@ -832,6 +854,10 @@ fn reads_between_pipelined_writes_see_the_writes_before_them_and_do_not_hold_bac
                 assert_eq!(r.stat.version, i as i32 + 1, "getData {i}");
             }
             other => panic!("unexpected {other:?}"),
+        }
+        if let Some(sync) = sync {
+            let reply = c.recv().expect("sync reply");
+            assert_eq!((reply.header.xid, reply.header.err), (sync, 0), "sync {i}");
         }
     }
     s.kill();
