@@ -156,7 +156,11 @@ fn containers_and_ttl_nodes_expire_like_zookeeper() {
         &Request::Create(create("/e/busy/kid", open_acl(), 0)),
     );
     run.call(0, &mut s, &ttl("/e/short", 1));
-    run.call(0, &mut s, &ttl("/e/short-with-kid", 1));
+    // Long enough to outlive a check of ZooKeeper's before its kid exists
+    // (with 1 ms, a check in between deleted it first about once in 30 runs).
+    const WITH_KID_TTL: i64 = 50;
+    run.call(0, &mut s, &ttl("/e/short-with-kid", WITH_KID_TTL));
+    let with_kid_made = now_ms();
     run.call(
         0,
         &mut s,
@@ -191,6 +195,11 @@ fn containers_and_ttl_nodes_expire_like_zookeeper() {
             "ZooKeeper did not expire the nodes"
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+    // The engine's check must come after /e/short-with-kid expired, so that
+    // it is kept for its kid alone, as ZooKeeper keeps it.
+    while now_ms() <= with_kid_made + WITH_KID_TTL {
+        std::thread::sleep(Duration::from_millis(5));
     }
     probe.close().expect("close probe");
     // The probe session took two zxids on ZooKeeper; mirror them.
