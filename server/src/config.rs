@@ -102,10 +102,12 @@ pub struct Config {
 pub struct Ensemble {
     pub myid: u64,
     pub membership: Membership,
-    /// Ticks a member may take to connect and catch up (ZooKeeper's key).
+    /// ZooKeeper's ticks for a member to connect and catch up: read and
+    /// shown by `conf` as ZooKeeper shows it; the raft keys below decide
+    /// zoocore's timing.
     pub init_limit: u32,
-    /// Ticks a follower may lag before the leader stops counting it as
-    /// synced (ZooKeeper's key).
+    /// ZooKeeper's ticks a follower may lag: read and shown by `conf`, as
+    /// `init_limit`.
     pub sync_limit: u32,
     /// Milliseconds per raft tick (`zoocore.raftTickMs`); ZooKeeper's
     /// tickTime stays the session clock and does not drive raft.
