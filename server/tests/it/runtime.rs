@@ -5,10 +5,13 @@
 //! waiting. Here two executors that never spin exchange more than 10^7
 //! messages through small channels, so both park all the time; a lost
 //! wake-up stops the exchange, and the watchdog turns that hang into a
-//! failure that says where it stopped.
+//! failure that says where it stopped. The exchange runs twice: with the
+//! main rings set up as the server sets them up by default, and with
+//! `zoocore.deferTaskrun` (DEFER_TASKRUN), whose completions arrive only
+//! when the executor asks for them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use glommio::channels::shared_channel;
@@ -31,8 +34,22 @@ fn executor(name: &str) -> LocalExecutorBuilder {
         .io_memory(1 << 16)
 }
 
+/// The ring setup is process-wide: the two exchanges take turns.
+static RING_SETUP: Mutex<()> = Mutex::new(());
+
 #[test]
 fn executors_that_never_spin_pass_ten_million_messages_without_losing_a_wake_up() {
+    exchange(false);
+}
+
+#[test]
+fn executors_with_deferred_task_work_pass_ten_million_messages_without_losing_a_wake_up() {
+    exchange(true);
+}
+
+fn exchange(defer_taskrun: bool) {
+    let _turn = RING_SETUP.lock().unwrap_or_else(|p| p.into_inner());
+    glommio::set_defer_taskrun(defer_taskrun);
     let progress = Arc::new(AtomicU64::new(0));
     let (to_b, from_a) = shared_channel::new_bounded::<u64>(STREAM_CAPACITY);
     let (back_to_a, from_b) = shared_channel::new_bounded::<u64>(1);

@@ -454,7 +454,7 @@ pub use crate::{
         PoolThreadHandles, ScopedTask, Task, TaskQueueHandle, TaskQueueStats,
     },
     shares::{Shares, SharesManager},
-    sys::hardware_topology::CpuLocation,
+    sys::{hardware_topology::CpuLocation, set_defer_taskrun},
 };
 pub use enclose::enclose;
 pub use scopeguard::defer;

@@ -98,6 +98,11 @@ bitflags::bitflags! {
         /// zoocore: with `COOP_TASKRUN`, the kernel sets `IORING_SQ_TASKRUN`
         /// while such work waits (Linux 5.19).
         const TASKRUN_FLAG = 1 << 9;
+        /// zoocore: only the thread that created the ring submits to it (Linux 6.0).
+        const SINGLE_ISSUER = 1 << 12;
+        /// zoocore: completions wait until that thread asks for them with
+        /// `IORING_ENTER_GETEVENTS` (Linux 6.1; needs `SINGLE_ISSUER`).
+        const DEFER_TASKRUN = 1 << 13;
     }
 }
 

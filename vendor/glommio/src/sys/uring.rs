@@ -883,6 +883,18 @@ impl UringCommon for PollRing {
     }
 }
 
+/// zoocore: whether executors created from now on set up their main ring
+/// with `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`.
+static DEFER_TASKRUN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// zoocore: set up the main ring of executors created after this call with
+/// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (Linux 6.1):
+/// its completions are posted only when the executor polls or sleeps in it.
+/// Kernels that refuse the flags get the cooperative ring.
+pub fn set_defer_taskrun(on: bool) {
+    DEFER_TASKRUN.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 struct SleepableRing {
     ring: iou::IoUring,
     size: usize,
@@ -907,12 +919,27 @@ impl SleepableRing {
         // while it runs tasks; it collects them when it next polls the ring
         // (`run_pending_task_work`) or sleeps in it. Kernels before 5.19
         // refuse the flags and get the ring as upstream sets it up.
-        let ring = match iou::IoUring::new_with_flags(
-            size as _,
-            iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG,
-            iou::SetupFeatures::empty(),
-        ) {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => iou::IoUring::new(size as _)?,
+        let coop = (iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG).bits();
+        let mut flags = coop;
+        // zoocore: the latency ring stays cooperative: the main ring sleeps
+        // on a poll of its fd, which deferred completions would never wake.
+        if name == "main" && DEFER_TASKRUN.load(std::sync::atomic::Ordering::Relaxed) {
+            flags |= (iou::SetupFlags::SINGLE_ISSUER | iou::SetupFlags::DEFER_TASKRUN).bits();
+        }
+        let setup = |flags| {
+            iou::IoUring::new_with_flags(
+                size as _,
+                iou::SetupFlags::from_bits_truncate(flags),
+                iou::SetupFeatures::empty(),
+            )
+        };
+        let refused = |e: &io::Error| e.raw_os_error() == Some(libc::EINVAL);
+        let ring = match setup(flags) {
+            Err(e) if refused(&e) && flags != coop => match setup(coop) {
+                Err(e) if refused(&e) => iou::IoUring::new(size as _)?,
+                ring => ring?,
+            },
+            Err(e) if refused(&e) => iou::IoUring::new(size as _)?,
             ring => ring?,
         };
         Ok(SleepableRing {
