@@ -64,6 +64,9 @@ pub struct Config {
     pub commit_linger_us: u64,
     /// zoocore: microseconds an idle executor polls before it sleeps.
     pub spin_before_park_us: u64,
+    /// zoocore: set up each executor's main io_uring with
+    /// `SINGLE_ISSUER | DEFER_TASKRUN` instead of `COOP_TASKRUN` alone.
+    pub defer_taskrun: bool,
     /// zoocore: size of a log segment, zero-filled before it is written.
     pub log_segment_bytes: u64,
     /// zoocore: how log appends are made durable (`fdatasync` or `dsync`).
@@ -155,6 +158,7 @@ impl Default for Config {
             max_batch_bytes: 1 << 20,
             commit_linger_us: 0,
             spin_before_park_us: 0,
+            defer_taskrun: false,
             log_segment_bytes: 64 << 20,
             log_sync: LogSync::Fdatasync,
             snap_count: 100_000,
@@ -293,6 +297,7 @@ impl Config {
                 "zoocore.maxBatchBytes" => config.max_batch_bytes = number(value)? as usize,
                 "zoocore.commitLingerMicros" => config.commit_linger_us = number(value)?,
                 "zoocore.spinBeforeParkMicros" => config.spin_before_park_us = number(value)?,
+                "zoocore.deferTaskrun" => config.defer_taskrun = value == "true",
                 "zoocore.logLevel" => config.log_level = value.to_owned(),
                 "zoocore.logSync" => {
                     config.log_sync = match value {
@@ -562,6 +567,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.spin_before_park_us, 50);
+        assert!(!c.defer_taskrun);
         assert_eq!(c.log_level, "debug");
     }
 

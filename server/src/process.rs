@@ -113,6 +113,7 @@ pub(crate) fn handle_signals(shutdown: seq::Shutdown) {
 
 /// An executor builder with the settings every executor shares.
 pub(crate) fn executor(placement: Placement, config: &Config) -> LocalExecutorBuilder {
+    glommio::set_defer_taskrun(config.defer_taskrun);
     let builder = LocalExecutorBuilder::new(placement);
     match config.spin_before_park_us {
         0 => builder,

@@ -117,7 +117,8 @@ fn configuration(c: &Config) -> String {
          snapCount={}\nautopurge.snapRetainCount={}\nautopurge.purgeInterval={}\n\
          zoocore.shards={}\nzoocore.sequencerCpu={}\nzoocore.sequencerQueue={}\n\
          zoocore.commitQueue={}\nzoocore.maxBatchTxns={}\nzoocore.maxBatchBytes={}\n\
-         zoocore.commitLingerMicros={}\nzoocore.spinBeforeParkMicros={}\nzoocore.logSegmentBytes={}\n",
+         zoocore.commitLingerMicros={}\nzoocore.spinBeforeParkMicros={}\nzoocore.deferTaskrun={}\n\
+         zoocore.logSegmentBytes={}\n",
         c.client_port,
         c.client_port_address,
         c.data_dir.display(),
@@ -141,6 +142,7 @@ fn configuration(c: &Config) -> String {
         c.max_batch_bytes,
         c.commit_linger_us,
         c.spin_before_park_us,
+        c.defer_taskrun,
         c.log_segment_bytes,
     );
     if let Some(e) = &c.ensemble {
