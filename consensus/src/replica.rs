@@ -69,6 +69,19 @@ pub struct ReplicaConfig {
     pub retained_entries: u64,
 }
 
+/// What a leader sees of the other members (`Replica::learners`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Learners {
+    /// Members heard from recently, voters and observers.
+    pub learners: usize,
+    /// Of those, voters.
+    pub followers: usize,
+    /// Voters whose log holds everything committed.
+    pub synced_followers: usize,
+    /// Observers whose log holds everything committed.
+    pub synced_observers: usize,
+}
+
 /// What a replica finds on its disk at start: the raft hard state, the
 /// snapshot it starts from (`snapshot::recover` chooses it) and the entries
 /// made durable after it (from index 1 without one). The hard state may be
@@ -364,25 +377,36 @@ impl Replica {
         self.raw.store().snapshot_meta()
     }
 
-    /// Leader only: other members heard from recently, and those of them
-    /// whose log holds everything committed (ZooKeeper's followers and
-    /// synced followers).
-    pub fn followers(&self) -> (usize, usize) {
+    /// Leader only: the other members heard from recently, and which of
+    /// them hold everything committed (ZooKeeper's learners, synced
+    /// followers and synced observers).
+    pub fn learners(&self) -> Learners {
+        let mut counts = Learners::default();
         if self.leading.is_none() {
-            return (0, 0);
+            return counts;
         }
         let commit = self.commit_index();
-        let mut counts = (0, 0);
         for (&id, progress) in self.raw.raft.prs().iter() {
             if id == self.config.id || !progress.recent_active {
                 continue;
             }
-            counts.0 += 1;
+            let voter = self.config.voters.contains(&id);
+            counts.learners += 1;
+            counts.followers += usize::from(voter);
             if progress.matched >= commit {
-                counts.1 += 1;
+                if voter {
+                    counts.synced_followers += 1;
+                } else {
+                    counts.synced_observers += 1;
+                }
             }
         }
         counts
+    }
+
+    /// Whether this member is an observer: it replicates but never votes.
+    pub fn is_observer(&self) -> bool {
+        self.config.learners.contains(&self.config.id)
     }
 
     /// Leader only: how many entries each other member is behind its log.
@@ -445,6 +469,17 @@ impl Replica {
             self.last_tick =
                 (self.last_tick + self.config.tick_ms).max(self.now - self.config.tick_ms);
             self.raw.tick();
+        }
+        // raft never times out a learner's leader: a learner calls no
+        // election. An observer that has not heard from its leader for an
+        // election timeout forgets it, as a ZooKeeper observer goes back to
+        // looking, and serves again once a leader's message names one.
+        let raft = &mut self.raw.raft;
+        if self.config.learners.contains(&self.config.id)
+            && raft.leader_id != raft::INVALID_ID
+            && raft.pass_election_timeout()
+        {
+            raft.leader_id = raft::INVALID_ID;
         }
         if let Some(leading) = &mut self.leading {
             let due = leading.sessions.due(self.now);

@@ -123,6 +123,9 @@ pub struct Ensemble {
     /// member a little behind catches up from the log
     /// (`zoocore.raftRetainedEntries`).
     pub retained_entries: u64,
+    /// `peerType`, when given: whether this server says it is an observer.
+    /// The server lines decide; a mismatch is logged, as ZooKeeper does.
+    pub peer_type_observer: Option<bool>,
 }
 
 impl Ensemble {
@@ -212,6 +215,7 @@ impl Config {
             election_ticks: 10,
             heartbeat_ticks: 1,
             retained_entries: 1000,
+            peer_type_observer: None,
         };
         let (mut admin_enabled, mut admin_ip, mut admin_port) =
             (true, IpAddr::from([0, 0, 0, 0]), 8080);
@@ -372,13 +376,22 @@ impl Config {
                 "zoocore.electionTicks" => ensemble.election_ticks = number(value)? as usize,
                 "zoocore.heartbeatTicks" => ensemble.heartbeat_ticks = number(value)? as usize,
                 "zoocore.raftRetainedEntries" => ensemble.retained_entries = number(value)?,
-                "peerType" if value == "participant" => {}
-                "standaloneEnabled" | "reconfigEnabled" | "preAllocSize" | "peerType" => warnings
-                    .push(format!(
-                        "{}:{}: {key} is accepted but has no effect yet",
-                        path.display(),
-                        i + 1
-                    )),
+                "peerType" => {
+                    ensemble.peer_type_observer = match value {
+                        "participant" => Some(false),
+                        "observer" => Some(true),
+                        other => {
+                            return Err(invalid(format!(
+                                "peerType must be participant or observer, got {other:?}"
+                            )))
+                        }
+                    }
+                }
+                "standaloneEnabled" | "reconfigEnabled" | "preAllocSize" => warnings.push(format!(
+                    "{}:{}: {key} is accepted but has no effect yet",
+                    path.display(),
+                    i + 1
+                )),
                 _ => warnings.push(format!(
                     "{}:{}: unknown key {key} ignored",
                     path.display(),
@@ -482,6 +495,19 @@ impl Config {
             .membership
             .check_member(ensemble.myid)
             .map_err(|e| ConfigError::Inconsistent(e.to_string()))?;
+        if ensemble
+            .peer_type_observer
+            .is_some_and(|o| o != me.observer)
+        {
+            // ZooKeeper warns and goes by the server lines, as here.
+            let role = |o: bool| if o { "observer" } else { "participant" };
+            tracing::warn!(
+                "peerType is {} but server.{} says {}; going by the server lines",
+                role(!me.observer),
+                ensemble.myid,
+                role(me.observer)
+            );
+        }
         if let (false, Some((host, port))) = (self.client_port_set, &me.client) {
             self.client_port = *port;
             if let Some(ip) = host.as_deref().and_then(|h| h.parse().ok()) {

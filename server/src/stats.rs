@@ -550,6 +550,7 @@ pub enum Role {
     Looking = 1,
     Follower = 2,
     Leader = 3,
+    Observer = 4,
 }
 
 /// An ensemble member's state, written by the sequencer's core and read by
@@ -559,9 +560,12 @@ pub struct EnsembleState {
     role: AtomicU64,
     pub leader: AtomicU64,
     pub leader_changes: AtomicU64,
-    /// Leader only: followers connected, and those within syncLimit.
+    /// Leader only: members connected (voters and observers), voters
+    /// connected, and those of each kind that hold everything committed.
+    pub learners: AtomicU64,
     pub followers: AtomicU64,
     pub synced_followers: AtomicU64,
+    pub synced_observers: AtomicU64,
     /// `sync` requests waiting for their read index.
     pub pending_syncs: AtomicU64,
     /// Requests this follower forwarded to the leader.
@@ -581,6 +585,7 @@ impl EnsembleState {
             1 => Role::Looking,
             2 => Role::Follower,
             3 => Role::Leader,
+            4 => Role::Observer,
             _ => Role::Standalone,
         }
     }
@@ -592,7 +597,17 @@ impl EnsembleState {
             Role::Looking => "looking",
             Role::Follower => "follower",
             Role::Leader => "leader",
+            Role::Observer => "observer",
         }
+    }
+
+    pub fn set_learners(&self, l: zoocore_consensus::Learners) {
+        self.learners.store(l.learners as u64, Ordering::Relaxed);
+        self.followers.store(l.followers as u64, Ordering::Relaxed);
+        self.synced_followers
+            .store(l.synced_followers as u64, Ordering::Relaxed);
+        self.synced_observers
+            .store(l.synced_observers as u64, Ordering::Relaxed);
     }
 
     pub fn set_peer_lag(&self, lag: Vec<(u64, u64)>) {

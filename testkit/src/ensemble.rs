@@ -50,7 +50,29 @@ impl Ensemble {
     /// Starts `n` members whose zoo.cfg holds the defaults below, the
     /// `server.N` lines and `extra`; waits until one of them leads.
     pub fn start(binary: &Path, n: u64, extra: &str) -> Ensemble {
-        Ensemble::start_on(Program::Zoocore(binary.to_owned()), n, extra, None)
+        Ensemble::start_on(Program::Zoocore(binary.to_owned()), n, 0, extra, None)
+    }
+
+    /// As [`Ensemble::start`], the last `observers` of the `n` members
+    /// observers (`:observer` in every server line, `peerType=observer` in
+    /// their own zoo.cfg).
+    pub fn start_with_observers(binary: &Path, n: u64, observers: u64, extra: &str) -> Ensemble {
+        Ensemble::start_on(
+            Program::Zoocore(binary.to_owned()),
+            n,
+            observers,
+            extra,
+            None,
+        )
+    }
+
+    /// Apache ZooKeeper's counterpart of [`Ensemble::start_with_observers`].
+    pub fn start_zookeeper_with_observers(n: u64, observers: u64, extra: &str) -> Ensemble {
+        let program = Program::ZooKeeper {
+            classpath: zookeeper_classpath(),
+            jvm_props: Vec::new(),
+        };
+        Ensemble::start_on(program, n, observers, extra, None)
     }
 
     /// `n` Apache ZooKeeper members (Debian's package, through
@@ -61,17 +83,30 @@ impl Ensemble {
             classpath: zookeeper_classpath(),
             jvm_props: jvm_props.to_vec(),
         };
-        Ensemble::start_on(program, n, extra, None)
+        Ensemble::start_on(program, n, 0, extra, None)
     }
 
     /// As [`Ensemble::start`], each member in its own network namespace,
     /// so that [`Ensemble::isolate`] can cut it off. Needs root.
     pub fn start_partitionable(binary: &Path, n: u64, extra: &str) -> Ensemble {
         let subnet = Subnet::create(n as usize).unwrap_or_else(|e| panic!("{e}"));
-        Ensemble::start_on(Program::Zoocore(binary.to_owned()), n, extra, Some(subnet))
+        Ensemble::start_on(
+            Program::Zoocore(binary.to_owned()),
+            n,
+            0,
+            extra,
+            Some(subnet),
+        )
     }
 
-    fn start_on(program: Program, n: u64, extra: &str, subnet: Option<Subnet>) -> Ensemble {
+    fn start_on(
+        program: Program,
+        n: u64,
+        observers: u64,
+        extra: &str,
+        subnet: Option<Subnet>,
+    ) -> Ensemble {
+        let observer = |i: usize| i as u64 >= n - observers;
         let zookeeper = matches!(program, Program::ZooKeeper { .. });
         let host = |i: usize| -> IpAddr {
             subnet
@@ -91,10 +126,14 @@ impl Ensemble {
             .enumerate()
             .map(|(i, (client, peer, election))| {
                 let h = host(i);
+                let role = if observer(i) { ":observer" } else { "" };
                 if zookeeper {
-                    format!("server.{}={h}:{peer}:{election}\n", i + 1)
+                    format!("server.{}={h}:{peer}:{election}{role}\n", i + 1)
                 } else {
-                    format!("server.{}={h}:{peer}:{election};{h}:{client}\n", i + 1)
+                    format!(
+                        "server.{}={h}:{peer}:{election}{role};{h}:{client}\n",
+                        i + 1
+                    )
                 }
             })
             .collect();
@@ -106,7 +145,7 @@ impl Ensemble {
             std::fs::create_dir_all(&data).expect("create member dir");
             std::fs::write(data.join("myid"), format!("{id}\n")).expect("write myid");
             // ZooKeeper takes its client port from its own keys here.
-            let own = if zookeeper {
+            let mut own = if zookeeper {
                 format!(
                     "initLimit=10\nsyncLimit=5\nclientPort={client}\nclientPortAddress={}\n",
                     host(i)
@@ -114,6 +153,9 @@ impl Ensemble {
             } else {
                 "zoocore.shards=1\n".to_owned()
             };
+            if observer(i) {
+                own.push_str("peerType=observer\n");
+            }
             std::fs::write(
                 dir.join("zoo.cfg"),
                 format!(
@@ -326,7 +368,7 @@ impl Ensemble {
     }
 
     /// Waits until exactly one member leads and every other running,
-    /// unpaused member follows it; returns the leader.
+    /// unpaused member follows or observes it; returns the leader.
     pub fn wait_leader(&self, timeout: Duration) -> u64 {
         let deadline = Instant::now() + timeout;
         loop {
@@ -340,9 +382,12 @@ impl Ensemble {
                 .filter(|(_, m)| m.as_deref() == Some("leader"))
                 .map(|(id, _)| *id)
                 .collect();
-            let settled = modes
-                .iter()
-                .all(|(_, m)| matches!(m.as_deref(), None | Some("leader") | Some("follower")));
+            let settled = modes.iter().all(|(_, m)| {
+                matches!(
+                    m.as_deref(),
+                    None | Some("leader") | Some("follower") | Some("observer")
+                )
+            });
             if leaders.len() == 1 && settled {
                 return leaders[0];
             }

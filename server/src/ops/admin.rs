@@ -562,7 +562,7 @@ fn metrics(cx: &Context<'_>) -> String {
         &mut out,
         "zoocore_ensemble_role",
         "gauge",
-        "0 standalone, 1 looking (no leader), 2 follower, 3 leader.",
+        "0 standalone, 1 looking (no leader), 2 follower, 3 leader, 4 observer.",
         e.role() as u64,
     );
     metric(
@@ -585,6 +585,13 @@ fn metrics(cx: &Context<'_>) -> String {
         "gauge",
         "Leader: followers whose log holds everything committed.",
         Stats::get(&e.synced_followers),
+    );
+    metric(
+        &mut out,
+        "zoocore_synced_observers",
+        "gauge",
+        "Leader: observers whose log holds everything committed.",
+        Stats::get(&e.synced_observers),
     );
     metric(
         &mut out,

@@ -195,9 +195,12 @@ fn ensemble_rows(stats: &Stats) -> Vec<(&'static str, serde_json::Value)> {
         return Vec::new();
     }
     vec![
-        ("learners", json!(Stats::get(&e.followers))),
+        ("learners", json!(Stats::get(&e.learners))),
         ("followers", json!(Stats::get(&e.followers))),
         ("synced_followers", json!(Stats::get(&e.synced_followers))),
+        // zoocore has no non-voting followers (ZooKeeper's reconfig leftovers).
+        ("synced_non_voting_followers", json!(0)),
+        ("synced_observers", json!(Stats::get(&e.synced_observers))),
         ("pending_syncs", json!(Stats::get(&e.pending_syncs))),
     ]
 }

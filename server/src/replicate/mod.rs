@@ -250,14 +250,14 @@ impl Glue {
         let e = &self.stats.ensemble;
         e.set_role(if self.replica.is_leader() {
             Role::Leader
-        } else if self.replica.leader_id() != 0 {
-            Role::Follower
-        } else {
+        } else if self.replica.leader_id() == 0 {
             Role::Looking
+        } else if self.replica.is_observer() {
+            Role::Observer
+        } else {
+            Role::Follower
         });
-        let (followers, synced) = self.replica.followers();
-        e.followers.store(followers as u64, Ordering::Relaxed);
-        e.synced_followers.store(synced as u64, Ordering::Relaxed);
+        e.set_learners(self.replica.learners());
         e.pending_syncs
             .store(self.syncs.len() as u64, Ordering::Relaxed);
         Absorbed {

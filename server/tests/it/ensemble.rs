@@ -1095,3 +1095,111 @@ fn a_leader_cut_off_by_a_partition_is_replaced_and_every_history_is_linearizable
     let sets = clients.finish_and_check(&e);
     assert!(sets > 20, "only {sets} sets acknowledged");
 }
+
+/// A `mntr` value of a member, when it reports it.
+fn mntr_value(e: &Ensemble, id: u64, key: &str) -> Option<String> {
+    let mntr = four_letter_word(e.member(id).client, "mntr").ok()?;
+    mntr.lines()
+        .find_map(|l| l.strip_prefix(&format!("zk_{key}\t")))
+        .map(str::to_owned)
+}
+
+/// Waits until the leader's mntr counts three learners, two synced
+/// followers and one synced observer (ZooKeeper's keys and meaning).
+fn wait_observed_by_leader(e: &Ensemble, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let leader = e.wait_leader(Duration::from_secs(60));
+        let counts: Vec<Option<String>> = [
+            "learners",
+            "synced_followers",
+            "synced_non_voting_followers",
+            "synced_observers",
+        ]
+        .iter()
+        .map(|k| mntr_value(e, leader, k))
+        .collect();
+        let expected = ["3", "2", "0", "1"].map(|v| Some(v.to_owned()));
+        if counts == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: leader {leader}'s mntr learners / synced_followers / \
+             synced_non_voting_followers / synced_observers are {counts:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Three voters and an observer, zoocore beside Apache ZooKeeper: the
+/// observer says so in srvr and mntr, serves reads, forwards writes, and
+/// counts in the leader's mntr as ZooKeeper counts it. zoocore's observer
+/// then never leads, and with two voters gone it and the last voter are
+/// no quorum.
+#[test]
+fn an_observer_serves_and_forwards_writes_but_never_votes() {
+    let zookeeper = Ensemble::start_zookeeper_with_observers(4, 1, "");
+    let mut zoocore = Ensemble::start_with_observers(binary(), 4, 1, "");
+    for (what, e) in [("zookeeper", &zookeeper), ("zoocore", &zoocore)] {
+        assert_ne!(e.wait_leader(Duration::from_secs(60)), 4, "{what}");
+        assert_eq!(e.mode(4).as_deref(), Some("observer"), "{what}");
+        assert_eq!(
+            mntr_value(e, 4, "server_state").as_deref(),
+            Some("observer"),
+            "{what}"
+        );
+        wait_observed_by_leader(e, what);
+        let mut observer = Roaming::new(vec![e.member(4).client], 0);
+        let reply = observer.must(&create("/observed", b"through the observer", 0));
+        assert_eq!(reply.header.err, 0, "{what}: create through the observer");
+        for id in 1..=4 {
+            let mut r = Roaming::new(vec![e.member(id).client], 0);
+            assert_eq!(r.must(&sync("/")).header.err, 0, "{what}: sync on {id}");
+            match r.must(&get("/observed")).body {
+                Response::GetData(d) => assert_eq!(
+                    d.data.as_deref(),
+                    Some(&b"through the observer"[..]),
+                    "{what}: member {id}"
+                ),
+                other => panic!("{what}: member {id}: {other:?}"),
+            }
+        }
+    }
+    drop(zookeeper);
+
+    let leader = zoocore.wait_leader(Duration::from_secs(30));
+    zoocore.kill(leader);
+    let next = zoocore.wait_leader(Duration::from_secs(30));
+    assert_ne!(next, 4, "the observer took the lead");
+    assert_eq!(zoocore.mode(4).as_deref(), Some("observer"));
+    let mut observer = Roaming::new(vec![zoocore.member(4).client], 0);
+    assert_eq!(
+        observer.must(&create("/after-failover", b"", 0)).header.err,
+        0
+    );
+
+    // One voter and the observer: raft's election needs two of three votes,
+    // and the observer has none to give. A few election timeouts (0.5-1 s
+    // each) pass without a leader, and both stop serving.
+    zoocore.kill(next);
+    let deadline = Instant::now() + Duration::from_secs(4);
+    while Instant::now() < deadline {
+        assert!(
+            zoocore.leaders().is_empty(),
+            "a leader without a quorum of voters: {:?}",
+            zoocore.leaders()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(zoocore.mode(4).as_deref(), Some("looking"));
+
+    // The voters come back: the observer serves again, and has everything.
+    zoocore.start_member(leader);
+    zoocore.start_member(next);
+    assert_ne!(zoocore.wait_leader(Duration::from_secs(30)), 4);
+    assert_eq!(zoocore.mode(4).as_deref(), Some("observer"));
+    let mut observer = Roaming::new(vec![zoocore.member(4).client], 0);
+    assert_eq!(observer.must(&sync("/")).header.err, 0);
+    assert_eq!(observer.must(&get("/after-failover")).header.err, 0);
+}
