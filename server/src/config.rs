@@ -399,7 +399,16 @@ impl Config {
                 )),
             }
         }
-        // Zero or one server line is standalone, as in ZooKeeper.
+        // Zero or one server line is standalone, as in ZooKeeper, which then
+        // takes the client port from that line unless clientPort is given.
+        if let ([only], false) = (members.as_slice(), config.client_port_set) {
+            if let Some((host, port)) = &only.client {
+                config.client_port = *port;
+                if let Some(ip) = host.as_deref().and_then(|h| h.parse().ok()) {
+                    config.client_port_address = ip;
+                }
+            }
+        }
         if members.len() > 1 {
             ensemble.membership = Membership::new(members)
                 .map_err(|e| ConfigError::Inconsistent(format!("{}: {e}", path.display())))?;
@@ -539,6 +548,19 @@ mod tests {
         assert!(c.allows_word("ruok") && !c.allows_word("stat"));
         assert!(c.extended_types);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
+    }
+
+    #[test]
+    fn a_single_server_line_is_standalone_on_its_client_port() {
+        let line = "server.1=localhost:2888:3888;127.0.0.1:2999\n";
+        let (c, _) = Config::parse(line, Path::new("z")).unwrap();
+        assert!(c.ensemble.is_none());
+        assert_eq!(
+            c.client_addr(),
+            "127.0.0.1:2999".parse::<SocketAddr>().unwrap()
+        );
+        let (c, _) = Config::parse(&format!("clientPort=3000\n{line}"), Path::new("z")).unwrap();
+        assert_eq!(c.client_port, 3000);
     }
 
     #[test]

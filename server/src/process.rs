@@ -111,6 +111,27 @@ pub(crate) fn handle_signals(shutdown: seq::Shutdown) {
     }
 }
 
+/// How long a member waits at start for every peer's host name to resolve:
+/// members started together (a compose file, a StatefulSet) get their
+/// names in DNS only as each of them starts.
+const PEER_RESOLVE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+fn resolve_peers(
+    membership: &zoocore_consensus::Membership,
+) -> Result<std::collections::HashMap<u64, std::net::SocketAddr>, String> {
+    let deadline = std::time::Instant::now() + PEER_RESOLVE_PATIENCE;
+    loop {
+        match transport::peer_addrs(membership) {
+            Ok(addrs) => return Ok(addrs),
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "waiting for the peers' names to resolve");
+                std::thread::sleep(std::time::Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// An executor builder with the settings every executor shares.
 pub(crate) fn executor(placement: Placement, config: &Config) -> LocalExecutorBuilder {
     glommio::set_defer_taskrun(config.defer_taskrun);
@@ -470,7 +491,7 @@ fn member(
         config_node: membership.config_node(),
         retained_entries: ensemble.retained_entries,
     };
-    let addrs = transport::peer_addrs(membership)?;
+    let addrs = resolve_peers(membership)?;
     if let Some(&listen) = addrs.get(&ensemble.myid) {
         ensure_free(listen, "peer port")?;
     }

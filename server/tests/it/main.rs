@@ -5,6 +5,7 @@ mod admin;
 mod cli;
 mod crash;
 mod differential;
+mod docker;
 mod ensemble;
 mod fourlw;
 mod import_zk;
