@@ -1203,3 +1203,138 @@ fn an_observer_serves_and_forwards_writes_but_never_votes() {
     assert_eq!(observer.must(&sync("/")).header.err, 0);
     assert_eq!(observer.must(&get("/after-failover")).header.err, 0);
 }
+
+/// A session with a short timeout that keeps talking through whatever
+/// happens to the ensemble, owning an ephemeral: if the session expired,
+/// its next request fails with SessionExpired and the thread panics.
+struct EphemeralOwner {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<i64>,
+}
+
+impl EphemeralOwner {
+    const TIMEOUT_MS: i32 = 6_000;
+
+    fn start(e: &Ensemble, path: &'static str) -> EphemeralOwner {
+        let mut c = Roaming::new(addrs(e), 1);
+        c.options.timeout_ms = Self::TIMEOUT_MS;
+        c.options.io_timeout = Duration::from_secs(1);
+        assert!(created(&c.must(&create(path, b"owner", 1))));
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                if let Err(e) = c.ensure(Duration::from_secs(5)) {
+                    panic!("the owner's session {:#x} is gone: {e}", c.session_id());
+                }
+                if let Some(reply) = c.call(&get(path)) {
+                    assert_eq!(
+                        reply.header.err,
+                        0,
+                        "the owner's ephemeral {path} (session {:#x})",
+                        c.session_id()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            c.session_id()
+        });
+        EphemeralOwner { stop, thread }
+    }
+
+    /// Stops talking; returns the session id, still the first one.
+    fn finish(self) -> i64 {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("ephemeral owner")
+    }
+}
+
+/// Each member in turn stopped with SIGTERM and started again (followers
+/// first, the leader last, as an operator rolls an ensemble), each time
+/// only once the ensemble has a leader and writes go on: no acknowledged
+/// write is lost, the writers keep their sessions, and a session with a
+/// 6 s timeout keeps its ephemeral throughout.
+#[test]
+fn a_rolling_restart_under_load_loses_no_write_and_expires_no_session() {
+    let mut e = Ensemble::start(binary(), 3, "");
+    setup_parent(&e);
+    let writers = Writers::start(&e, &["r1", "r2"]);
+    let owner = EphemeralOwner::start(&e, "/rolling-owner");
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let order: Vec<u64> = (1..=3)
+        .filter(|&i| i != leader)
+        .chain(std::iter::once(leader))
+        .collect();
+    for id in order {
+        let before = writers.len();
+        assert_eq!(e.terminate(id), Some(0), "member {id} exits cleanly");
+        e.wait_leader(Duration::from_secs(30));
+        // Down for a while, as a member being upgraded is: the three
+        // restarts together outlast the owner's session timeout, so a
+        // session kept alive only by the members that restarted would
+        // expire.
+        std::thread::sleep(Duration::from_millis(2_500));
+        e.start_member(id);
+        e.wait_leader(Duration::from_secs(30));
+        // The restarted member is back in the ensemble, and writes go on.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(e.mode(id).as_deref(), Some("leader" | "follower"))
+            || writers.len() <= before + 20
+        {
+            assert!(
+                Instant::now() < deadline,
+                "member {id} did not rejoin, or writes stopped ({} -> {})",
+                before,
+                writers.len()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let session = owner.finish();
+    let history = writers.finish();
+    check_linearizable(&history);
+    check_all_present(&e, &history);
+    let mut c = Roaming::new(addrs(&e), 0);
+    match c.must(&get("/rolling-owner")).body {
+        Response::GetData(d) => assert_eq!(d.stat.ephemeral_owner, session),
+        other => panic!("the ephemeral is gone after the rolling restart: {other:?}"),
+    }
+}
+
+/// A peer speaking another version of the peer protocol (a member of an
+/// incompatible release, met during an upgrade) is refused with a log
+/// line that says so, and the ensemble goes on.
+#[test]
+fn a_member_speaking_another_peer_protocol_version_is_refused_with_a_clear_message() {
+    use std::io::Write as _;
+    use zoocore_consensus::peer_msg::PROTOCOL_VERSION;
+    use zoocore_consensus::PeerMsg;
+    let e = Ensemble::start(binary(), 3, "");
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let other = (1..=3).find(|&i| i != leader).expect("another member");
+    let mut frame = Vec::new();
+    PeerMsg::Hello {
+        version: PROTOCOL_VERSION + 1,
+        server_id: other,
+        membership: 0,
+    }
+    .encode(&mut frame);
+    let peer: SocketAddr = ([127, 0, 0, 1], e.member(leader).peer_port).into();
+    let mut s = std::net::TcpStream::connect(peer).expect("peer port");
+    s.write_all(&frame).expect("send hello");
+    let expected = format!(
+        "server.{other} speaks peer protocol {}, this server {PROTOCOL_VERSION}: refusing it",
+        PROTOCOL_VERSION + 1
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.log(leader).contains(&expected) {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged: {}",
+            e.log(leader)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = Roaming::new(addrs(&e), 0);
+    assert!(created(&c.must(&create("/after-a-newer-peer", b"", 0))));
+}
