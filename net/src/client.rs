@@ -41,6 +41,9 @@ pub struct ConnectOptions {
     pub last_zxid_seen: i64,
     /// Send the trailing `readOnly` byte (3.5+ clients do; 3.4 clients don't).
     pub send_read_only: bool,
+    /// What that byte says: the client accepts a read-only server
+    /// (`canBeReadOnly`).
+    pub can_be_read_only: bool,
     /// How long a read may block before the call fails.
     pub io_timeout: Duration,
 }
@@ -53,6 +56,7 @@ impl Default for ConnectOptions {
             passwd: vec![0; 16],
             last_zxid_seen: 0,
             send_read_only: true,
+            can_be_read_only: false,
             io_timeout: Duration::from_secs(30),
         }
     }
@@ -96,7 +100,7 @@ impl Client {
             timeout: options.timeout_ms,
             session_id: options.session_id,
             passwd: options.passwd.clone(),
-            read_only: options.send_read_only.then_some(false),
+            read_only: options.send_read_only.then_some(options.can_be_read_only),
         };
         let mut out = Vec::new();
         write_frame(&mut out, |b| request.write(b));
@@ -116,6 +120,11 @@ impl Client {
 
     pub fn passwd(&self) -> &[u8] {
         &self.session.passwd
+    }
+
+    /// The server said it is read-only (it answers reads only).
+    pub fn is_read_only(&self) -> bool {
+        self.session.read_only == Some(true)
     }
 
     pub fn negotiated_timeout(&self) -> i32 {

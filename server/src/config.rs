@@ -123,6 +123,10 @@ pub struct Ensemble {
     /// member a little behind catches up from the log
     /// (`zoocore.raftRetainedEntries`).
     pub retained_entries: u64,
+    /// `readonlymode.enabled`: how long a member without a leader waits
+    /// before it serves reads to clients that allow a read-only server
+    /// (ZooKeeper: the greater of 2 s and tickTime); `None` when off.
+    pub read_only_after: Option<std::time::Duration>,
     /// `peerType`, when given: whether this server says it is an observer.
     /// The server lines decide; a mismatch is logged, as ZooKeeper does.
     pub peer_type_observer: Option<bool>,
@@ -205,6 +209,7 @@ impl Config {
         let mut log_dir_set = false;
         let mut global_outstanding = None;
         let mut members = Vec::new();
+        let mut read_only_mode = false;
         let mut ensemble = Ensemble {
             myid: 0,
             membership: Membership::default(),
@@ -216,6 +221,7 @@ impl Config {
             heartbeat_ticks: 1,
             retained_entries: 1000,
             peer_type_observer: None,
+            read_only_after: None,
         };
         let (mut admin_enabled, mut admin_ip, mut admin_port) =
             (true, IpAddr::from([0, 0, 0, 0]), 8080);
@@ -372,6 +378,7 @@ impl Config {
                 }
                 "initLimit" => ensemble.init_limit = number(value)? as u32,
                 "syncLimit" => ensemble.sync_limit = number(value)? as u32,
+                "readonlymode.enabled" => read_only_mode = value == "true",
                 "zoocore.raftTickMs" => ensemble.raft_tick_ms = number(value)?,
                 "zoocore.electionTicks" => ensemble.election_ticks = number(value)? as usize,
                 "zoocore.heartbeatTicks" => ensemble.heartbeat_ticks = number(value)? as usize,
@@ -410,6 +417,9 @@ impl Config {
             }
         }
         if members.len() > 1 {
+            ensemble.read_only_after = read_only_mode.then(|| {
+                std::time::Duration::from_millis(u64::from(config.tick_time_ms.max(2000)))
+            });
             ensemble.membership = Membership::new(members)
                 .map_err(|e| ConfigError::Inconsistent(format!("{}: {e}", path.display())))?;
             config.ensemble = Some(ensemble);

@@ -513,6 +513,7 @@ fn member(
         snapshotter::SnapshotPolicy::new(config.snap_count, config.snap_size_limit_bytes);
     let snap_retain_count = config.snap_retain_count;
     let tick = std::time::Duration::from_millis(ensemble.raft_tick_ms);
+    let read_only_after = ensemble.read_only_after;
     let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
     Ok(Start {
         tree,
@@ -558,6 +559,7 @@ fn member(
                     stats,
                     shutdown,
                     fsync_warning,
+                    read_only_after,
                 })
                 .await
             })

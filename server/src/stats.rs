@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -566,6 +566,9 @@ pub struct EnsembleState {
     pub followers: AtomicU64,
     pub synced_followers: AtomicU64,
     pub synced_observers: AtomicU64,
+    /// Without a leader for a while, serving reads to clients that allow a
+    /// read-only server (`readonlymode.enabled`).
+    read_only: AtomicBool,
     /// `sync` requests waiting for their read index.
     pub pending_syncs: AtomicU64,
     /// Requests this follower forwarded to the leader.
@@ -590,8 +593,20 @@ impl EnsembleState {
         }
     }
 
+    pub fn set_read_only(&self, on: bool) {
+        self.read_only.store(on, Ordering::Relaxed);
+    }
+
+    /// Serving read-only: no leader, `readonlymode.enabled`, and waited out.
+    pub fn read_only(&self) -> bool {
+        self.read_only.load(Ordering::Relaxed)
+    }
+
     /// ZooKeeper's name for the role (srvr's Mode, mntr's zk_server_state).
     pub fn mode(&self) -> &'static str {
+        if self.read_only() {
+            return "read-only";
+        }
         match self.role() {
             Role::Standalone => "standalone",
             Role::Looking => "looking",

@@ -274,7 +274,7 @@ fn command(name: &str, cx: &Context<'_>) -> Map<String, Value> {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), json!(v)))
             .collect(),
-        "is_read_only" => object([("read_only".into(), json!(false))]),
+        "is_read_only" => object([("read_only".into(), json!(stats.ensemble.read_only()))]),
         "monitor" => fourlw::monitor_rows(cx)
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -284,7 +284,7 @@ fn command(name: &str, cx: &Context<'_>) -> Map<String, Value> {
             let (min, avg, max) = stats.latency();
             let mut fields = object([
                 ("version".into(), json!(fourlw::version_line())),
-                ("read_only".into(), json!(false)),
+                ("read_only".into(), json!(stats.ensemble.read_only())),
                 (
                     "server_stats".into(),
                     json!({

@@ -50,7 +50,13 @@ pub fn answer(word: &str, cx: &Context<'_>) -> String {
             dir_size(&cx.config.data_dir),
             dir_size(&cx.config.data_log_dir)
         ),
-        "isro" => "rw".to_owned(),
+        // As ZooKeeper: "null" while a member has no server running.
+        "isro" => match (cx.stats.ensemble.read_only(), cx.stats.ensemble.serving()) {
+            (true, _) => "ro",
+            (false, true) => "rw",
+            (false, false) => "null",
+        }
+        .to_owned(),
         "wchs" => watch_summary(cx.views),
         "wchc" => watches_by_session(cx.views),
         "wchp" => watches_by_path(cx.views),
@@ -164,7 +170,7 @@ fn configuration(c: &Config) -> String {
 
 fn server_summary(cx: &Context<'_>, with_clients: bool) -> String {
     let stats = cx.stats;
-    if !stats.ensemble.serving() {
+    if !stats.ensemble.serving() && !stats.ensemble.read_only() {
         return NOT_SERVING.to_owned();
     }
     let clients = if with_clients {

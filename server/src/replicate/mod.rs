@@ -77,6 +77,9 @@ pub struct ReplicateSetup {
     pub stats: Arc<Stats>,
     pub shutdown: Shutdown,
     pub fsync_warning: Duration,
+    /// `readonlymode.enabled`: how long without a leader before this member
+    /// serves reads to clients that allow a read-only server.
+    pub read_only_after: Option<Duration>,
 }
 
 /// The replica and what this server is waiting for from it.
@@ -91,6 +94,9 @@ struct Glue {
     /// disconnect), sent with the next fan-out.
     local: Vec<Entry>,
     stats: Arc<Stats>,
+    read_only_after: Option<Duration>,
+    /// Since when this member has had no leader.
+    looking_since: Option<std::time::Instant>,
 }
 
 impl Glue {
@@ -258,6 +264,24 @@ impl Glue {
             Role::Follower
         });
         e.set_learners(self.replica.learners());
+        // Read-only mode (ZooKeeper's ReadOnlyZooKeeperServer): after a
+        // while without a leader, shards take clients that allow it and
+        // answer their reads. A leader's return closes those connections
+        // (the leader change above), so the clients come back read-write.
+        let looking = e.role() == Role::Looking;
+        self.looking_since = match (looking, self.looking_since) {
+            (true, None) => Some(std::time::Instant::now()),
+            (true, since) => since,
+            (false, _) => None,
+        };
+        let read_only = self
+            .read_only_after
+            .zip(self.looking_since)
+            .is_some_and(|(after, since)| since.elapsed() >= after);
+        if read_only != e.read_only() {
+            tracing::info!(read_only, "read-only mode");
+            e.set_read_only(read_only);
+        }
         e.pending_syncs
             .store(self.syncs.len() as u64, Ordering::Relaxed);
         Absorbed {
@@ -297,6 +321,7 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
         stats,
         shutdown,
         fsync_warning,
+        read_only_after,
     } = setup;
     stats.ensemble.set_role(Role::Looking);
     let glue = Rc::new(RefCell::new(Glue {
@@ -306,6 +331,8 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
         next_sync: 1,
         local: Vec::new(),
         stats: stats.clone(),
+        read_only_after,
+        looking_since: None,
     }));
     let (kick_tx, kick_rx) = local_channel::new_bounded::<()>(1);
     let kick_tx = Rc::new(kick_tx);

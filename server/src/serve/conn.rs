@@ -47,6 +47,7 @@ pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         done,
         closing: Cell::new(false),
         read_only_byte: Cell::new(false),
+        read_only_session: Cell::new(false),
         catching_up: Cell::new(false),
         counters: Arc::new(ClientStats::new(peer_addr, shard.stats.started)),
     });

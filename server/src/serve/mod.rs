@@ -77,6 +77,9 @@ struct Conn {
     done: LocalSender<()>,
     closing: Cell<bool>,
     read_only_byte: Cell<bool>,
+    /// Connected to this member while it serves read-only: reads only, and
+    /// closed when the member has a leader again.
+    read_only_session: Cell<bool>,
     /// Waiting, during a reconnect, for this replica to catch up.
     catching_up: Cell<bool>,
     counters: Arc<ClientStats>,
@@ -202,6 +205,8 @@ pub struct Shard {
     reads_due: RefCell<Vec<u64>>,
     to_sequencer: ConnectedSender<ToSequencer>,
     next_conn: Cell<u64>,
+    /// The next id for a session opened while read-only; never replicated.
+    next_read_only_session: Cell<i64>,
 }
 
 impl Shard {
@@ -247,6 +252,10 @@ pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<
         reads_due: RefCell::new(Vec::new()),
         to_sequencer: setup.to_sequencer.connect().await,
         next_conn: Cell::new(1),
+        next_read_only_session: Cell::new(sessions::first_read_only_session_id(
+            &setup.config,
+            setup.index,
+        )),
         config: setup.config,
     });
     glommio::spawn_local(commits::apply_commits(shard.clone(), setup.commits)).detach();

@@ -52,6 +52,9 @@ pub(super) async fn handle_request(
         shard: shard.index,
         conn: conn.id,
     };
+    if conn.read_only_session.get() {
+        return read_only_request(shard, conn, header.xid, &request, arrived);
+    }
     if request.is_write() || matches!(request, Request::Sync(_) | Request::CloseSession) {
         let message = match &request {
             Request::Sync(_) => ToSequencer::Sync { origin },
@@ -157,6 +160,58 @@ pub(super) async fn handle_request(
                 arrived,
             );
         }
+    }
+    Ok(())
+}
+
+/// A request of a read-only session: writes, syncs and checks get
+/// NotReadOnly (ZooKeeper's ReadOnlyRequestProcessor refuses the same
+/// opcodes), reads are answered from this member's tree, a close ends the
+/// connection. Once this member has a leader again the connection is
+/// closed, so the client comes back read-write.
+fn read_only_request(
+    shard: &Shard,
+    conn: &Conn,
+    xid: i32,
+    request: &Request,
+    arrived: Instant,
+) -> Result<(), String> {
+    if !shard.stats.ensemble.read_only() {
+        return Err("read-only mode is over".into());
+    }
+    let zxid = shard.replica.borrow().last_zxid();
+    let refused = match request {
+        Request::CloseSession => {
+            let h = ReplyHeader { xid, zxid, err: 0 };
+            conn.reply(h, &Response::Empty, shard.counters(), arrived);
+            conn.close();
+            return Ok(());
+        }
+        Request::Sync(_) => true,
+        r => r.is_write(),
+    };
+    if refused {
+        let h = ReplyHeader {
+            xid,
+            zxid,
+            err: ErrorCode::NotReadOnly.code(),
+        };
+        conn.reply(h, &Response::Empty, shard.counters(), arrived);
+        return Ok(());
+    }
+    match request {
+        Request::Ping => {
+            let h = ReplyHeader {
+                xid: xid::PING,
+                zxid,
+                err: 0,
+            };
+            conn.reply(h, &Response::Empty, shard.counters(), arrived);
+        }
+        Request::Auth(_) | Request::Unsupported { .. } => {
+            return Err("authentication or an unknown opcode on a read-only session".into())
+        }
+        _ => answer_read(shard, conn, &shard.replica.borrow(), xid, request, arrived),
     }
     Ok(())
 }

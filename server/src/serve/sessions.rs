@@ -53,8 +53,13 @@ pub(super) async fn connect(
         conn: conn.id,
     };
     if !shard.stats.ensemble.serving() {
-        // A member without a leader takes no sessions: the client tries the
-        // next server of its connect string, as with ZooKeeper.
+        if shard.stats.ensemble.read_only() && request.read_only == Some(true) {
+            return connect_read_only(shard, conn, &request, timeout);
+        }
+        // A member without a leader takes no sessions (but read-only ones,
+        // above): the client tries the next server of its connect string,
+        // as with ZooKeeper, which also closes a client that does not
+        // allow a read-only server.
         return Err("no leader: not serving".into());
     }
     if request.session_id == 0 {
@@ -129,6 +134,69 @@ pub(super) async fn connect(
             session_id: id,
             passwd: session::password(id).to_vec(),
             read_only: request.read_only.map(|_| false),
+        },
+    );
+    Ok(())
+}
+
+/// Where a shard's read-only session ids start: this server's id in the top
+/// byte as for every session, the time part as far from now as it goes
+/// (bit 55 flipped), and the shard's index, so they meet neither the ids
+/// the ensemble hands out nor another shard's.
+pub(super) fn first_read_only_session_id(config: &crate::config::Config, shard: usize) -> i64 {
+    let myid = config.ensemble.as_ref().map_or(0, |e| e.myid) as u8;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    (session::first_session_id(myid, now_ms) ^ (1 << 55)) + ((shard as i64) << 32)
+}
+
+/// A read-only session's password: not the one an ensemble session of the
+/// same id would have, so neither can pass for the other.
+fn read_only_password(id: i64) -> [u8; session::PASSWORD_LEN] {
+    session::password(!id)
+}
+
+/// A client that allows a read-only server, while this member serves
+/// read-only: a new session lives only as long as this connection (it is
+/// never replicated; ZooKeeper's read-only sessions are local too), and an
+/// ensemble session this member knows is taken back for reads.
+fn connect_read_only(
+    shard: &Shard,
+    conn: &Conn,
+    request: &ConnectRequest,
+    timeout: i32,
+) -> Result<(), String> {
+    let (id, passwd) = if request.session_id == 0 {
+        let id = shard.next_read_only_session.get();
+        shard.next_read_only_session.set(id + 1);
+        (id, read_only_password(id).to_vec())
+    } else {
+        let id = request.session_id;
+        let known = shard.replica.borrow().sessions().contains_key(&id);
+        if !known || request.passwd != session::password(id) {
+            send_connect_response(conn, &invalid_session(conn));
+            return Err(format!("session {id:#x} unknown to a read-only server"));
+        }
+        (id, request.passwd.clone())
+    };
+    tracing::info!(
+        session = format!("{id:#x}"),
+        timeout_ms = timeout,
+        client = %conn.counters.peer,
+        "read-only session"
+    );
+    conn.read_only_session.set(true);
+    conn.session_id.set(id);
+    conn.counters.note_session(id, timeout);
+    send_connect_response(
+        conn,
+        &ConnectResponse {
+            protocol_version: 0,
+            timeout,
+            session_id: id,
+            passwd,
+            read_only: Some(true),
         },
     );
     Ok(())

@@ -1338,3 +1338,147 @@ fn a_member_speaking_another_peer_protocol_version_is_refused_with_a_clear_messa
     let mut c = Roaming::new(addrs(&e), 0);
     assert!(created(&c.must(&create("/after-a-newer-peer", b"", 0))));
 }
+
+/// What a client sees of a member left alone with `readonlymode.enabled`,
+/// recorded the same way for zoocore and Apache ZooKeeper.
+#[derive(Debug, PartialEq, Eq)]
+struct ReadOnlyView {
+    isro: String,
+    mode: Option<String>,
+    server_state: Option<String>,
+    connect_read_only: bool,
+    data: Option<Vec<u8>>,
+    children: Option<Vec<String>>,
+    /// Error codes of create, setData, delete, sync, check-in-multi.
+    refused: Vec<i32>,
+    /// A client that does not allow a read-only server gets no session.
+    read_write_client_refused: bool,
+    isro_after_quorum: String,
+    read_only_connection_closed: bool,
+    write_after_quorum: i32,
+}
+
+fn read_only_view(what: &str, e: &mut Ensemble) -> ReadOnlyView {
+    use zoocore_net::records::{CheckVersionRequest, DeleteRequest};
+    let mut c = Roaming::new(vec![e.member(1).client], 0);
+    assert!(created(&c.must(&create("/ro", b"kept", 0))));
+    assert!(created(&c.must(&create("/ro/kid", b"", 0))));
+    drop(c);
+    e.kill(2);
+    e.kill(3);
+    let alone = e.member(1).client;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while four_letter_word(alone, "isro").unwrap_or_default() != "ro" {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: member 1 never became read-only"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let isro = four_letter_word(alone, "isro").unwrap_or_default();
+    let srvr = four_letter_word(alone, "srvr").unwrap_or_default();
+    let mode = srvr
+        .lines()
+        .find_map(|l| l.strip_prefix("Mode: "))
+        .map(str::to_owned);
+    let server_state = mntr_value(e, 1, "server_state");
+    let options = ConnectOptions {
+        can_be_read_only: true,
+        io_timeout: Duration::from_secs(10),
+        ..ConnectOptions::default()
+    };
+    let mut ro = Client::connect(alone, &options)
+        .unwrap_or_else(|err| panic!("{what}: a read-only session: {err:?}"));
+    let data = match ro.call(&get("/ro")).expect("getData").body {
+        Response::GetData(d) => d.data,
+        _ => None,
+    };
+    let children = match ro
+        .call(&Request::GetChildren(PathWatchRequest {
+            path: "/ro".into(),
+            watch: true,
+        }))
+        .expect("getChildren")
+        .body
+    {
+        Response::Children(c) => Some(c),
+        _ => None,
+    };
+    let set = Request::SetData(SetDataRequest {
+        path: "/ro".into(),
+        data: Some(b"changed".to_vec()),
+        version: -1,
+    });
+    let delete = Request::Delete(DeleteRequest {
+        path: "/ro/kid".into(),
+        version: -1,
+    });
+    let multi = Request::Multi(vec![Request::Check(CheckVersionRequest {
+        path: "/ro".into(),
+        version: 0,
+    })]);
+    let refused = [create("/ro/new", b"", 0), set, delete, sync("/ro"), multi]
+        .iter()
+        .map(|r| ro.call(r).expect("a reply").header.err)
+        .collect();
+    let plain = ConnectOptions {
+        io_timeout: Duration::from_secs(5),
+        ..ConnectOptions::default()
+    };
+    let read_write_client_refused = Client::connect(alone, &plain).is_err();
+
+    e.start_member(2);
+    e.start_member(3);
+    e.wait_leader(Duration::from_secs(90));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while four_letter_word(alone, "isro").unwrap_or_default() != "rw" {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: member 1 never became read-write"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let isro_after_quorum = four_letter_word(alone, "isro").unwrap_or_default();
+    // The read-only connection is closed once the quorum is back; a read
+    // on it fails (ZooKeeper closes it when its read-only server stops).
+    let read_only_connection_closed = ro.call(&get("/ro")).is_err();
+    let mut c = Roaming::new(vec![alone], 0);
+    let write_after_quorum = c.must(&create("/ro/after", b"", 0)).header.err;
+    ReadOnlyView {
+        isro,
+        mode,
+        server_state,
+        connect_read_only: ro.is_read_only(),
+        data,
+        children,
+        refused,
+        read_write_client_refused,
+        isro_after_quorum,
+        read_only_connection_closed,
+        write_after_quorum,
+    }
+}
+
+/// `readonlymode.enabled`: a member cut off from its quorum serves reads to
+/// clients that allow a read-only server, refuses their writes with
+/// NotReadOnly, says `ro`, and closes those sessions when the quorum is
+/// back; the same sequence against Apache ZooKeeper gives the same view.
+#[test]
+fn a_member_without_quorum_serves_reads_read_only_as_zookeeper_does() {
+    // ZooKeeper opens a new session on a read-only server only as a local
+    // session (without them it answers the connect with a NotReadOnly
+    // reply header); kazoo's own read-only test turns them on too.
+    let mut zookeeper = Ensemble::start_zookeeper(
+        3,
+        "localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true\n",
+        &["-Dreadonlymode.enabled=true".to_owned()],
+    );
+    let expected = read_only_view("zookeeper", &mut zookeeper);
+    drop(zookeeper);
+    let mut zoocore = Ensemble::start(binary(), 3, "readonlymode.enabled=true\n");
+    let seen = read_only_view("zoocore", &mut zoocore);
+    let not_read_only = ErrorCode::NotReadOnly.code();
+    assert_eq!(expected.refused, vec![not_read_only; 5], "{expected:?}");
+    assert_eq!(expected.mode.as_deref(), Some("read-only"), "{expected:?}");
+    assert_eq!(seen, expected);
+}

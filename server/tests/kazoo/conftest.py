@@ -89,7 +89,7 @@ def four_letter_word(port, word, timeout=2.0):
         return ""
 
 
-def _zoocore_command(workdir, port, extra=""):
+def _zoocore_command(workdir, port, extra="", read_only=False):
     binary = Path(os.environ.get("ZOOCORE_BIN", REPO / "target" / "debug" / "zoocore"))
     if not binary.is_file():
         pytest.fail(f"zoocore binary {binary} not found: run `cargo build -p zoocore` or set ZOOCORE_BIN")
@@ -104,12 +104,12 @@ def _zoocore_command(workdir, port, extra=""):
         "maxClientCnxns=0\n"
         "4lw.commands.whitelist=*\n"
         "zoocore.shards=2\n"
-        "admin.enableServer=false\n" + extra
+        "admin.enableServer=false\n" + ("readonlymode.enabled=true\n" if read_only else "") + extra
     )
     return [str(binary), "--config", str(cfg)]
 
 
-def _zookeeper_command(workdir, port, extra=""):
+def _zookeeper_command(workdir, port, extra="", read_only=False):
     cp = subprocess.run(
         ["bash", str(REPO / "scripts" / "zk-classpath.sh")],
         capture_output=True,
@@ -127,13 +127,18 @@ def _zookeeper_command(workdir, port, extra=""):
         "clientPortAddress=127.0.0.1\n"
         "maxClientCnxns=0\n"
         "admin.enableServer=false\n"
-        "4lw.commands.whitelist=*\n" + extra
+        "4lw.commands.whitelist=*\n"
+        # A read-only server opens new sessions only as local sessions (as
+        # kazoo's own read-only test configures it).
+        + ("localSessionsEnabled=true\nlocalSessionsUpgradingEnabled=true\n" if read_only else "")
+        + extra
     )
     main = "org.apache.zookeeper.server.quorum.QuorumPeerMain" if extra else "org.apache.zookeeper.server.ZooKeeperServerMain"
     return [
         "java",
         "-Xmx512m",
         "-Dzookeeper.extendedTypesEnabled=true",
+        f"-Dreadonlymode.enabled={'true' if read_only else 'false'}",
         f"-Dlog4j.configuration=file:{REPO / 'scripts' / 'zk-log4j.properties'}",
         "-cp",
         cp.stdout.strip(),
@@ -166,8 +171,9 @@ def _log_tail(path, limit=20000):
 class Cluster:
     """The servers under test: one standalone server, or an ensemble."""
 
-    def __init__(self, kind):
+    def __init__(self, kind, read_only=False):
         self.kind = kind
+        self.read_only = read_only
         self.base = kind.split("-")[0]
         self.ensemble = kind.endswith("-ensemble")
         self.workdir = Path(tempfile.mkdtemp(prefix=f"kazoo-{kind}-"))
@@ -194,7 +200,7 @@ class Cluster:
         workdir.mkdir(exist_ok=True)
         command = _zoocore_command if self.base == "zoocore" else _zookeeper_command
         if fresh:
-            cmd = command(workdir, self.ports[i], self.lines)
+            cmd = command(workdir, self.ports[i], self.lines, self.read_only)
             if self.ensemble:
                 (workdir / "data" / "myid").write_text(f"{i + 1}\n")
         else:
