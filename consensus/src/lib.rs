@@ -26,7 +26,7 @@ pub use peer_msg::{PeerMsg, Proposal, ProposalOp};
 /// raft's persistent state and log entries, as a driver stores them.
 pub use raft::eraftpb::{Entry, HardState};
 pub use replica::{
-    ChunkWanted, Committed, DurableState, Installed, Learners, Output, Persist, Replica,
+    ChunkWanted, Committed, DurableState, Installed, Learners, Output, PeerLag, Persist, Replica,
     ReplicaConfig, ReplicaError,
 };
 pub use snapshot::{Logged, Recovered};

@@ -69,6 +69,19 @@ pub struct ReplicaConfig {
     pub retained_entries: u64,
 }
 
+/// How far a member is behind the leader's log (`Replica::peer_lag`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PeerLag {
+    pub id: u64,
+    /// Entries it lacks.
+    pub entries: u64,
+    /// Bytes of entry data it lacks (at least: a member behind the log's
+    /// start also needs a snapshot).
+    pub bytes: u64,
+    /// Milliseconds since the first entry it lacks was appended here.
+    pub ms: i64,
+}
+
 /// What a leader sees of the other members (`Replica::learners`).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Learners {
@@ -254,7 +267,7 @@ impl Replica {
             hard_state,
             snapshot_meta,
         );
-        storage.append(&durable.entries)?;
+        storage.append(&durable.entries, now)?;
         let mut raft_config = raft::Config {
             id: config.id,
             election_tick: config.election_ticks,
@@ -409,21 +422,30 @@ impl Replica {
         self.config.learners.contains(&self.config.id)
     }
 
-    /// Leader only: how many entries each other member is behind its log.
-    pub fn peer_lag(&self) -> Vec<(u64, u64)> {
+    /// Leader only: how far each other member is behind this log.
+    pub fn peer_lag(&self) -> Vec<PeerLag> {
         if self.leading.is_none() {
             return Vec::new();
         }
         let last = self.raw.raft.raft_log.last_index();
-        let mut lag: Vec<(u64, u64)> = self
+        let store = self.raw.store();
+        let mut lag: Vec<PeerLag> = self
             .raw
             .raft
             .prs()
             .iter()
             .filter(|(&id, _)| id != self.config.id)
-            .map(|(&id, p)| (id, last.saturating_sub(p.matched)))
+            .map(|(&id, p)| {
+                let (bytes, ms) = store.lag_after(p.matched, self.now);
+                PeerLag {
+                    id,
+                    entries: last.saturating_sub(p.matched),
+                    bytes,
+                    ms,
+                }
+            })
             .collect();
-        lag.sort_unstable();
+        lag.sort_unstable_by_key(|l| l.id);
         lag
     }
 
@@ -922,8 +944,9 @@ impl Replica {
             Some(self.install(rd.snapshot())?)
         };
         {
+            let now = self.now;
             let store = self.raw.mut_store();
-            store.append(&entries)?;
+            store.append(&entries, now)?;
             if let Some(hs) = &hard_state {
                 store.set_hard_state(hs.clone());
             }

@@ -57,6 +57,11 @@ pub struct EntryStore {
     /// the last one a snapshot covers (0, 0 for an uncompacted log).
     before: (u64, u64),
     entries: VecDeque<Entry>,
+    /// Per entry of `entries`: where its data ends in a running byte count,
+    /// and when it was appended (ms); what a leader reports as a peer's lag.
+    marks: VecDeque<(u64, i64)>,
+    /// The mark of the entry at `before`.
+    before_mark: (u64, i64),
 }
 
 impl EntryStore {
@@ -72,7 +77,25 @@ impl EntryStore {
             before: snapshot.map_or((0, 0), |s| (s.index, s.term)),
             snapshot,
             entries: VecDeque::new(),
+            marks: VecDeque::new(),
+            before_mark: (0, 0),
         }
+    }
+
+    /// How far the log runs past `index`: bytes of entry data, and the age
+    /// at `now_ms` of the first entry after it (0 when there is none). A
+    /// peer behind the log's start is owed at least the whole log.
+    pub fn lag_after(&self, index: u64, now_ms: i64) -> (u64, i64) {
+        let from = index.max(self.before.0);
+        let at = |i: u64| match i - self.before.0 {
+            0 => self.before_mark,
+            n => self.marks[(n - 1) as usize],
+        };
+        let end = self.marks.back().copied().unwrap_or(self.before_mark).0;
+        if from >= self.last() {
+            return (0, 0);
+        }
+        (end - at(from).0, now_ms - at(from + 1).1)
     }
 
     pub fn snapshot_meta(&self) -> Option<SnapshotMeta> {
@@ -91,8 +114,9 @@ impl EntryStore {
         self.before.0 + self.entries.len() as u64
     }
 
-    /// Appends entries, replacing the log from the first one's index on.
-    pub fn append(&mut self, entries: &[Entry]) -> Result<(), raft::Error> {
+    /// Appends entries at `now_ms`, replacing the log from the first one's
+    /// index on.
+    pub fn append(&mut self, entries: &[Entry], now_ms: i64) -> Result<(), raft::Error> {
         let Some(first) = entries.first() else {
             return Ok(());
         };
@@ -107,9 +131,16 @@ impl EntryStore {
                 .into(),
             )));
         }
-        self.entries
-            .truncate((first.index - self.before.0 - 1) as usize);
+        let kept = (first.index - self.before.0 - 1) as usize;
+        self.entries.truncate(kept);
+        self.marks.truncate(kept);
+        let mut end = self.marks.back().copied().unwrap_or(self.before_mark).0;
+        for e in entries {
+            end += e.data.len() as u64;
+            self.marks.push_back((end, now_ms));
+        }
         self.entries.extend(entries.iter().cloned());
+        debug_assert_eq!(self.entries.len(), self.marks.len());
         Ok(())
     }
 
@@ -122,16 +153,18 @@ impl EntryStore {
         self.snapshot = Some(meta);
         let to = compact_to.min(meta.index).min(self.last());
         while to > self.before.0 {
-            let Some(e) = self.entries.pop_front() else {
+            let (Some(e), Some(mark)) = (self.entries.pop_front(), self.marks.pop_front()) else {
                 break;
             };
             self.before = (e.index, e.term);
+            self.before_mark = mark;
         }
     }
 
     /// A snapshot from the leader replaces the whole log.
     pub fn install(&mut self, meta: SnapshotMeta) {
         self.entries.clear();
+        self.marks.clear();
         self.before = (meta.index, meta.term);
         self.snapshot = Some(meta);
         self.hard_state.commit = self.hard_state.commit.max(meta.index);
@@ -220,12 +253,12 @@ mod tests {
     #[test]
     fn appends_replace_the_suffix_and_compaction_keeps_the_term_before() {
         let mut s = store();
-        s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>())
+        s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>(), 0)
             .expect("append");
-        s.append(&[entry(8, 2)]).expect("replace");
+        s.append(&[entry(8, 2)], 0).expect("replace");
         assert_eq!(s.last_index().ok(), Some(8));
         assert_eq!(s.term(8).ok(), Some(2));
-        assert!(s.append(&[entry(10, 2)]).is_err(), "a gap is refused");
+        assert!(s.append(&[entry(10, 2)], 0).is_err(), "a gap is refused");
         let meta = SnapshotMeta {
             index: 6,
             term: 1,
@@ -251,13 +284,13 @@ mod tests {
         let snap = s.snapshot(0, 2).expect("snapshot");
         assert_eq!(SnapshotMeta::from_raft(&snap), Some(meta));
         assert!(s.snapshot(7, 2).is_err(), "older than asked for");
-        assert!(s.append(&[entry(4, 3)]).is_err(), "before the log start");
+        assert!(s.append(&[entry(4, 3)], 0).is_err(), "before the log start");
     }
 
     #[test]
     fn an_installed_snapshot_replaces_the_log() {
         let mut s = store();
-        s.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>())
+        s.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>(), 0)
             .expect("append");
         let meta = SnapshotMeta {
             index: 20,
@@ -271,6 +304,34 @@ mod tests {
         );
         assert_eq!(s.term(20).ok(), Some(3));
         assert_eq!(s.initial_state().expect("state").hard_state.commit, 20);
-        s.append(&[entry(21, 3)]).expect("append after");
+        s.append(&[entry(21, 3)], 0).expect("append after");
+    }
+
+    #[test]
+    fn lag_after_counts_the_bytes_and_the_age_of_what_a_peer_lacks() {
+        let mut s = store();
+        let sized = |index: u64, len: usize| Entry {
+            data: vec![0; len].into(),
+            ..entry(index, 1)
+        };
+        s.append(&[sized(1, 10), sized(2, 20)], 100)
+            .expect("append");
+        s.append(&[sized(3, 30)], 200).expect("append");
+        assert_eq!(s.lag_after(3, 500), (0, 0), "nothing lacking");
+        assert_eq!(s.lag_after(2, 500), (30, 300));
+        assert_eq!(s.lag_after(0, 500), (60, 400));
+        // A replaced suffix counts its new bytes and time.
+        s.append(&[sized(3, 5), sized(4, 5)], 300).expect("replace");
+        assert_eq!(s.lag_after(1, 500), (30, 400));
+        assert_eq!(s.lag_after(2, 500), (10, 200));
+        // Behind the log's start: at least the whole log.
+        let meta = SnapshotMeta {
+            index: 2,
+            term: 1,
+            len: 1,
+        };
+        s.snapshot_taken(meta, 2);
+        assert_eq!(s.lag_after(0, 500), (10, 200));
+        assert_eq!(s.lag_after(3, 500), (5, 200));
     }
 }

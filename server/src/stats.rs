@@ -555,7 +555,6 @@ pub enum Role {
 
 /// An ensemble member's state, written by the sequencer's core and read by
 /// shards (may they take clients?) and by the operator's words and pages.
-#[derive(Debug, Default)]
 pub struct EnsembleState {
     role: AtomicU64,
     pub leader: AtomicU64,
@@ -573,9 +572,33 @@ pub struct EnsembleState {
     pub pending_syncs: AtomicU64,
     /// Requests this follower forwarded to the leader.
     pub forwarded: AtomicU64,
-    /// Leader only: (member, raft entries it is behind); written per output
-    /// of the replica, read by /metrics.
-    peer_lag: Mutex<Vec<(u64, u64)>>,
+    /// Leader only: how far each member is behind; written once a raft
+    /// tick, read by /metrics.
+    peer_lag: Mutex<Vec<zoocore_consensus::PeerLag>>,
+    /// From losing (or starting without) a leader to having one, ms.
+    pub election_ms: Buckets,
+    /// From a `sync` reaching the sequencer to its read index, in µs.
+    pub sync_us: Buckets,
+}
+
+impl Default for EnsembleState {
+    fn default() -> Self {
+        EnsembleState {
+            role: AtomicU64::new(0),
+            leader: AtomicU64::new(0),
+            leader_changes: AtomicU64::new(0),
+            learners: AtomicU64::new(0),
+            followers: AtomicU64::new(0),
+            synced_followers: AtomicU64::new(0),
+            synced_observers: AtomicU64::new(0),
+            read_only: AtomicBool::new(false),
+            pending_syncs: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            peer_lag: Mutex::new(Vec::new()),
+            election_ms: Buckets::powers_of_two(18),
+            sync_us: Buckets::powers_of_two(24),
+        }
+    }
 }
 
 impl EnsembleState {
@@ -625,11 +648,11 @@ impl EnsembleState {
             .store(l.synced_observers as u64, Ordering::Relaxed);
     }
 
-    pub fn set_peer_lag(&self, lag: Vec<(u64, u64)>) {
+    pub fn set_peer_lag(&self, lag: Vec<zoocore_consensus::PeerLag>) {
         *self.peer_lag.lock().unwrap_or_else(|p| p.into_inner()) = lag;
     }
 
-    pub fn peer_lag(&self) -> Vec<(u64, u64)> {
+    pub fn peer_lag(&self) -> Vec<zoocore_consensus::PeerLag> {
         self.peer_lag
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -32,6 +32,8 @@ pub struct Member {
     pub client: SocketAddr,
     pub peer_port: u16,
     pub election_port: u16,
+    /// zoocore members: where their Prometheus page is.
+    pub metrics: Option<SocketAddr>,
     pub dir: PathBuf,
     child: Option<Child>,
     stopped: bool,
@@ -121,6 +123,7 @@ impl Ensemble {
         let ports: Vec<(u16, u16, u16)> = (0..n)
             .map(|_| (free_port(), free_port(), free_port()))
             .collect();
+        let metrics_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let lines: String = ports
             .iter()
             .enumerate()
@@ -140,6 +143,7 @@ impl Ensemble {
         let mut members = Vec::new();
         for (i, (client, peer, election)) in ports.iter().enumerate() {
             let id = i as u64 + 1;
+            let metrics = metrics_ports[i];
             let dir = root.join(format!("member-{id}"));
             let data = dir.join("data");
             std::fs::create_dir_all(&data).expect("create member dir");
@@ -151,7 +155,12 @@ impl Ensemble {
                     host(i)
                 )
             } else {
-                "zoocore.shards=1\n".to_owned()
+                format!(
+                    "zoocore.shards=1\nmetricsProvider.className=\
+                     org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+                     metricsProvider.httpHost={}\nmetricsProvider.httpPort={metrics}\n",
+                    host(i)
+                )
             };
             if observer(i) {
                 own.push_str("peerType=observer\n");
@@ -170,6 +179,7 @@ impl Ensemble {
                 client: SocketAddr::new(host(i), *client),
                 peer_port: *peer,
                 election_port: *election,
+                metrics: (!zookeeper).then(|| SocketAddr::new(host(i), metrics)),
                 dir,
                 child: None,
                 stopped: false,

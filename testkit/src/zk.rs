@@ -647,3 +647,22 @@ pub fn server_zxid(addr: SocketAddr) -> i64 {
         .unwrap_or_else(|| panic!("no Zxid in {answer}"));
     i64::from_str_radix(line.trim().trim_start_matches("0x"), 16).expect("hex zxid")
 }
+
+/// An HTTP GET on loopback: the status line and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}

@@ -600,17 +600,47 @@ fn metrics(cx: &Context<'_>) -> String {
         "sync requests waiting for their read index.",
         Stats::get(&e.pending_syncs),
     );
+    // The headers always, so dashboards find the series; samples on a leader.
+    use zoocore_consensus::PeerLag;
     let lag = e.peer_lag();
-    if !lag.is_empty() {
-        out.push_str(
-            "# HELP zoocore_peer_lag_entries Leader: raft entries each member is behind its log.
-\
-             # TYPE zoocore_peer_lag_entries gauge\n",
-        );
-        for (peer, entries) in lag {
-            let _ = writeln!(out, "zoocore_peer_lag_entries{{peer=\"{peer}\"}} {entries}");
+    {
+        type Series = (&'static str, &'static str, fn(&PeerLag) -> i64);
+        let per_peer: [Series; 3] = [
+            (
+                "zoocore_peer_lag_entries",
+                "Leader: raft entries each member lacks.",
+                |l| l.entries as i64,
+            ),
+            (
+                "zoocore_peer_lag_bytes",
+                "Leader: bytes of entries each member lacks (at least).",
+                |l| l.bytes as i64,
+            ),
+            (
+                "zoocore_peer_lag_milliseconds",
+                "Leader: age of the oldest entry each member lacks.",
+                |l| l.ms,
+            ),
+        ];
+        for (name, help, value) in per_peer {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+            for l in &lag {
+                let _ = writeln!(out, "{name}{{peer=\"{}\"}} {}", l.id, value(l));
+            }
         }
     }
+    histogram(
+        &mut out,
+        "zoocore_election_milliseconds",
+        "From losing (or starting without) a leader to having one.",
+        &e.election_ms,
+    );
+    histogram(
+        &mut out,
+        "zoocore_sync_microseconds",
+        "From a sync reaching the sequencer to its read index.",
+        &e.sync_us,
+    );
     histogram(
         &mut out,
         "zoocore_commit_batch_txns",

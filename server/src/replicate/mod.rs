@@ -88,7 +88,8 @@ struct Glue {
     /// Requests of this server's clients in the ensemble's hands, by
     /// (session, cxid): answered from the commit stream.
     pending: HashMap<(i64, i32), Origin>,
-    syncs: HashMap<u64, Origin>,
+    /// Syncs waiting for their read index, and since when.
+    syncs: HashMap<u64, (Origin, std::time::Instant)>,
     next_sync: u64,
     /// Entries for the shards that are not txns (attach, gather, sync,
     /// disconnect), sent with the next fan-out.
@@ -184,7 +185,7 @@ impl Glue {
             ToSequencer::Sync { origin } => {
                 let id = self.next_sync;
                 self.next_sync += 1;
-                self.syncs.insert(id, origin);
+                self.syncs.insert(id, (origin, std::time::Instant::now()));
                 self.stats
                     .ensemble
                     .pending_syncs
@@ -227,7 +228,11 @@ impl Glue {
             batches.push(commit_batch(entries, committed.tree));
         }
         for id in out.synced {
-            if let Some(origin) = self.syncs.remove(&id) {
+            if let Some((origin, since)) = self.syncs.remove(&id) {
+                self.stats
+                    .ensemble
+                    .sync_us
+                    .record(since.elapsed().as_micros() as u64);
                 self.local.push(Entry::Synced { origin });
             }
         }
@@ -272,7 +277,13 @@ impl Glue {
         self.looking_since = match (looking, self.looking_since) {
             (true, None) => Some(std::time::Instant::now()),
             (true, since) => since,
-            (false, _) => None,
+            (false, since) => {
+                // A leader found: how long this member went without one.
+                if let Some(since) = since {
+                    e.election_ms.record(since.elapsed().as_millis() as u64);
+                }
+                None
+            }
         };
         let read_only = self
             .read_only_after

@@ -12,27 +12,8 @@ use std::time::Duration;
 use serde_json::Value;
 use zoocore_net::records::SetDataRequest;
 use zoocore_net::Request;
-use zoocore_testkit::zk::{free_port, watched_session, ZooKeeperProcess};
+use zoocore_testkit::zk::{free_port, http_get as get, watched_session, ZooKeeperProcess};
 use zoocore_testkit::zoocore::ZoocoreProcess;
-
-/// GET `path`: the status line and the body.
-fn get(addr: SocketAddr, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("response");
-    let (head, body) = text.split_once("\r\n\r\n").expect("a head and a body");
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
-}
 
 fn command(addr: SocketAddr, name: &str) -> Value {
     let (status, body) = get(addr, &format!("/commands/{name}"));

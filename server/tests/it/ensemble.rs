@@ -1482,3 +1482,77 @@ fn a_member_without_quorum_serves_reads_read_only_as_zookeeper_does() {
     assert_eq!(expected.mode.as_deref(), Some("read-only"), "{expected:?}");
     assert_eq!(seen, expected);
 }
+
+/// A sample of a member's Prometheus page, when it has one.
+fn metric_value(e: &Ensemble, id: u64, series: &str) -> Option<f64> {
+    let addr = e
+        .member(id)
+        .metrics
+        .expect("zoocore members export metrics");
+    let (_, page) = zoocore_testkit::zk::http_get(addr, "/metrics");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&format!("{series} ")))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits until `series` on member `id` satisfies `ok`; returns its value.
+fn wait_metric(e: &Ensemble, id: u64, series: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = metric_value(e, id, series);
+        if let Some(v) = value.filter(|v| ok(*v)) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {id}'s {series} is {value:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The ensemble's own metrics: the election each member waited for, syncs
+/// and forwarded writes on a follower, and on the leader each member's lag
+/// in entries, bytes and time, growing while a follower is paused and back
+/// to nothing once it resumes.
+#[test]
+fn ensemble_metrics_show_elections_syncs_forwarding_and_each_member_s_lag() {
+    let mut e = Ensemble::start(binary(), 3, "");
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let follower = (1..=3).find(|&i| i != leader).expect("a follower");
+    let paused = (1..=3)
+        .find(|&i| i != leader && i != follower)
+        .expect("another follower");
+    for id in 1..=3 {
+        wait_metric(&e, id, "zoocore_election_milliseconds_count", |v| v >= 1.0);
+    }
+    let mut c = Roaming::new(vec![e.member(follower).client], 0);
+    assert!(created(&c.must(&create("/metered", b"", 0))));
+    assert_eq!(c.must(&sync("/metered")).header.err, 0);
+    wait_metric(&e, follower, "zoocore_forwarded_requests_total", |v| {
+        v >= 1.0
+    });
+    wait_metric(&e, follower, "zoocore_sync_microseconds_count", |v| {
+        v >= 1.0
+    });
+    wait_metric(&e, leader, "zoocore_leader_changes_total", |v| v >= 1.0);
+    let lag = |what: &str, id: u64| format!("zoocore_peer_lag_{what}{{peer=\"{id}\"}}");
+    wait_metric(&e, leader, &lag("entries", follower), |v| v == 0.0);
+
+    e.pause(paused, true);
+    let mut writer = Roaming::new(vec![e.member(leader).client], 0);
+    for i in 0..200 {
+        let reply = writer.must(&create(&format!("/metered/n{i}"), &[7; 100], 0));
+        assert_eq!(reply.header.err, 0);
+    }
+    wait_metric(&e, leader, &lag("entries", paused), |v| v >= 1.0);
+    // 200 creates of 100 bytes each: their entries hold at least that.
+    wait_metric(&e, leader, &lag("bytes", paused), |v| v >= 20_000.0);
+    wait_metric(&e, leader, &lag("milliseconds", paused), |v| v >= 100.0);
+    wait_metric(&e, leader, &lag("entries", follower), |v| v == 0.0);
+
+    e.pause(paused, false);
+    wait_metric(&e, leader, &lag("entries", paused), |v| v == 0.0);
+    wait_metric(&e, leader, &lag("bytes", paused), |v| v == 0.0);
+    wait_metric(&e, leader, &lag("milliseconds", paused), |v| v == 0.0);
+}
