@@ -5,8 +5,11 @@
 //! string, after kill -9 and after SIGSTOP of the leader, and after a
 //! partition cuts the leader off (a second pair of ensembles, each member
 //! in its own network namespace: needs root), repeated; and the leader
-//! changes of a healthy ensemble, idle and under load (false elections).
-//! It writes its section of `benches/RESULTS.md` (after `compare`'s,
+//! changes of a healthy ensemble, idle and under load (false elections);
+//! and catch-up: a follower restarted with an empty data dir after its
+//! ensemble holds 1M znodes, timed until it follows with the leader's
+//! zxid (the leader's snapshot crosses, then the log after it).
+//! It writes its sections of `benches/RESULTS.md` (after `compare`'s,
 //! which rewrites the file). Run it through `benches/compare.sh`, or alone
 //! after `cargo build --release -p zoocore -p zoocore-loadgen -p zoocore-benches --bins`.
 
@@ -21,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use serde_json::Value;
-use zoocore_benches::{free_port, repo, zookeeper_command, Kind};
+use zoocore_benches::{free_port, path, populate, repo, zookeeper_command, Kind};
 use zoocore_net::client::{Client, ClientError, ConnectOptions};
 use zoocore_net::consts::perms;
 use zoocore_net::records::{CreateRequest, SetDataRequest};
@@ -44,6 +47,12 @@ struct Args {
     /// only them).
     #[arg(long)]
     only_partition: bool,
+    /// Znodes of 128 B the catch-up rows start from (0 skips them).
+    #[arg(long, default_value_t = 1_000_000)]
+    catch_up_znodes: usize,
+    /// Only the catch-up rows (they get a section of their own).
+    #[arg(long)]
+    only_catch_up: bool,
     #[arg(long, default_value = "benches/RESULTS.md")]
     out: PathBuf,
 }
@@ -77,6 +86,11 @@ impl Cluster {
     /// A cluster on loopback, or (with a subnet) each member in its own
     /// network namespace.
     fn start(kind: Kind, subnet: Option<Subnet>) -> Cluster {
+        Cluster::start_with(kind, subnet, "")
+    }
+
+    /// As `start`, with `extra` lines in every member's zoo.cfg.
+    fn start_with(kind: Kind, subnet: Option<Subnet>, extra: &str) -> Cluster {
         let label = match kind {
             Kind::Zoocore => "zoocore",
             Kind::Zookeeper => "zookeeper",
@@ -120,7 +134,7 @@ impl Cluster {
                 format!(
                     "tickTime=2000\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={client}\n\
                      clientPortAddress={}\nmaxClientCnxns=0\nadmin.enableServer=false\n\
-                     4lw.commands.whitelist=*\n{lines}",
+                     4lw.commands.whitelist=*\n{lines}{extra}",
                     data.display(),
                     host(i)
                 ),
@@ -538,6 +552,10 @@ fn stats(gaps: &[Duration]) -> (f64, f64, f64) {
 
 fn main() {
     let args = Args::parse();
+    if args.only_catch_up {
+        catch_up_section(&args);
+        return;
+    }
     if args.only_partition {
         let mut md = String::from("\n## Ensemble: 3 members each, on this machine\n\n");
         partition_rows(&args, &mut md);
@@ -621,6 +639,166 @@ fn main() {
     drop(zookeeper);
     partition_rows(&args, &mut md);
     write_section(&args, &md);
+    catch_up_section(&args);
+}
+
+/// The newest complete file in `dir` whose name starts with `prefix`: its size.
+fn newest_file_size(dir: &std::path::Path, prefix: &str) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with(prefix) && !name.ends_with(".tmp")
+                })
+                .filter_map(|e| e.metadata().ok())
+                .max_by_key(|m| m.modified().ok())
+                .map_or(0, |m| m.len())
+        })
+        .unwrap_or(0)
+}
+
+fn zxid(addr: SocketAddr) -> Option<i64> {
+    four_letter_word(addr, "srvr")?
+        .lines()
+        .find_map(|l| l.strip_prefix("Zxid: 0x"))
+        .and_then(|hex| i64::from_str_radix(hex.trim(), 16).ok())
+}
+
+/// One system's catch-up: (snapshot bytes, time until the wiped follower
+/// follows with the leader's zxid).
+fn catch_up(kind: Kind, znodes: usize) -> (u64, Duration) {
+    // zoocore keeps 1000 raft entries before its newest snapshot, and 1M
+    // creates make only a few hundred (group commits): keep fewer, so the
+    // member gets a snapshot, as ZooKeeper's does (it sends one to any
+    // follower further behind than its 500 newest proposals).
+    let extra = match kind {
+        Kind::Zoocore => "zoocore.raftRetainedEntries=10\n",
+        Kind::Zookeeper => "",
+    };
+    let mut cluster = Cluster::start_with(kind, None, extra);
+    let leader = cluster.settle(Duration::from_secs(120));
+    let started = Instant::now();
+    populate(cluster.members[leader].client, znodes, 128);
+    eprintln!(
+        "ensemble: {} populated with {znodes} znodes in {:.0?}",
+        kind.name(),
+        started.elapsed()
+    );
+    if kind == Kind::Zoocore {
+        // A snapshot begun after the last create holds all of them: write
+        // (setData on one znode) until the leader has one. ZooKeeper sends
+        // its tree from memory, so it needs no such wait.
+        let populated = std::time::SystemTime::now();
+        let leader_data = cluster.members[leader].dir.join("data");
+        let snapshot_since = || {
+            std::fs::read_dir(&leader_data).is_ok_and(|entries| {
+                entries.flatten().any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    name.starts_with("zoocore.raftsnap.")
+                        && !name.ends_with(".tmp")
+                        && e.metadata()
+                            .and_then(|m| m.modified())
+                            .is_ok_and(|t| t > populated)
+                })
+            })
+        };
+        let mut c =
+            zoocore_benches::connect(cluster.members[leader].client, Duration::from_secs(60))
+                .expect("connect to the leader");
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !snapshot_since() {
+            assert!(
+                Instant::now() < deadline,
+                "zoocore's leader took no snapshot"
+            );
+            for _ in 0..1000 {
+                c.send(&Request::SetData(SetDataRequest {
+                    path: path(0),
+                    data: Some(vec![b'w'; 128]),
+                    version: -1,
+                }))
+                .expect("send setData");
+            }
+            for _ in 0..1000 {
+                assert_eq!(c.recv().expect("setData reply").header.err, 0);
+            }
+        }
+    }
+    let follower = (0..3).find(|&i| i != leader).expect("a follower");
+    cluster.kill(follower);
+    let data = cluster.members[follower].dir.join("data");
+    for entry in std::fs::read_dir(&data).expect("member data dir").flatten() {
+        if entry.file_name() != "myid" {
+            let path = entry.path();
+            let _ = std::fs::remove_dir_all(&path).or_else(|_| std::fs::remove_file(&path));
+        }
+    }
+    let target = zxid(cluster.members[leader].client).expect("the leader's zxid");
+    let started = Instant::now();
+    cluster.spawn(follower);
+    let addr = cluster.members[follower].client;
+    let deadline = started + Duration::from_secs(900);
+    while !(cluster.mode(follower).as_deref() == Some("follower")
+        && zxid(addr).is_some_and(|z| z >= target))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not catch up within 900 s",
+            kind.name()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = started.elapsed();
+    // What crossed: the snapshot the member writes once it has it (it may
+    // serve from it a moment before the file is durable).
+    let received = || match kind {
+        Kind::Zoocore => newest_file_size(&data, "zoocore.raftsnap."),
+        Kind::Zookeeper => newest_file_size(&data.join("version-2"), "snapshot."),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while received() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} caught up without writing a snapshot",
+            kind.name()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (received(), took)
+}
+
+fn catch_up_section(args: &Args) {
+    if args.catch_up_znodes == 0 {
+        return;
+    }
+    let n = args.catch_up_znodes;
+    let z = catch_up(Kind::Zoocore, n);
+    let k = catch_up(Kind::Zookeeper, n);
+    let row = |name: &str, (bytes, took): (u64, Duration)| {
+        format!(
+            "| {name} | {:.0} MiB | {:.2} s | {:.0} MiB/s |\n",
+            bytes as f64 / (1 << 20) as f64,
+            took.as_secs_f64(),
+            bytes as f64 / (1 << 20) as f64 / took.as_secs_f64().max(1e-3)
+        )
+    };
+    let md = format!(
+        "\n## Ensemble catch-up: a member with an empty disk\n\n\
+         From `target/release/ensemble --only-catch-up` (also at the end of a full run): a \
+         3-member ensemble is filled with {n} znodes of 128 B through its leader, one follower is \
+         killed, its data dir emptied but for myid, and started again; timed from its start \
+         until `srvr` says it follows with the leader's zxid. It gets the leader's snapshot \
+         (its size as the member wrote it below; the rate is that size over the whole time, \
+         process start included), then the log after it; zoocore keeps 10 raft entries before \
+         a snapshot here (`zoocore.raftRetainedEntries`, 1000 by default, which with group \
+         commits would let it catch up from the log alone). Each system alone on the machine.\n\n\
+         | system | snapshot received | catch-up time | rate |\n|---|---|---|---|\n{}{}",
+        row("zoocore", z),
+        row("Apache ZooKeeper", k)
+    );
+    replace_section(args, "\n## Ensemble catch-up", &md);
 }
 
 /// The partition nemesis, on a second pair of ensembles whose members each
@@ -653,12 +831,23 @@ fn partition_rows(args: &Args, md: &mut String) {
 }
 
 fn write_section(args: &Args, md: &str) {
+    replace_section(args, "\n## Ensemble: 3 members each", md);
+}
+
+/// Puts `md` in place of the section of RESULTS.md that starts with
+/// `heading` (up to the next `## ` heading), or at the end.
+fn replace_section(args: &Args, heading: &str, md: &str) {
     let path = repo().join(&args.out);
     let mut text = std::fs::read_to_string(&path).unwrap_or_default();
-    if let Some(at) = text.find("\n## Ensemble: 3 members each") {
-        text.truncate(at);
+    if let Some(at) = text.find(heading) {
+        let end = text[at + heading.len()..]
+            .find("\n## ")
+            .map_or(text.len(), |e| at + heading.len() + e);
+        text.replace_range(at..end, "");
+        text.insert_str(at, md);
+    } else {
+        text.push_str(md);
     }
-    text.push_str(md);
     std::fs::write(&path, text).expect("write RESULTS.md");
     eprint!("{md}");
 }

@@ -282,9 +282,12 @@ fn decode_body(body: &[u8]) -> Result<PeerMsg, String> {
             let total = r.i64().map_err(e)? as u64;
             let data = r.rest().to_vec();
             let end = offset.checked_add(data.len() as u64);
+            // `total` 0 with no data is the sender's "no longer there", at
+            // whatever offset was asked for.
+            let gone = total == 0 && data.is_empty();
             if data.len() > SNAPSHOT_CHUNK
                 || total > MAX_SNAPSHOT
-                || end.is_none_or(|end| end > total)
+                || (!gone && end.is_none_or(|end| end > total))
             {
                 return Err(format!(
                     "snapshot chunk of {} bytes at {offset} of {total}",
@@ -371,10 +374,11 @@ mod tests {
                 total: 11,
                 data: vec![1, 2, 3],
             },
+            // "No longer there", answered to a read past the first chunk.
             PeerMsg::SnapshotChunk {
                 index: 40,
                 term: 3,
-                offset: 0,
+                offset: 1 << 20,
                 total: 0,
                 data: Vec::new(),
             },

@@ -653,12 +653,56 @@ impl Replica {
         Ok(())
     }
 
-    fn step_raft(&mut self, m: Message) -> Result<(), ReplicaError> {
+    fn step_raft(&mut self, mut m: Message) -> Result<(), ReplicaError> {
+        let mut lacking = None;
+        match m.get_msg_type() {
+            // A member restarted with an empty (or older) disk hears a
+            // commit index beyond its log from a leader that still counts
+            // what it had acknowledged; raft would abort on it. Commit only
+            // covers what this log holds, and the leader is told (below).
+            MessageType::MsgHeartbeat => {
+                let last = self.raw.raft.raft_log.last_index();
+                if m.commit > last {
+                    lacking = Some((m.from, m.commit, last));
+                    m.commit = last;
+                }
+            }
+            // Such a member refuses appends with a log shorter than what it
+            // acknowledged, a refusal raft takes for a stale one. Its
+            // progress goes back to what it holds, so the leader probes it
+            // from there (and sends a snapshot when that is compacted).
+            // Commit never goes back: what this member had counted for
+            // rests on the others' copies, as if its disk had died.
+            MessageType::MsgAppendResponse if m.reject && self.leading.is_some() => {
+                if let Some(progress) = self.raw.raft.mut_prs().get_mut(m.from) {
+                    if m.reject_hint < progress.matched {
+                        progress.matched = m.reject_hint;
+                        progress.become_probe();
+                    }
+                }
+            }
+            _ => {}
+        }
         match self.raw.step(m) {
             // Stale or foreign messages are raft's to ignore.
-            Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => Ok(()),
-            Err(e) => Err(e.into()),
+            Ok(()) | Err(raft::Error::StepPeerNotFound) | Err(raft::Error::StepLocalMsg) => {}
+            Err(e) => return Err(e.into()),
         }
+        if let Some((leader, commit, last)) = lacking {
+            // The refusal an append would have met, so an idle leader also
+            // learns where this log ends (it promises nothing, so it need not
+            // wait for the new term to be durable).
+            let mut refusal = Message::default();
+            refusal.set_msg_type(MessageType::MsgAppendResponse);
+            refusal.to = leader;
+            refusal.from = self.config.id;
+            refusal.term = self.raw.raft.term;
+            refusal.reject = true;
+            refusal.index = commit;
+            refusal.reject_hint = last;
+            self.out.messages.push((leader, raft_msg(refusal)));
+        }
+        Ok(())
     }
 
     /// Whether raft may take this snapshot message now: it needs no bytes
@@ -1188,6 +1232,73 @@ mod tests {
                 return synced;
             }
         }
+    }
+
+    /// Ticks and settles until one member leads; returns its index.
+    fn elect(members: &mut [Replica], now: &mut i64) -> usize {
+        loop {
+            if let Some(i) = members.iter().position(Replica::is_leader) {
+                return i;
+            }
+            *now += 10;
+            members.iter_mut().for_each(|m| m.tick(*now));
+            settle(members);
+            assert!(*now < 20_000, "no leader");
+        }
+    }
+
+    #[test]
+    fn a_follower_that_lost_its_disk_is_probed_from_nothing_and_catches_up() {
+        let mut members: Vec<Replica> = (1..=3).map(member).collect();
+        let mut now = 0;
+        let leader = elect(&mut members, &mut now);
+        for cxid in 1..=5 {
+            members[leader].propose(Proposal {
+                session_id: 0,
+                cxid,
+                identity: Identity::default(),
+                op: ProposalOp::Write(Request::Create(zoocore_net::records::CreateRequest {
+                    path: format!("/n{cxid}"),
+                    data: Some(Vec::new()),
+                    acl: vec![zoocore_net::Acl::new(31, "world", "anyone")],
+                    flags: 0,
+                })),
+            });
+            settle(&mut members);
+        }
+        let committed = members[leader].commit_index();
+        let wiped = (0..3).find(|&i| i != leader).expect("a follower");
+        assert_eq!(members[wiped].commit_index(), committed);
+        // Same id, empty disk; the leader still counts the log it had.
+        members[wiped] = member(wiped as u64 + 1);
+        // The leader's heartbeats come first: they carry a commit index
+        // beyond the new log, which raft alone would abort on.
+        let mut heartbeats = 0;
+        while heartbeats == 0 {
+            now += 10;
+            members[leader].tick(now);
+            let out = members[leader].output().expect("output");
+            for (to, msg) in out.messages {
+                if to == wiped as u64 + 1 {
+                    heartbeats += 1;
+                    let from = members[leader].id();
+                    members[wiped].step(from, msg).expect("step");
+                }
+            }
+        }
+        // Then everything flows: the leader finds the log gone and sends it
+        // all again (as a snapshot, had it been compacted).
+        while members[wiped].commit_index() < committed {
+            now += 10;
+            members.iter_mut().for_each(|m| m.tick(now));
+            settle(&mut members);
+            assert!(now < 20_000, "the wiped follower never caught up");
+        }
+        assert_eq!(
+            members[wiped].tree().last_zxid(),
+            members[leader].tree().last_zxid(),
+            "the wiped follower has applied every txn again"
+        );
     }
 
     #[test]

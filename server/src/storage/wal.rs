@@ -312,6 +312,22 @@ impl LogWriter {
         if self.position + len > self.capacity {
             self.roll(first_zxid).await?;
         }
+        if self.position == 0 && self.dirty_to == 0 && first_zxid != self.segment {
+            // Nothing written here yet, and the first record is not the one
+            // the segment was named for (a member with an empty disk starts
+            // from the leader's snapshot): the name follows the record.
+            let to = self.kind.segment_name(first_zxid);
+            std::fs::rename(
+                self.dir.join(self.kind.segment_name(self.segment)),
+                self.dir.join(&to),
+            )?;
+            dir::sync_dir(&self.dir)?;
+            tracing::info!(
+                segment = to,
+                "empty log segment renamed for its first record"
+            );
+            self.segment = first_zxid;
+        }
         // A segment is named by its first record (recovery checks it).
         assert!(
             self.position > 0 || first_zxid == self.segment,

@@ -1556,3 +1556,52 @@ fn ensemble_metrics_show_elections_syncs_forwarding_and_each_member_s_lag() {
     wait_metric(&e, leader, &lag("bytes", paused), |v| v == 0.0);
     wait_metric(&e, leader, &lag("milliseconds", paused), |v| v == 0.0);
 }
+
+/// A follower that loses its whole disk (restarted with only `myid` in its
+/// data dir, as after a disk replacement) rejoins: the leader notices the
+/// log it had acknowledged is gone, probes it from nothing and sends its
+/// snapshot; the member then holds everything, and nobody crashed on the
+/// commit index it had been told before.
+#[test]
+fn a_follower_restarted_with_an_empty_disk_catches_up_by_snapshot() {
+    let mut e = Ensemble::start(binary(), 3, "snapCount=40\nzoocore.raftRetainedEntries=4\n");
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let wiped = (1..=3).find(|&i| i != leader).expect("a follower");
+    let mut c = Roaming::new(addrs(&e), 0);
+    assert!(created(&c.must(&create("/disk", b"", 0))));
+    for i in 0..200 {
+        assert!(created(&c.must(&create(&format!("/disk/n{i}"), b"x", 0))));
+    }
+    // The leader counts the follower's log: it acknowledged these.
+    let metric = format!("zoocore_peer_lag_entries{{peer=\"{wiped}\"}}");
+    wait_metric(&e, leader, &metric, |v| v == 0.0);
+    e.kill(wiped);
+    let data = e.member(wiped).dir.join("data");
+    for entry in std::fs::read_dir(&data).expect("data dir").flatten() {
+        if entry.file_name() != "myid" {
+            std::fs::remove_file(entry.path()).expect("wipe the member's disk");
+        }
+    }
+    e.start_member(wiped);
+    for i in 200..220 {
+        assert!(created(&c.must(&create(&format!("/disk/n{i}"), b"x", 0))));
+    }
+    let leader = e.wait_leader(Duration::from_secs(30));
+    wait_metric(&e, leader, &metric, |v| v == 0.0);
+    assert!(
+        !files(&e, wiped, "zoocore.raftsnap.").is_empty(),
+        "the wiped member holds the leader's snapshot"
+    );
+    let mut r = Roaming::new(vec![e.member(wiped).client], 0);
+    assert_eq!(r.must(&sync("/")).header.err, 0);
+    let list = Request::GetChildren(PathWatchRequest {
+        path: "/disk".into(),
+        watch: false,
+    });
+    assert_eq!(children(&r.must(&list)), 220);
+    assert!(
+        !e.log(wiped).contains("panicked"),
+        "the wiped member crashed: {}",
+        e.log(wiped)
+    );
+}
