@@ -72,22 +72,25 @@ impl Container {
         assert!(status.success(), "entrypoint failed: {status}");
     }
 
-    /// Runs the entrypoint as the image does, ending in zoocore; waits until
-    /// it answers at `client`.
-    fn start(&mut self, env: &[(&str, String)], client: SocketAddr) {
+    /// Runs the entrypoint as the image does, ending in zoocore.
+    fn spawn(&self, env: &[(&str, String)]) -> Child {
         let binary = env!("CARGO_BIN_EXE_zoocore");
         let conf = self.conf();
         let log = std::fs::File::create(self.root.join("server.log")).expect("create log");
-        let mut child = self
-            .command(
-                env,
-                &[binary, "--config", conf.to_str().expect("utf-8 path")],
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the entrypoint");
+        self.command(
+            env,
+            &[binary, "--config", conf.to_str().expect("utf-8 path")],
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup log"))
+        .stderr(log)
+        .spawn()
+        .expect("start the entrypoint")
+    }
+
+    /// As `spawn`; waits until it answers at `client`.
+    fn start(&mut self, env: &[(&str, String)], client: SocketAddr) {
+        let mut child = self.spawn(env);
         wait_until_serving(client, &mut child, "zoocore (entrypoint)", &self.root);
         self.server = Some(child);
     }
@@ -251,20 +254,7 @@ fn three_containers_from_the_same_zoo_servers_form_an_ensemble() {
             ("ZOO_ADMINSERVER_ENABLED", "false".to_owned()),
             ("ZOO_4LW_COMMANDS_WHITELIST", "*".to_owned()),
         ];
-        let binary = env!("CARGO_BIN_EXE_zoocore");
-        let conf = c.conf();
-        let log = std::fs::File::create(c.root.join("server.log")).expect("create log");
-        let child = c
-            .command(
-                &env,
-                &[binary, "--config", conf.to_str().expect("utf-8 path")],
-            )
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
-            .stderr(log)
-            .spawn()
-            .expect("start the entrypoint");
-        children.push((loopback(*client), child));
+        children.push((loopback(*client), c.spawn(&env)));
         containers.push(c);
     }
     for ((addr, mut child), c) in children.into_iter().zip(containers.iter_mut()) {
