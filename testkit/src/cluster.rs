@@ -87,7 +87,10 @@ impl Faults {
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     pub seed: u64,
+    /// Voting members, ids 1..=replicas.
     pub replicas: u64,
+    /// Observers (raft learners) after them.
+    pub observers: u64,
     pub clients: usize,
     /// Simulated time with faults; then the faults stop and every member
     /// restarts for the final checks.
@@ -109,6 +112,7 @@ impl SimConfig {
         SimConfig {
             seed,
             replicas: 3,
+            observers: 0,
             clients: 4,
             millis: 6000,
             faults: Faults::standard(),
@@ -401,7 +405,7 @@ impl Sim {
             report: Report::default(),
             cfg,
         };
-        for id in 1..=sim.cfg.replicas {
+        for id in 1..=sim.cfg.replicas + sim.cfg.observers {
             let member = Member {
                 replica: None,
                 disk: Disk::default(),
@@ -453,7 +457,7 @@ impl Sim {
         ReplicaConfig {
             id,
             voters: (1..=self.cfg.replicas).collect(),
-            learners: Vec::new(),
+            learners: (self.cfg.replicas + 1..=self.cfg.replicas + self.cfg.observers).collect(),
             tick_ms: self.cfg.tick_ms,
             election_ticks: self.cfg.election_ticks,
             heartbeat_ticks: self.cfg.heartbeat_ticks,

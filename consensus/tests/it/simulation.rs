@@ -1,6 +1,7 @@
 //! The deterministic simulation of an ensemble (`testkit::cluster`): many
-//! seeds of 3 and 5 members under network, disk and crash faults, every
-//! invariant checked at every simulated millisecond.
+//! seeds of 3 and 5 voting members (and of 3 with an observer) under
+//! network, disk and crash faults, every invariant checked at every
+//! simulated millisecond.
 //!
 //! `ZOOCORE_SIM_SEED=N` replays one seed; a soak:
 //! `ZOOCORE_SIM_SEEDS=5000 ZOOCORE_SIM_MILLIS=20000 cargo test --release -p zoocore-consensus --test it simulation`.
@@ -24,9 +25,12 @@ fn simulated_ensembles_keep_every_invariant_under_faults() {
     let mut totals = zoocore_testkit::cluster::Report::default();
     for seed in first..first + count {
         let mut cfg = SimConfig::new(seed);
-        // Every fourth seed runs five members.
-        if seed % 4 == 0 {
-            cfg.replicas = 5;
+        // Every fourth seed runs five members, and every fourth another
+        // three voters and an observer.
+        match seed % 4 {
+            0 => cfg.replicas = 5,
+            2 => cfg.observers = 1,
+            _ => {}
         }
         if let Some(m) = millis {
             cfg.millis = m;
