@@ -496,11 +496,9 @@ impl Replica {
         // election. An observer that has not heard from its leader for an
         // election timeout forgets it, as a ZooKeeper observer goes back to
         // looking, and serves again once a leader's message names one.
+        let observer = self.is_observer();
         let raft = &mut self.raw.raft;
-        if self.config.learners.contains(&self.config.id)
-            && raft.leader_id != raft::INVALID_ID
-            && raft.pass_election_timeout()
-        {
+        if observer && raft.leader_id != raft::INVALID_ID && raft.pass_election_timeout() {
             raft.leader_id = raft::INVALID_ID;
         }
         if let Some(leading) = &mut self.leading {

@@ -52,8 +52,10 @@ pub(super) async fn handle_request(
         shard: shard.index,
         conn: conn.id,
     };
-    if conn.read_only_session.get() {
-        return read_only_request(shard, conn, header.xid, &request, arrived);
+    if conn.read_only_session.get()
+        && read_only_refusal(shard, conn, header.xid, &request, arrived)?
+    {
+        return Ok(());
     }
     if request.is_write() || matches!(request, Request::Sync(_) | Request::CloseSession) {
         let message = match &request {
@@ -164,56 +166,37 @@ pub(super) async fn handle_request(
     Ok(())
 }
 
-/// A request of a read-only session: writes, syncs and checks get
+/// What a read-only session may not do: writes, syncs and checks get
 /// NotReadOnly (ZooKeeper's ReadOnlyRequestProcessor refuses the same
-/// opcodes), reads are answered from this member's tree, a close ends the
-/// connection. Once this member has a leader again the connection is
+/// opcodes) and a close ends the connection; `true` when answered here.
+/// Reads, pings and auth go on as for any session: nothing of a read-only
+/// session is ever in flight, so they are answered at once from this
+/// member's tree. Once this member has a leader again the connection is
 /// closed, so the client comes back read-write.
-fn read_only_request(
+fn read_only_refusal(
     shard: &Shard,
     conn: &Conn,
     xid: i32,
     request: &Request,
     arrived: Instant,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     if !shard.stats.ensemble.read_only() {
         return Err("read-only mode is over".into());
     }
     let zxid = shard.replica.borrow().last_zxid();
-    let refused = match request {
-        Request::CloseSession => {
-            let h = ReplyHeader { xid, zxid, err: 0 };
-            conn.reply(h, &Response::Empty, shard.counters(), arrived);
-            conn.close();
-            return Ok(());
-        }
-        Request::Sync(_) => true,
-        r => r.is_write(),
+    let closing = matches!(request, Request::CloseSession);
+    let err = match request {
+        _ if closing => 0,
+        Request::Sync(_) => ErrorCode::NotReadOnly.code(),
+        r if r.is_write() => ErrorCode::NotReadOnly.code(),
+        _ => return Ok(false),
     };
-    if refused {
-        let h = ReplyHeader {
-            xid,
-            zxid,
-            err: ErrorCode::NotReadOnly.code(),
-        };
-        conn.reply(h, &Response::Empty, shard.counters(), arrived);
-        return Ok(());
+    let h = ReplyHeader { xid, zxid, err };
+    conn.reply(h, &Response::Empty, shard.counters(), arrived);
+    if closing {
+        conn.close();
     }
-    match request {
-        Request::Ping => {
-            let h = ReplyHeader {
-                xid: xid::PING,
-                zxid,
-                err: 0,
-            };
-            conn.reply(h, &Response::Empty, shard.counters(), arrived);
-        }
-        Request::Auth(_) | Request::Unsupported { .. } => {
-            return Err("authentication or an unknown opcode on a read-only session".into())
-        }
-        _ => answer_read(shard, conn, &shard.replica.borrow(), xid, request, arrived),
-    }
-    Ok(())
+    Ok(true)
 }
 
 /// Answers a read (or a watch request) from `tree`, registering its watch.

@@ -167,6 +167,15 @@ fn connect_read_only(
     request: &ConnectRequest,
     timeout: i32,
 ) -> Result<(), String> {
+    // As for any session: a client that has seen more than this member
+    // holds would read back in time; it tries another server.
+    let last_zxid = shard.replica.borrow().last_zxid();
+    if request.last_zxid_seen > last_zxid {
+        return Err(format!(
+            "client has seen zxid {:#x}, this read-only member only {last_zxid:#x}",
+            request.last_zxid_seen
+        ));
+    }
     let (id, passwd) = if request.session_id == 0 {
         let id = shard.next_read_only_session.get();
         shard.next_read_only_session.set(id + 1);

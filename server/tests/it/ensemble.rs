@@ -1353,6 +1353,10 @@ struct ReadOnlyView {
     refused: Vec<i32>,
     /// A client that does not allow a read-only server gets no session.
     read_write_client_refused: bool,
+    /// Nor does one that has seen a newer zxid than the member holds.
+    future_client_refused: bool,
+    /// addauth on a read-only session.
+    auth: i32,
     isro_after_quorum: String,
     read_only_connection_closed: bool,
     write_after_quorum: i32,
@@ -1426,6 +1430,12 @@ fn read_only_view(what: &str, e: &mut Ensemble) -> ReadOnlyView {
         ..ConnectOptions::default()
     };
     let read_write_client_refused = Client::connect(alone, &plain).is_err();
+    let from_the_future = ConnectOptions {
+        last_zxid_seen: i64::MAX / 2,
+        ..options.clone()
+    };
+    let future_client_refused = Client::connect(alone, &from_the_future).is_err();
+    let auth = ro.add_auth("digest", b"ro-user:secret").expect("addauth");
 
     e.start_member(2);
     e.start_member(3);
@@ -1453,6 +1463,8 @@ fn read_only_view(what: &str, e: &mut Ensemble) -> ReadOnlyView {
         children,
         refused,
         read_write_client_refused,
+        future_client_refused,
+        auth,
         isro_after_quorum,
         read_only_connection_closed,
         write_after_quorum,
@@ -1480,6 +1492,8 @@ fn a_member_without_quorum_serves_reads_read_only_as_zookeeper_does() {
     let not_read_only = ErrorCode::NotReadOnly.code();
     assert_eq!(expected.refused, vec![not_read_only; 5], "{expected:?}");
     assert_eq!(expected.mode.as_deref(), Some("read-only"), "{expected:?}");
+    assert!(expected.future_client_refused, "{expected:?}");
+    assert_eq!(expected.auth, 0, "{expected:?}");
     assert_eq!(seen, expected);
 }
 
