@@ -71,6 +71,10 @@ pub enum EntryError {
     },
     #[error("batch entry {index} holds no txn")]
     Empty { index: u64 },
+    #[error(
+        "entry {index} is a membership change of raft's first format, which zoocore never writes"
+    )]
+    ConfChangeV1 { index: u64 },
 }
 
 /// Appends a txn's record to a batch being built (records only; the log

@@ -8,7 +8,9 @@
 
 use std::fmt;
 
-/// Largest server id: session ids carry the server id in their top byte.
+/// Largest id of a server that runs zoocore: session ids carry it in their
+/// top byte. Other members' lines may name any positive id, as ZooKeeper's
+/// (kazoo's reconfig test adds a `server.999`).
 pub const MAX_SERVER_ID: u64 = 255;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +33,9 @@ pub enum MembershipError {
         value: String,
         reason: String,
     },
-    #[error("server id {0} is out of range 1..={MAX_SERVER_ID}")]
+    #[error(
+        "server id {0} is out of range (1..={MAX_SERVER_ID} for this server, positive for others)"
+    )]
     BadId(u64),
     #[error("server.{0} is given twice")]
     Duplicate(u64),
@@ -39,6 +43,8 @@ pub enum MembershipError {
     NoVoter,
     #[error("myid {0} is not among the server.N lines")]
     NotAMember(u64),
+    #[error("{line:?}: {reason}")]
+    BadConfig { line: String, reason: String },
 }
 
 fn port(id: u64, value: &str, text: &str, what: &str) -> Result<u16, MembershipError> {
@@ -67,7 +73,7 @@ impl Member {
             value: value.to_owned(),
             reason: reason.to_owned(),
         };
-        if !(1..=MAX_SERVER_ID).contains(&id) {
+        if id == 0 {
             return Err(MembershipError::BadId(id));
         }
         let value_trimmed = value.trim();
@@ -194,17 +200,90 @@ impl Membership {
             .collect()
     }
 
-    /// Checks that `myid` is a member.
+    /// Checks that `myid` is a member, with an id a session id can carry.
     pub fn check_member(&self, myid: u64) -> Result<&Member, MembershipError> {
+        if !(1..=MAX_SERVER_ID).contains(&myid) {
+            return Err(MembershipError::BadId(myid));
+        }
         self.get(myid).ok_or(MembershipError::NotAMember(myid))
     }
 
-    /// What `/zookeeper/config` holds: the member lines, then `version=0`
-    /// (no reconfig yet), without a final newline, as ZooKeeper writes it.
-    pub fn config_node(&self) -> String {
+    /// What `/zookeeper/config` holds: the member lines, then `version=`
+    /// and the configuration's version in hex (0 before any reconfig, then
+    /// the zxid of the reconfig that made it), without a final newline, as
+    /// ZooKeeper writes it.
+    pub fn config_text(&self, version: i64) -> String {
         let mut text: String = self.members.iter().map(|m| format!("{m}\n")).collect();
-        text.push_str("version=0");
+        text.push_str(&format!("version={version:x}"));
         text
+    }
+
+    /// Reads [`Membership::config_text`] back, and the member lines of a
+    /// reconfig's new member list or a dynamic config file: `server.N=`
+    /// lines separated by newlines or commas, an optional `version=<hex>`
+    /// (0 without one).
+    pub fn parse_config(text: &str) -> Result<(Membership, i64), MembershipError> {
+        let mut members = Vec::new();
+        let mut version = 0;
+        for line in text.split(['\n', ',']).map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |reason: &str| MembershipError::BadConfig {
+                line: line.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let (key, value) = line.split_once('=').ok_or_else(|| bad("no '='"))?;
+            let key = key.trim();
+            if key == "version" {
+                version = i64::from_str_radix(value.trim(), 16)
+                    .map_err(|_| bad("the version is not a hex number"))?;
+            } else if let Some(id) = key.strip_prefix("server.") {
+                let id = id
+                    .parse()
+                    .map_err(|_| bad("the server id is not a number"))?;
+                members.push(Member::parse(id, value)?);
+            } else {
+                return Err(bad("neither a server line nor the version"));
+            }
+        }
+        Ok((Membership::new(members)?, version))
+    }
+
+    /// ZooKeeper's incremental reconfig: `leaving` ids (comma-separated)
+    /// go, then each of `joining` (`server.N=...` specs, comma-separated,
+    /// with a client address) is added or replaces the member of its id.
+    pub fn changed(&self, joining: &str, leaving: &str) -> Result<Membership, MembershipError> {
+        let mut members = self.members.clone();
+        for id in leaving.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let id: u64 = id.parse().map_err(|_| MembershipError::BadConfig {
+                line: leaving.to_owned(),
+                reason: format!("{id:?} is not a server id"),
+            })?;
+            members.retain(|m| m.id != id);
+        }
+        for spec in joining.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let bad = |reason: &str| MembershipError::BadConfig {
+                line: spec.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let (key, value) = spec
+                .split_once('=')
+                .ok_or_else(|| bad("wrong format of server string"))?;
+            let id = key
+                .trim()
+                .rsplit('.')
+                .next()
+                .and_then(|id| id.parse().ok())
+                .ok_or_else(|| bad("no server id"))?;
+            let member = Member::parse(id, value)?;
+            if member.client.is_none() {
+                return Err(bad("each server needs a client port"));
+            }
+            members.retain(|m| m.id != id);
+            members.push(member);
+        }
+        Membership::new(members)
     }
 
     /// A checksum of the member lines as `/zookeeper/config` writes them,
@@ -262,10 +341,41 @@ mod tests {
             assert!(err.to_string().starts_with("server.1: "), "{err}");
         }
         assert_eq!(Member::parse(0, "a:1:2"), Err(MembershipError::BadId(0)));
+        assert!(Member::parse(999, "a:1:2").is_ok(), "another member's id");
+    }
+
+    #[test]
+    fn config_text_reads_back_and_changes_as_zookeeper_reconfig_asks() {
+        let line = |id, v| Member::parse(id, v).expect("valid");
+        let two =
+            Membership::new(vec![line(1, "a:1:2;2181"), line(2, "b:1:2;2181")]).expect("valid");
+        let text = two.config_text(0x1_0000_0007);
+        assert!(text.ends_with("\nversion=100000007"), "{text}");
+        let (read, version) = Membership::parse_config(&text).expect("reads back");
+        assert_eq!((read.config_text(version), version), (text, 0x1_0000_0007));
+        // A new member list may separate lines with commas.
+        let listed = "server.1=a:1:2;2181,server.2=b:1:2;2181";
+        let (read, _) = Membership::parse_config(listed).expect("valid");
+        assert_eq!(read.config_text(0), two.config_text(0));
+        let changed = two
+            .changed("server.3=c:1:2:observer;2183, server.2=b2:1:2;2182", "1")
+            .expect("valid");
         assert_eq!(
-            Member::parse(256, "a:1:2"),
-            Err(MembershipError::BadId(256))
+            changed.config_text(0),
+            "server.2=b2:1:2:participant;0.0.0.0:2182\n\
+             server.3=c:1:2:observer;0.0.0.0:2183\nversion=0"
         );
+        for (joining, leaving) in [("some thing", ""), ("server.3=c:1:2", ""), ("", "x")] {
+            assert!(
+                matches!(
+                    two.changed(joining, leaving),
+                    Err(MembershipError::BadConfig { .. })
+                ),
+                "{joining:?} {leaving:?}"
+            );
+        }
+        assert!(Membership::parse_config("server.1=a:1:2\nversion=zz").is_err());
+        assert!(Membership::parse_config("clientPort=1").is_err());
     }
 
     #[test]
@@ -281,6 +391,7 @@ mod tests {
         assert_eq!(three.learners(), vec![2]);
         assert!(three.check_member(2).is_ok());
         assert_eq!(three.check_member(9), Err(MembershipError::NotAMember(9)));
+        assert_eq!(three.check_member(256), Err(MembershipError::BadId(256)));
         let other = Membership::new(vec![line(1, "a:1:2"), line(2, "b:1:2"), line(3, "c:1:2")])
             .expect("valid");
         assert_ne!(three.digest(), other.digest());

@@ -18,16 +18,22 @@
 
 use std::collections::BTreeSet;
 
-use raft::eraftpb::{ConfState, Entry, HardState, Message, MessageType};
+use protobuf::Message as _;
+use raft::eraftpb::{
+    ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2, ConfState, Entry,
+    HardState, Message, MessageType,
+};
 use raft::{RawNode, ReadOnlyOption, SnapshotStatus, StateRole, Storage};
-use zoocore_engine::acl::Identity;
+use zoocore_engine::acl::{self, Identity};
 use zoocore_engine::prep::prepare_expiry_delete;
 use zoocore_engine::tree::Applied;
 use zoocore_engine::txn::{Txn, TxnOp};
 use zoocore_engine::{prepare, session, DataTree, PrepContext};
-use zoocore_net::{ErrorCode, Request};
+use zoocore_net::consts::perms;
+use zoocore_net::{ErrorCode, ReconfigRequest, Request};
 
 use crate::entry::{self, EntryError, EntryKind};
+use crate::membership::Membership;
 use crate::peer_msg::{PeerMsg, Proposal, ProposalOp, MAX_SNAPSHOT, MAX_TOUCHES, SNAPSHOT_CHUNK};
 use crate::sessions::SessionTracker;
 use crate::store::{EntryStore, SnapshotMeta};
@@ -60,9 +66,12 @@ pub struct ReplicaConfig {
     /// How often the leader looks for empty containers and expired TTL
     /// nodes (ZooKeeper's `znode.container.checkIntervalMs`).
     pub container_check_ms: i64,
-    /// What `/zookeeper/config` holds (`Membership::config_node`); empty
-    /// leaves the node empty.
+    /// What `/zookeeper/config` holds (`Membership::config_text`); empty
+    /// leaves the node empty (and reconfig impossible). A snapshot whose
+    /// configuration is newer (a later reconfig) wins over it.
     pub config_node: String,
+    /// `reconfigEnabled`: the leader takes reconfig requests.
+    pub reconfig_enabled: bool,
     /// Entries kept before a snapshot's index when the log is compacted, so
     /// that a member a little behind catches up from the log rather than
     /// by a whole snapshot (`zoocore.raftRetainedEntries`).
@@ -171,6 +180,9 @@ pub struct Output {
     pub refused: Vec<Proposal>,
     /// Snapshot bytes other members asked for.
     pub chunks: Vec<ChunkWanted>,
+    /// `/zookeeper/config` changed (a reconfig committed, or a snapshot
+    /// brought a newer one): the membership this member now talks to.
+    pub config: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,7 +258,7 @@ pub struct Replica {
 impl Replica {
     /// A replica starting at `now` from what its disk holds.
     pub fn new(
-        config: ReplicaConfig,
+        mut config: ReplicaConfig,
         durable: DurableState,
         now: i64,
     ) -> Result<Replica, ReplicaError> {
@@ -262,6 +274,26 @@ impl Replica {
         let mut hard_state = durable.hard_state.clone();
         let last = durable.entries.last().map_or(start, |e| e.index);
         hard_state.commit = hard_state.commit.min(last).max(start);
+        let mut tree = snapshot_tree.unwrap_or_else(|| DataTree::new(config.extended_types));
+        // The configuration this member was started with, unless the
+        // snapshot holds a newer one (a reconfig since; the log after it
+        // replays any later one).
+        let started_with = Membership::parse_config(&config.config_node).map_or(0, |(_, v)| v);
+        match config_in(&tree) {
+            Some((membership, version)) if version > started_with => {
+                config.voters = membership.voters();
+                config.learners = membership.learners();
+            }
+            _ => {
+                let config_now = tree
+                    .get(CONFIG_NODE)
+                    .and_then(|n| n.data.as_deref())
+                    .unwrap_or_default();
+                if !config.config_node.is_empty() && config_now != config.config_node.as_bytes() {
+                    tree.set_config(config.config_node.as_bytes(), now);
+                }
+            }
+        }
         let mut storage = EntryStore::new(
             ConfState::from((config.voters.clone(), config.learners.clone())),
             hard_state,
@@ -292,14 +324,6 @@ impl Replica {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let raw = RawNode::new(&raft_config, storage, &logger)?;
         let server_id = u8::try_from(config.id).unwrap_or(u8::MAX);
-        let mut tree = snapshot_tree.unwrap_or_else(|| DataTree::new(config.extended_types));
-        let config_now = tree
-            .get("/zookeeper/config")
-            .and_then(|n| n.data.as_deref())
-            .unwrap_or_default();
-        if !config.config_node.is_empty() && config_now != config.config_node.as_bytes() {
-            tree.set_config(config.config_node.as_bytes(), now);
-        }
         Ok(Replica {
             tree,
             applied: start,
@@ -364,7 +388,10 @@ impl Replica {
     /// What a snapshot taken now holds: the applied tree, after the entry at
     /// this index and term. `None` before anything is applied.
     pub fn snapshot_point(&self) -> Option<(u64, u64, DataTree)> {
-        if self.applied == 0 {
+        // Not inside a joint configuration: a member restarting from a
+        // snapshot takes its membership from the tree's /zookeeper/config,
+        // which cannot say "joint".
+        if self.applied == 0 || self.joint() {
             return None;
         }
         let term = self.raw.raft.raft_log.term(self.applied).ok()?;
@@ -417,9 +444,32 @@ impl Replica {
         counts
     }
 
+    /// The membership and its version as `/zookeeper/config` says now.
+    pub fn membership(&self) -> Option<(Membership, i64)> {
+        config_in(&self.tree)
+    }
+
+    /// Whether raft's membership is joint (a change under way).
+    fn joint(&self) -> bool {
+        !self
+            .raw
+            .raft
+            .prs()
+            .conf()
+            .to_conf_state()
+            .voters_outgoing
+            .is_empty()
+    }
+
     /// Whether this member is an observer: it replicates but never votes.
     pub fn is_observer(&self) -> bool {
         self.config.learners.contains(&self.config.id)
+    }
+
+    /// The leader could not send a member its snapshot because the newest
+    /// one predates that member (a reconfig added it since): take one now.
+    pub fn snapshot_wanted(&self) -> bool {
+        self.leading.is_some() && self.raw.store().snapshot_wanted()
     }
 
     /// Leader only: how far each other member is behind this log.
@@ -496,10 +546,34 @@ impl Replica {
         // election. An observer that has not heard from its leader for an
         // election timeout forgets it, as a ZooKeeper observer goes back to
         // looking, and serves again once a leader's message names one.
-        let observer = self.is_observer();
+        // A member a reconfig removed hears no more from the leader either.
+        let voter = self.config.voters.contains(&self.config.id);
         let raft = &mut self.raw.raft;
-        if observer && raft.leader_id != raft::INVALID_ID && raft.pass_election_timeout() {
+        if !voter && raft.leader_id != raft::INVALID_ID && raft.pass_election_timeout() {
             raft.leader_id = raft::INVALID_ID;
+        }
+        // A leader a reconfig removed hands over (raft-rs would lead on
+        // without counting itself), as a removed ZooKeeper leader gives up
+        // leadership; asked again each tick until someone takes it.
+        if self.leading.is_some()
+            && !voter
+            && !self.joint()
+            && self.raw.raft.lead_transferee.is_none()
+        {
+            self.transfer_leadership();
+        }
+        let raft = &mut self.raw.raft;
+        // raft-rs leaves a joint configuration by itself only when the
+        // leader that applies the change was the one in office when it was
+        // proposed; a successor proposes the way out here.
+        if self.leading.is_some()
+            && raft.state == StateRole::Leader
+            && *raft.prs().conf().auto_leave()
+            && !raft.has_pending_conf()
+        {
+            let mut leave = ConfChangeV2::default();
+            leave.set_transition(ConfChangeTransition::Auto);
+            let _ = self.raw.propose_conf_change(Vec::new(), leave);
         }
         if let Some(leading) = &mut self.leading {
             let due = leading.sessions.due(self.now);
@@ -856,12 +930,28 @@ impl Replica {
     /// leader's own expiry) against the speculative tree and orders it.
     fn order(&mut self, proposal: Proposal, via: Option<u64>) {
         let now = self.now;
-        let Some(leading) = &mut self.leading else {
+        let Some(leading) = &self.leading else {
             return;
         };
         let known = leading.tree.sessions().contains_key(&proposal.session_id);
         let owner = leading.owners.get(&proposal.session_id).copied();
         let moved = matches!((owner, via), (Some(o), Some(v)) if o != v);
+        if let ProposalOp::Write(Request::Reconfig(request)) = &proposal.op {
+            if known && !moved {
+                match self.prepare_reconfig(request, &proposal.identity) {
+                    Ok(next) => self.reconfigure(proposal.session_id, proposal.cxid, &next),
+                    Err(code) => self.append_txn(
+                        proposal.session_id,
+                        proposal.cxid,
+                        TxnOp::Error(code.code()),
+                    ),
+                }
+                return;
+            }
+        }
+        let Some(leading) = &mut self.leading else {
+            return;
+        };
         let op = match &proposal.op {
             ProposalOp::Revalidate => {
                 if let Some(via) = via {
@@ -903,6 +993,103 @@ impl Replica {
             _ => TxnOp::Error(ErrorCode::SessionExpired.code()),
         };
         self.append_txn(proposal.session_id, proposal.cxid, op);
+    }
+
+    /// ZooKeeper's checks of a reconfig, in its order; the membership it
+    /// asks for.
+    fn prepare_reconfig(
+        &self,
+        request: &ReconfigRequest,
+        identity: &Identity,
+    ) -> Result<Membership, ErrorCode> {
+        if !self.config.reconfig_enabled {
+            return Err(ErrorCode::ReconfigDisabled);
+        }
+        let leading = self.leading.as_ref().ok_or(ErrorCode::ReconfigInProgress)?;
+        // One at a time: raft's change must be over (joint configuration
+        // left) and the last reconfig ordered must have committed.
+        let raft = &self.raw.raft;
+        let ordered = leading.tree.get(CONFIG_NODE).map(|n| n.stat.mzxid);
+        let committed = self.tree.get(CONFIG_NODE).map(|n| n.stat.mzxid);
+        if raft.has_pending_conf() || self.joint() || ordered != committed {
+            return Err(ErrorCode::ReconfigInProgress);
+        }
+        let (current, version) = config_in(&leading.tree).ok_or(ErrorCode::ReconfigDisabled)?;
+        if request.cur_config_id != -1 && request.cur_config_id != version {
+            return Err(ErrorCode::BadVersion);
+        }
+        let next = if request.new_members.is_empty() {
+            current.changed(&request.joining_servers, &request.leaving_servers)
+        } else {
+            Membership::parse_config(&request.new_members).map(|(m, _)| m)
+        }
+        .map_err(|_| ErrorCode::BadArguments)?;
+        // ZooKeeper's standaloneEnabled (its default) wants two voters.
+        let voters = next.voters();
+        if voters.len() < 2 {
+            return Err(ErrorCode::BadArguments);
+        }
+        // A quorum of the new voters must be connected to this leader now.
+        let me = self.config.id;
+        let live = voters
+            .iter()
+            .filter(|&&id| id == me || raft.prs().get(id).is_some_and(|p| p.recent_active))
+            .count();
+        if live <= voters.len() / 2 {
+            return Err(ErrorCode::NewConfigNoQuorum);
+        }
+        let node = leading.tree.get(CONFIG_NODE).ok_or(ErrorCode::NoNode)?;
+        if !acl::check(&node.acl, perms::WRITE, identity) {
+            return Err(ErrorCode::NoAuth);
+        }
+        Ok(next)
+    }
+
+    /// Orders a reconfig to `next`: a txn that sets `/zookeeper/config`,
+    /// carried by raft's membership change (joint consensus, left
+    /// automatically) when the voters or observers change, or in a batch
+    /// when only addresses do.
+    fn reconfigure(&mut self, session_id: i64, cxid: i32, next: &Membership) {
+        let mut cc = conf_change(&self.raw.raft.prs().conf().to_conf_state(), next);
+        let Some(leading) = &self.leading else {
+            return;
+        };
+        let zxid = leading.next_zxid;
+        let op = TxnOp::SetData {
+            path: CONFIG_NODE.into(),
+            data: Some(next.config_text(zxid).into_bytes()),
+            // ZooKeeper's reconfig txn sets the node's version to -1.
+            version: -1,
+        };
+        if cc.changes.is_empty() {
+            self.append_txn(session_id, cxid, op);
+            return;
+        }
+        // Txns ordered before it go first, in their own entry.
+        let _ = self.seal();
+        let (now, term) = (self.now, self.term);
+        let Some(leading) = &mut self.leading else {
+            return;
+        };
+        let base = (leading.tree.clone(), leading.next_zxid);
+        let txn = Txn {
+            zxid,
+            time: now,
+            session_id,
+            cxid,
+            op,
+        };
+        leading.next_zxid += 1;
+        leading.tree.apply(&txn);
+        let mut context = Vec::new();
+        entry::append_txn(&mut context, term, &txn);
+        cc.context = context.into();
+        let leads = self.raw.raft.state == StateRole::Leader;
+        if !leads || self.raw.propose_conf_change(Vec::new(), cc).is_err() {
+            if let Some(leading) = &mut self.leading {
+                (leading.tree, leading.next_zxid) = base;
+            }
+        }
     }
 
     fn expire_node(&mut self, path: &str) {
@@ -1053,9 +1240,15 @@ impl Replica {
             .take()
             .filter(|f| Some(f.meta) == meta)
             .ok_or(ReplicaError::SnapshotMissing(index))?;
-        self.raw.mut_store().install(fetched.meta);
         self.tree = fetched.tree;
         self.applied = index;
+        // raft took the snapshot's membership; so do the store and the driver.
+        let conf_state = snapshot.get_metadata().get_conf_state().clone();
+        self.raw
+            .mut_store()
+            .install(fetched.meta, conf_state.clone());
+        self.set_conf_state(index, conf_state);
+        self.config_changed();
         self.out.committed.push(Committed {
             index,
             term: fetched.meta.term,
@@ -1119,8 +1312,13 @@ impl Replica {
                 raft::GetEntriesContext::empty(false),
             )?;
             for e in entries {
-                if EntryKind::of(&e) == EntryKind::Batch {
-                    for txn in entry::decode_batch(e.index, &e.data)? {
+                let records = match EntryKind::of(&e) {
+                    EntryKind::Batch => e.data.to_vec(),
+                    EntryKind::ConfChange => decode_conf_change(&e)?.context.to_vec(),
+                    EntryKind::LeaderNoop => continue,
+                };
+                if !records.is_empty() {
+                    for txn in entry::decode_batch(e.index, &records)? {
                         tree.apply(&txn);
                     }
                 }
@@ -1136,45 +1334,162 @@ impl Replica {
 
     fn apply(&mut self, e: Entry) -> Result<(), ReplicaError> {
         let (index, term) = (e.index, e.term);
-        if EntryKind::of(&e) == EntryKind::Batch {
-            let txns = entry::decode_batch(index, &e.data)?;
-            let last = self.tree.last_zxid();
-            if txns.first().map(|t| t.zxid) != Some(last + 1) {
-                return Err(ReplicaError::ZxidGap {
-                    index,
-                    zxid: txns.first().map_or(0, |t| t.zxid),
-                    last,
-                });
+        match EntryKind::of(&e) {
+            EntryKind::Batch => {
+                let txns = entry::decode_batch(index, &e.data)?;
+                self.apply_txns(index, term, txns)?;
             }
-            let mut done = Vec::with_capacity(txns.len());
-            for txn in txns {
-                let applied = self.tree.apply(&txn);
-                if let Some(leading) = &mut self.leading {
-                    match &applied {
-                        Applied::SessionCreated => {
-                            if let TxnOp::CreateSession { timeout } = txn.op {
-                                leading.sessions.opened(txn.session_id, timeout, self.now);
-                            }
-                        }
-                        Applied::SessionClosed { .. } => {
-                            leading.sessions.closed(txn.session_id);
-                            leading.owners.remove(&txn.session_id);
-                        }
-                        _ => {}
-                    }
+            EntryKind::ConfChange => {
+                let cc = decode_conf_change(&e)?;
+                if !cc.context.is_empty() {
+                    let txns = entry::decode_batch(index, &cc.context)?;
+                    self.apply_txns(index, term, txns)?;
                 }
-                done.push((txn, applied));
+                self.change_membership(index, &cc)?;
             }
-            self.out.committed.push(Committed {
-                index,
-                term,
-                txns: done,
-                tree: self.tree.clone(),
-                installed: false,
-            });
+            EntryKind::LeaderNoop => {}
         }
         self.applied = index;
         Ok(())
+    }
+
+    fn apply_txns(&mut self, index: u64, term: u64, txns: Vec<Txn>) -> Result<(), ReplicaError> {
+        let last = self.tree.last_zxid();
+        if txns.first().map(|t| t.zxid) != Some(last + 1) {
+            return Err(ReplicaError::ZxidGap {
+                index,
+                zxid: txns.first().map_or(0, |t| t.zxid),
+                last,
+            });
+        }
+        let mut done = Vec::with_capacity(txns.len());
+        let mut config_set = false;
+        for txn in txns {
+            let applied = self.tree.apply(&txn);
+            config_set |= matches!(&applied, Applied::DataSet { path, .. } if path == CONFIG_NODE);
+            if let Some(leading) = &mut self.leading {
+                match &applied {
+                    Applied::SessionCreated => {
+                        if let TxnOp::CreateSession { timeout } = txn.op {
+                            leading.sessions.opened(txn.session_id, timeout, self.now);
+                        }
+                    }
+                    Applied::SessionClosed { .. } => {
+                        leading.sessions.closed(txn.session_id);
+                        leading.owners.remove(&txn.session_id);
+                    }
+                    _ => {}
+                }
+            }
+            done.push((txn, applied));
+        }
+        if config_set {
+            self.config_changed();
+        }
+        self.out.committed.push(Committed {
+            index,
+            term,
+            txns: done,
+            tree: self.tree.clone(),
+            installed: false,
+        });
+        Ok(())
+    }
+
+    /// Tells the driver what `/zookeeper/config` now says.
+    fn config_changed(&mut self) {
+        if let Some(text) = self
+            .tree
+            .get(CONFIG_NODE)
+            .and_then(|n| n.data.as_deref())
+            .and_then(|d| std::str::from_utf8(d).ok())
+        {
+            self.out.config = Some(text.to_owned());
+        }
+    }
+
+    /// Applies raft's membership change committed at `index`.
+    fn change_membership(&mut self, index: u64, cc: &ConfChangeV2) -> Result<(), ReplicaError> {
+        let joint = self.joint();
+        // A member restarted from a configuration file written after the
+        // change was applied replays its entries: entering the joint
+        // configuration again is harmless, leaving it twice is not.
+        if cc.leave_joint() && !joint {
+            return Ok(());
+        }
+        let cs = self.raw.apply_conf_change(cc)?;
+        self.set_conf_state(index, cs);
+        Ok(())
+    }
+
+    fn set_conf_state(&mut self, index: u64, cs: ConfState) {
+        let mut voters: Vec<u64> = cs
+            .voters
+            .iter()
+            .chain(&cs.voters_outgoing)
+            .copied()
+            .collect();
+        voters.sort_unstable();
+        voters.dedup();
+        let mut learners: Vec<u64> = cs
+            .learners
+            .iter()
+            .chain(&cs.learners_next)
+            .copied()
+            .collect();
+        learners.sort_unstable();
+        learners.dedup();
+        learners.retain(|id| !voters.contains(id));
+        self.config.voters = voters;
+        self.config.learners = learners;
+        self.raw.mut_store().set_conf_state(index, cs);
+    }
+}
+
+const CONFIG_NODE: &str = "/zookeeper/config";
+
+/// The membership and version `/zookeeper/config` holds in `tree`.
+fn config_in(tree: &DataTree) -> Option<(Membership, i64)> {
+    let text = std::str::from_utf8(tree.get(CONFIG_NODE)?.data.as_deref()?).ok()?;
+    Membership::parse_config(text).ok()
+}
+
+/// The raft changes that turn membership `from` into `to`.
+fn conf_change(from: &ConfState, to: &Membership) -> ConfChangeV2 {
+    let single = |node_id, change_type| ConfChangeSingle {
+        node_id,
+        change_type,
+        ..Default::default()
+    };
+    let mut changes = Vec::new();
+    for id in to.voters() {
+        if !from.voters.contains(&id) {
+            changes.push(single(id, ConfChangeType::AddNode));
+        }
+    }
+    for id in to.learners() {
+        if !from.learners.contains(&id) {
+            changes.push(single(id, ConfChangeType::AddLearnerNode));
+        }
+    }
+    for &id in from.voters.iter().chain(&from.learners) {
+        if to.get(id).is_none() {
+            changes.push(single(id, ConfChangeType::RemoveNode));
+        }
+    }
+    let mut cc = ConfChangeV2::default();
+    cc.set_transition(ConfChangeTransition::Auto);
+    cc.set_changes(changes.into());
+    cc
+}
+
+fn decode_conf_change(e: &Entry) -> Result<ConfChangeV2, ReplicaError> {
+    match e.get_entry_type() {
+        raft::eraftpb::EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&e.data)
+            .map_err(|err| ReplicaError::Raft(raft::Error::CodecError(err))),
+        _ => Err(ReplicaError::Entry(EntryError::ConfChangeV1 {
+            index: e.index,
+        })),
     }
 }
 
@@ -1187,7 +1502,11 @@ mod tests {
     use super::*;
 
     fn member(id: u64) -> Replica {
-        let config = ReplicaConfig {
+        Replica::new(config(id), DurableState::default(), 0).expect("replica")
+    }
+
+    fn config(id: u64) -> ReplicaConfig {
+        ReplicaConfig {
             id,
             voters: vec![1, 2, 3],
             learners: Vec::new(),
@@ -1201,20 +1520,31 @@ mod tests {
             extended_types: false,
             container_check_ms: 1000,
             config_node: String::new(),
+            reconfig_enabled: false,
             retained_entries: 100,
-        };
-        Replica::new(config, DurableState::default(), 0).expect("replica")
+        }
+    }
+
+    /// What each member answered while settling.
+    #[derive(Default)]
+    struct Settled {
+        synced: Vec<Vec<u64>>,
+        committed: Vec<Vec<(Txn, Applied)>>,
     }
 
     /// Delivers every message at once and completes every write at once,
-    /// until nothing moves; returns the syncs each member answered.
-    fn settle(members: &mut [Replica]) -> Vec<Vec<u64>> {
-        let mut synced = vec![Vec::new(); members.len()];
+    /// until nothing moves.
+    fn settle(members: &mut [Replica]) -> Settled {
+        let mut settled = Settled {
+            synced: vec![Vec::new(); members.len()],
+            committed: vec![Vec::new(); members.len()],
+        };
         loop {
             let mut moved = false;
             for i in 0..members.len() {
                 let out = members[i].output().expect("output");
-                synced[i].extend(out.synced);
+                settled.synced[i].extend(out.synced);
+                settled.committed[i].extend(out.committed.into_iter().flat_map(|c| c.txns));
                 let mut sends = out.messages;
                 for p in out.persist {
                     members[i].persisted(p.number);
@@ -1227,7 +1557,7 @@ mod tests {
                 }
             }
             if !moved {
-                return synced;
+                return settled;
             }
         }
     }
@@ -1243,6 +1573,144 @@ mod tests {
             settle(members);
             assert!(*now < 20_000, "no leader");
         }
+    }
+
+    fn reconfig_member(id: u64, lines: &str) -> Replica {
+        let (membership, _) = Membership::parse_config(lines).expect("member lines");
+        let config = ReplicaConfig {
+            voters: membership.voters(),
+            learners: membership.learners(),
+            config_node: membership.config_text(0),
+            reconfig_enabled: true,
+            ..config(id)
+        };
+        Replica::new(config, DurableState::default(), 0).expect("replica")
+    }
+
+    fn config_text(member: &Replica) -> String {
+        let node = member.tree().get(CONFIG_NODE).expect("config node");
+        String::from_utf8(node.data.as_deref().unwrap_or_default().to_vec()).expect("utf-8")
+    }
+
+    fn last_error(settled: &Settled, i: usize) -> Option<i32> {
+        match settled.committed[i].last() {
+            Some((_, Applied::Error(code))) => Some(*code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn reconfig_adds_a_voter_and_removes_the_leader_through_joint_consensus() {
+        let line = |id: u64| format!("server.{id}=10.0.0.{id}:2888:3888:participant;0.0.0.0:2181");
+        let lines = |ids: &[u64]| {
+            ids.iter()
+                .map(|&id| line(id))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let three = lines(&[1, 2, 3]);
+        let mut members: Vec<Replica> = (1..=3).map(|id| reconfig_member(id, &three)).collect();
+        // A new server starts with the ensemble's lines and its own.
+        members.push(reconfig_member(4, &lines(&[1, 2, 3, 4])));
+        let mut now = 0;
+        let leader = elect(&mut members, &mut now);
+        let leader_id = members[leader].id();
+        assert_ne!(leader_id, 4, "a server not yet added never leads");
+        let session_id = members[leader].next_session_id();
+        members[leader].propose(Proposal {
+            session_id,
+            cxid: 0,
+            identity: Identity::default(),
+            op: ProposalOp::OpenSession { timeout: 30_000 },
+        });
+        settle(&mut members);
+        let super_user = Identity::from_ids(vec![zoocore_net::Id {
+            scheme: "super".into(),
+            id: "super".into(),
+        }]);
+        let reconfig = |cxid, joining: &str, leaving: &str, new_members: &str, from| Proposal {
+            session_id,
+            cxid,
+            identity: super_user.clone(),
+            op: ProposalOp::Write(Request::Reconfig(ReconfigRequest {
+                joining_servers: joining.into(),
+                leaving_servers: leaving.into(),
+                new_members: new_members.into(),
+                cur_config_id: from,
+            })),
+        };
+        let refused = |members: &mut Vec<Replica>, proposal: Proposal| {
+            members[leader].propose(proposal);
+            last_error(&settle(members), leader)
+        };
+        let code = |c: ErrorCode| Some(c.code());
+        let anyone = Proposal {
+            identity: Identity::default(),
+            ..reconfig(1, &line(4), "", "", -1)
+        };
+        assert_eq!(refused(&mut members, anyone), code(ErrorCode::NoAuth));
+        let bad = reconfig(2, "some thing", "", "", -1);
+        assert_eq!(refused(&mut members, bad), code(ErrorCode::BadArguments));
+        let future = reconfig(3, &line(4), "", "", 1);
+        assert_eq!(refused(&mut members, future), code(ErrorCode::BadVersion));
+        let unreachable = reconfig(
+            4,
+            "",
+            "",
+            &format!("{}\n{}\n{}", line(1), line(5), line(6)),
+            -1,
+        );
+        assert_eq!(
+            refused(&mut members, unreachable),
+            code(ErrorCode::NewConfigNoQuorum)
+        );
+        let alone = reconfig(5, "", "", &line(1), -1);
+        assert_eq!(refused(&mut members, alone), code(ErrorCode::BadArguments));
+
+        // Two at once: the second finds the first in progress.
+        members[leader].propose(reconfig(6, &line(4), "", "", 0));
+        members[leader].propose(reconfig(7, "", "2", "", -1));
+        let settled = settle(&mut members);
+        let added = settled.committed[leader]
+            .iter()
+            .find(|(txn, _)| txn.cxid == 6)
+            .expect("the reconfig committed");
+        assert!(matches!(added.1, Applied::DataSet { .. }), "{:?}", added.1);
+        assert_eq!(
+            last_error(&settled, leader),
+            code(ErrorCode::ReconfigInProgress)
+        );
+        let version = added.0.zxid;
+        let four = format!("{}\nversion={version:x}", lines(&[1, 2, 3, 4]));
+        for m in &members {
+            assert_eq!(config_text(m), four, "member {}", m.id());
+            assert_eq!(m.config.voters, [1, 2, 3, 4], "member {}", m.id());
+            assert!(!m.joint(), "the joint configuration was left");
+            assert_eq!(m.tree().last_zxid(), members[leader].tree().last_zxid());
+        }
+
+        // The leader removes itself: it hands over to one of the others.
+        let remove = reconfig(8, "", &leader_id.to_string(), "", version);
+        members[leader].propose(remove);
+        settle(&mut members);
+        let next = loop {
+            now += 10;
+            members.iter_mut().for_each(|m| m.tick(now));
+            settle(&mut members);
+            let next = members
+                .iter()
+                .position(|m| m.is_leader() && m.id() != leader_id);
+            if let (Some(i), false) = (next, members[leader].is_leader()) {
+                break i;
+            }
+            assert!(now < 20_000, "no new leader");
+        };
+        let rest: Vec<u64> = [1, 2, 3, 4]
+            .into_iter()
+            .filter(|&id| id != leader_id)
+            .collect();
+        assert_eq!(members[next].config.voters, rest);
+        assert!(config_text(&members[next]).starts_with(&lines(&rest)));
     }
 
     #[test]
@@ -1420,7 +1888,7 @@ mod tests {
             for m in &mut members {
                 m.tick(now);
             }
-            for (i, s) in settle(&mut members).into_iter().enumerate() {
+            for (i, s) in settle(&mut members).synced.into_iter().enumerate() {
                 answered[i].extend(s);
             }
         }

@@ -50,7 +50,10 @@ impl SnapshotMeta {
 
 pub struct EntryStore {
     hard_state: HardState,
-    conf_state: ConfState,
+    /// The membership from each index on, oldest first; the first one holds
+    /// at the newest snapshot (or from the start), so a snapshot is sent
+    /// with the membership it was taken in.
+    conf_states: Vec<(u64, ConfState)>,
     /// The newest snapshot on this member's disk.
     snapshot: Option<SnapshotMeta>,
     /// Index and term of the entry before `entries[0]`: compacted away, or
@@ -62,6 +65,8 @@ pub struct EntryStore {
     marks: VecDeque<(u64, i64)>,
     /// The mark of the entry at `before`.
     before_mark: (u64, i64),
+    /// raft asked for a snapshot for a member the newest one does not hold.
+    snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl EntryStore {
@@ -73,12 +78,13 @@ impl EntryStore {
     ) -> EntryStore {
         EntryStore {
             hard_state,
-            conf_state,
+            conf_states: vec![(snapshot.map_or(0, |s| s.index), conf_state)],
             before: snapshot.map_or((0, 0), |s| (s.index, s.term)),
             snapshot,
             entries: VecDeque::new(),
             marks: VecDeque::new(),
             before_mark: (0, 0),
+            snapshot_wanted: std::cell::Cell::new(false),
         }
     }
 
@@ -102,8 +108,30 @@ impl EntryStore {
         self.snapshot
     }
 
-    pub fn conf_state(&self) -> &ConfState {
-        &self.conf_state
+    /// Whether a member needs a snapshot newer than the newest one.
+    pub fn snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.get()
+    }
+
+    /// The membership in force after entry `index` was applied.
+    fn conf_state_at(&self, index: u64) -> &ConfState {
+        let at = self.conf_states.partition_point(|(from, _)| *from <= index);
+        &self.conf_states[at.saturating_sub(1)].1
+    }
+
+    /// A conf change at `index` was applied.
+    pub fn set_conf_state(&mut self, index: u64, conf_state: ConfState) {
+        self.conf_states.retain(|(from, _)| *from < index);
+        self.conf_states.push((index, conf_state));
+    }
+
+    /// Forgets the membership before `index`, but the one in force there.
+    fn drop_conf_states_before(&mut self, index: u64) {
+        let keep_from = self
+            .conf_states
+            .partition_point(|(from, _)| *from <= index)
+            .saturating_sub(1);
+        self.conf_states.drain(..keep_from);
     }
 
     pub fn set_hard_state(&mut self, hs: HardState) {
@@ -151,6 +179,8 @@ impl EntryStore {
             return;
         }
         self.snapshot = Some(meta);
+        self.snapshot_wanted.set(false);
+        self.drop_conf_states_before(meta.index);
         let to = compact_to.min(meta.index).min(self.last());
         while to > self.before.0 {
             let (Some(e), Some(mark)) = (self.entries.pop_front(), self.marks.pop_front()) else {
@@ -161,8 +191,10 @@ impl EntryStore {
         }
     }
 
-    /// A snapshot from the leader replaces the whole log.
-    pub fn install(&mut self, meta: SnapshotMeta) {
+    /// A snapshot from the leader, taken in membership `conf_state`,
+    /// replaces the whole log.
+    pub fn install(&mut self, meta: SnapshotMeta, conf_state: ConfState) {
+        self.conf_states = vec![(meta.index, conf_state)];
         self.entries.clear();
         self.marks.clear();
         self.before = (meta.index, meta.term);
@@ -175,7 +207,7 @@ impl Storage for EntryStore {
     fn initial_state(&self) -> raft::Result<RaftState> {
         Ok(RaftState {
             hard_state: self.hard_state.clone(),
-            conf_state: self.conf_state.clone(),
+            conf_state: self.conf_state_at(u64::MAX).clone(),
         })
     }
 
@@ -220,9 +252,27 @@ impl Storage for EntryStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         match self.snapshot {
-            Some(meta) if meta.index >= request_index => Ok(meta.to_raft(&self.conf_state)),
+            Some(meta) if meta.index >= request_index => {
+                // raft refuses a snapshot whose membership lacks it: a member
+                // added since the newest one waits for a newer one.
+                let conf_state = self.conf_state_at(meta.index);
+                let member = [
+                    &conf_state.voters,
+                    &conf_state.learners,
+                    &conf_state.voters_outgoing,
+                ]
+                .iter()
+                .any(|ids| ids.contains(&to));
+                if !member {
+                    self.snapshot_wanted.set(true);
+                    return Err(raft::Error::Store(
+                        StorageError::SnapshotTemporarilyUnavailable,
+                    ));
+                }
+                Ok(meta.to_raft(conf_state))
+            }
             _ => Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             )),
@@ -288,6 +338,30 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_is_sent_with_the_membership_it_was_taken_in() {
+        let mut s = store();
+        s.append(&(1..=10).map(|i| entry(i, 1)).collect::<Vec<_>>(), 0)
+            .expect("append");
+        let four = ConfState::from((vec![1, 2, 3, 4], vec![]));
+        let two = ConfState::from((vec![1, 2], vec![5]));
+        s.set_conf_state(4, four.clone());
+        s.set_conf_state(8, two.clone());
+        let meta = |index| SnapshotMeta {
+            index,
+            term: 1,
+            len: 1,
+        };
+        s.snapshot_taken(meta(6), 6);
+        let sent = s.snapshot(0, 2).expect("snapshot");
+        assert_eq!(sent.get_metadata().get_conf_state(), &four);
+        assert_eq!(s.initial_state().expect("state").conf_state, two);
+        s.snapshot_taken(meta(9), 9);
+        let sent = s.snapshot(0, 2).expect("snapshot");
+        assert_eq!(sent.get_metadata().get_conf_state(), &two);
+        assert_eq!(s.conf_states.len(), 1, "older memberships are forgotten");
+    }
+
+    #[test]
     fn an_installed_snapshot_replaces_the_log() {
         let mut s = store();
         s.append(&(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>(), 0)
@@ -297,7 +371,7 @@ mod tests {
             term: 3,
             len: 9,
         };
-        s.install(meta);
+        s.install(meta, ConfState::from((vec![1, 2, 3], vec![])));
         assert_eq!(
             (s.first_index().ok(), s.last_index().ok()),
             (Some(21), Some(20))

@@ -130,6 +130,14 @@ pub struct Ensemble {
     /// `peerType`, when given: whether this server says it is an observer.
     /// The server lines decide; a mismatch is logged, as ZooKeeper does.
     pub peer_type_observer: Option<bool>,
+    /// `reconfigEnabled` (off by default, as in ZooKeeper).
+    pub reconfig_enabled: bool,
+    /// The membership's version: 0 for the static lines, the zxid of the
+    /// reconfig that made it for a `dynamicConfigFile` (its name's suffix).
+    pub config_version: i64,
+    /// The configuration file the server was started with, which a
+    /// reconfig rewrites to point at the new dynamic file, as ZooKeeper's.
+    pub config_file: PathBuf,
 }
 
 impl Ensemble {
@@ -222,6 +230,9 @@ impl Config {
             retained_entries: 1000,
             peer_type_observer: None,
             read_only_after: None,
+            reconfig_enabled: false,
+            config_version: 0,
+            config_file: path.to_owned(),
         };
         let (mut admin_enabled, mut admin_ip, mut admin_port) =
             (true, IpAddr::from([0, 0, 0, 0]), 8080);
@@ -394,7 +405,26 @@ impl Config {
                         }
                     }
                 }
-                "standaloneEnabled" | "reconfigEnabled" | "preAllocSize" => warnings.push(format!(
+                "reconfigEnabled" => ensemble.reconfig_enabled = value == "true",
+                "dynamicConfigFile" => {
+                    let file = dir(value);
+                    let text =
+                        std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                            path: file.clone(),
+                            source,
+                        })?;
+                    let (membership, _) = Membership::parse_config(&text).map_err(|e| {
+                        invalid(format!("dynamicConfigFile {}: {e}", file.display()))
+                    })?;
+                    members.extend(membership.members().iter().cloned());
+                    // ZooKeeper names the file <config>.dynamic.<version in hex>.
+                    ensemble.config_version = file
+                        .to_string_lossy()
+                        .rsplit_once(".dynamic.")
+                        .and_then(|(_, v)| i64::from_str_radix(v, 16).ok())
+                        .unwrap_or(0);
+                }
+                "standaloneEnabled" | "preAllocSize" => warnings.push(format!(
                     "{}:{}: {key} is accepted but has no effect yet",
                     path.display(),
                     i + 1

@@ -488,16 +488,22 @@ fn member(
         max_append_bytes: config.max_batch_bytes as u64,
         extended_types: config.extended_types,
         container_check_ms: config.container_check_interval_ms as i64,
-        config_node: membership.config_node(),
+        config_node: membership.config_text(ensemble.config_version),
+        reconfig_enabled: ensemble.reconfig_enabled,
         retained_entries: ensemble.retained_entries,
     };
+    let hard_state = recovered.durable.hard_state.clone();
+    let replica = Replica::new(replica_config, recovered.durable, stats::epoch_ms())
+        .map_err(|e| format!("starting the replica: {e}"))?;
+    // A snapshot may hold a newer membership than the configuration file
+    // (a reconfig whose dynamic file was not written before a crash).
+    let membership = &replica
+        .membership()
+        .map_or_else(|| membership.clone(), |(m, _)| m);
     let addrs = resolve_peers(membership)?;
     if let Some(&listen) = addrs.get(&ensemble.myid) {
         ensure_free(listen, "peer port")?;
     }
-    let hard_state = recovered.durable.hard_state.clone();
-    let replica = Replica::new(replica_config, recovered.durable, stats::epoch_ms())
-        .map_err(|e| format!("starting the replica: {e}"))?;
     // Shards start from the replica's first version (with /zookeeper/config).
     let tree = replica.tree().clone();
     let (myid, membership) = (ensemble.myid, membership.clone());
@@ -514,19 +520,22 @@ fn member(
     let snap_retain_count = config.snap_retain_count;
     let tick = std::time::Duration::from_millis(ensemble.raft_tick_ms);
     let read_only_after = ensemble.read_only_after;
+    let reconfig_enabled = ensemble.reconfig_enabled;
+    let config_file = ensemble.config_file.clone();
     let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
     Ok(Start {
         tree,
         restored_sessions: Vec::new(),
         sequencer: Box::new(move |inboxes, outboxes| {
             Box::pin(async move {
-                let (outbound, inbound) = match transport::start(myid, &membership, &addrs) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot start the peer transport");
-                        terminate(1);
-                    }
-                };
+                let (outbound, inbound) =
+                    match transport::start(myid, &membership, &addrs, !reconfig_enabled) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start the peer transport");
+                            terminate(1);
+                        }
+                    };
                 let log = match wal::LogWriter::open(
                     wal::LogKind::ENTRIES,
                     &log_dir,
@@ -560,6 +569,7 @@ fn member(
                     shutdown,
                     fsync_warning,
                     read_only_after,
+                    config_file: reconfig_enabled.then_some(config_file),
                 })
                 .await
             })

@@ -468,6 +468,7 @@ impl Sim {
             extended_types: true,
             container_check_ms: 1000,
             config_node: String::new(),
+            reconfig_enabled: false,
             retained_entries: self.cfg.retained_entries,
         }
     }

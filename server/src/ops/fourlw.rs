@@ -34,7 +34,7 @@ pub fn answer(word: &str, cx: &Context<'_>) -> String {
         "srvr" => server_summary(cx, false),
         "stat" => server_summary(cx, true),
         "envi" => environment(cx.config),
-        "conf" => configuration(cx.config),
+        "conf" => configuration(cx.config, cx.tree),
         "cons" => format!("{}\n", cx.stats.client_lines(true)),
         "crst" => {
             cx.stats.reset_connections();
@@ -115,7 +115,7 @@ pub fn dir_size(dir: &std::path::Path) -> u64 {
     })
 }
 
-fn configuration(c: &Config) -> String {
+fn configuration(c: &Config, tree: &zoocore_engine::DataTree) -> String {
     let mut text = format!(
         "clientPort={}\nclientPortAddress={}\nsecureClientPort=-1\ndataDir={}\ndataDirSize={}\n\
          dataLogDir={}\ndataLogSize={}\ntickTime={}\nmaxClientCnxns={}\nminSessionTimeout={}\n\
@@ -163,7 +163,14 @@ fn configuration(c: &Config) -> String {
              zoocore.heartbeatTicks={}\nmembership: \n",
             e.init_limit, e.sync_limit, e.raft_tick_ms, e.election_ticks, e.heartbeat_ticks
         );
-        text.push_str(&e.membership.config_node());
+        // The replicated one: a reconfig changes it.
+        match tree
+            .get("/zookeeper/config")
+            .and_then(|n| n.data.as_deref())
+        {
+            Some(live) => text.push_str(&String::from_utf8_lossy(live)),
+            None => text.push_str(&e.membership.config_text(e.config_version)),
+        }
     }
     text
 }

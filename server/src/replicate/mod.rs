@@ -80,6 +80,9 @@ pub struct ReplicateSetup {
     /// `readonlymode.enabled`: how long without a leader before this member
     /// serves reads to clients that allow a read-only server.
     pub read_only_after: Option<Duration>,
+    /// With `reconfigEnabled`: the configuration file a reconfig rewrites
+    /// (`storage::dynconfig`).
+    pub config_file: Option<PathBuf>,
 }
 
 /// The replica and what this server is waiting for from it.
@@ -98,6 +101,7 @@ struct Glue {
     read_only_after: Option<Duration>,
     /// Since when this member has had no leader.
     looking_since: Option<std::time::Instant>,
+    config_file: Option<PathBuf>,
 }
 
 impl Glue {
@@ -199,6 +203,9 @@ impl Glue {
     /// Turns the replica's output into batches for the shards; returns them
     /// and what must be made durable.
     fn absorb(&mut self, out: Output, outbound: &Outbound) -> Absorbed {
+        if let Some(text) = &out.config {
+            self.reconfigured(text, outbound);
+        }
         for (to, msg) in &out.messages {
             outbound.send(*to, msg);
         }
@@ -304,6 +311,43 @@ impl Glue {
     }
 }
 
+impl Glue {
+    /// `/zookeeper/config` changed: talk to the new membership, and leave
+    /// the files ZooKeeper leaves (off the executor: they are fsynced).
+    fn reconfigured(&mut self, text: &str, outbound: &Outbound) {
+        let membership = match zoocore_consensus::Membership::parse_config(text) {
+            Ok((membership, version)) => {
+                tracing::info!(version = %format!("{version:x}"), "membership changed");
+                membership
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "/zookeeper/config does not parse; membership unchanged");
+                return;
+            }
+        };
+        outbound.set_members(&membership);
+        let Some(config_file) = self.config_file.clone() else {
+            return;
+        };
+        let (text, myid) = (text.to_owned(), self.replica.id());
+        glommio::spawn_local(async move {
+            let written = glommio::executor()
+                .spawn_blocking(move || {
+                    crate::storage::dynconfig::write(&config_file, &text, myid)
+                        .map_err(|e| format!("{}: {e}", config_file.display()))
+                })
+                .await;
+            match written {
+                Ok(dynamic) => {
+                    tracing::info!(file = %dynamic.display(), "wrote the dynamic configuration")
+                }
+                Err(e) => tracing::error!(error = %e, "cannot write the dynamic configuration"),
+            }
+        })
+        .detach();
+    }
+}
+
 /// What the main loop does with one output of the replica.
 struct Absorbed {
     batches: Vec<Arc<CommitBatch>>,
@@ -333,6 +377,7 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
         shutdown,
         fsync_warning,
         read_only_after,
+        config_file,
     } = setup;
     stats.ensemble.set_role(Role::Looking);
     let glue = Rc::new(RefCell::new(Glue {
@@ -344,6 +389,7 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
         stats: stats.clone(),
         read_only_after,
         looking_since: None,
+        config_file,
     }));
     let (kick_tx, kick_rx) = local_channel::new_bounded::<()>(1);
     let kick_tx = Rc::new(kick_tx);
@@ -512,6 +558,8 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
         if (txns > 0 || bytes > 0) && snapshot_policy.record(txns, bytes as u64) {
             snapshot_due = true;
         }
+        // A member a reconfig added needs a snapshot that knows it.
+        snapshot_due |= glue.borrow().replica.snapshot_wanted();
         // A snapshot that falls due while the last one is still being written
         // waits for it: dropped, the log would grow until the next one falls
         // due, which never happens once writes stop.

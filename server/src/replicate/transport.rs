@@ -4,7 +4,10 @@
 //! connection starts with a `Hello` (protocol version, server id, a digest
 //! of the member lines); the accepting side refuses a peer whose version or
 //! configuration differs, or whose id is not a member, with a log line
-//! saying which. A malformed frame closes that connection only. What waits
+//! saying which (with `reconfigEnabled` the lines may differ: the log
+//! decides the membership, and a reconfig changes whom this server dials
+//! and accepts, [`Outbound::set_members`]). A malformed frame closes that
+//! connection only. What waits
 //! to be sent to one peer is bounded ([`PEER_QUEUE`] frames); past it a
 //! message is dropped, which raft tolerates (it resends).
 
@@ -39,20 +42,33 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Frames waiting for one peer's connection.
 struct PeerQueue {
+    addr: SocketAddr,
     frames: RefCell<VecDeque<Vec<u8>>>,
     wake: LocalSender<()>,
+    /// The peer left the ensemble: its dialer ends.
+    gone: std::cell::Cell<bool>,
+}
+
+/// The members this server talks to: a queue and a dialer per other
+/// member, and the ids whose connections it accepts.
+struct Peers {
+    myid: u64,
+    hello: PeerMsg,
+    queues: HashMap<u64, Rc<PeerQueue>>,
+    members: Vec<u64>,
 }
 
 /// Sends to peers; cheap to clone into the tasks that need it.
 #[derive(Clone)]
 pub struct Outbound {
-    peers: Rc<HashMap<u64, Rc<PeerQueue>>>,
+    peers: Rc<RefCell<Peers>>,
 }
 
 impl Outbound {
     /// Queues a message for `to`; a full queue or an unknown peer drops it.
     pub fn send(&self, to: u64, msg: &PeerMsg) {
-        let Some(queue) = self.peers.get(&to) else {
+        let peers = self.peers.borrow();
+        let Some(queue) = peers.queues.get(&to) else {
             return;
         };
         if queue.frames.borrow().len() >= PEER_QUEUE {
@@ -63,21 +79,74 @@ impl Outbound {
         queue.frames.borrow_mut().push_back(frame);
         let _ = queue.wake.try_send(());
     }
+
+    /// A reconfig committed: dial the members that joined (or moved), stop
+    /// dialing those that left, and accept connections from the new set. A
+    /// member whose address does not resolve is logged and left out.
+    pub fn set_members(&self, membership: &Membership) {
+        let mut peers = self.peers.borrow_mut();
+        let myid = peers.myid;
+        peers.members = membership.members().iter().map(|m| m.id).collect();
+        let mut wanted = HashMap::new();
+        for m in membership.members().iter().filter(|m| m.id != myid) {
+            match resolve(m) {
+                Ok(addr) => {
+                    wanted.insert(m.id, addr);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "a member of the new configuration cannot be dialed")
+                }
+            }
+        }
+        let stale: Vec<u64> = peers
+            .queues
+            .iter()
+            .filter(|(id, q)| wanted.get(id) != Some(&q.addr))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in stale {
+            if let Some(queue) = peers.queues.remove(&id) {
+                queue.gone.set(true);
+                let _ = queue.wake.try_send(());
+            }
+        }
+        for (id, addr) in wanted {
+            if !peers.queues.contains_key(&id) {
+                let hello = peers.hello.clone();
+                peers.queues.insert(id, spawn_dialer(id, addr, hello));
+            }
+        }
+    }
+}
+
+fn resolve(m: &zoocore_consensus::Member) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    (m.host.as_str(), m.peer_port)
+        .to_socket_addrs()
+        .map_err(|e| format!("server.{}: cannot resolve {}: {e}", m.id, m.host))?
+        .next()
+        .ok_or_else(|| format!("server.{}: {} resolves to no address", m.id, m.host))
 }
 
 /// Where each member listens, resolved once at start.
 pub fn peer_addrs(membership: &Membership) -> Result<HashMap<u64, SocketAddr>, String> {
-    use std::net::ToSocketAddrs;
     let mut addrs = HashMap::new();
     for m in membership.members() {
-        let addr = (m.host.as_str(), m.peer_port)
-            .to_socket_addrs()
-            .map_err(|e| format!("server.{}: cannot resolve {}: {e}", m.id, m.host))?
-            .next()
-            .ok_or_else(|| format!("server.{}: {} resolves to no address", m.id, m.host))?;
-        addrs.insert(m.id, addr);
+        addrs.insert(m.id, resolve(m)?);
     }
     Ok(addrs)
+}
+
+fn spawn_dialer(id: u64, addr: SocketAddr, hello: PeerMsg) -> Rc<PeerQueue> {
+    let (wake, woken) = local_channel::new_bounded(1);
+    let queue = Rc::new(PeerQueue {
+        addr,
+        frames: RefCell::new(VecDeque::new()),
+        wake,
+        gone: std::cell::Cell::new(false),
+    });
+    glommio::spawn_local(dial(id, hello, queue.clone(), woken)).detach();
+    queue
 }
 
 /// What the transport hands the replica.
@@ -89,10 +158,13 @@ pub enum PeerEvent {
 
 /// Starts the listener and one dialer per peer on the current executor.
 /// Received messages and lost connections arrive on the returned receiver.
+/// `check_lines`: refuse a peer whose member lines differ (off with
+/// `reconfigEnabled`, where they may).
 pub fn start(
     myid: u64,
     membership: &Membership,
     addrs: &HashMap<u64, SocketAddr>,
+    check_lines: bool,
 ) -> Result<(Outbound, LocalReceiver<PeerEvent>), String> {
     let listen = *addrs.get(&myid).ok_or("this server has no peer address")?;
     let listener = TcpListener::bind(listen)
@@ -104,40 +176,34 @@ pub fn start(
         server_id: myid,
         membership: membership.digest(),
     };
-    let members: Vec<u64> = membership.members().iter().map(|m| m.id).collect();
-    glommio::spawn_local(accept(listener, myid, hello.clone(), members, inbound_tx)).detach();
-    let mut peers = HashMap::new();
+    let mut queues = HashMap::new();
     for (&id, &addr) in addrs {
-        if id == myid {
-            continue;
+        if id != myid {
+            queues.insert(id, spawn_dialer(id, addr, hello.clone()));
         }
-        let (wake, woken) = local_channel::new_bounded(1);
-        let queue = Rc::new(PeerQueue {
-            frames: RefCell::new(VecDeque::new()),
-            wake,
-        });
-        peers.insert(id, queue.clone());
-        glommio::spawn_local(dial(id, addr, hello.clone(), queue, woken)).detach();
     }
-    Ok((
-        Outbound {
-            peers: Rc::new(peers),
-        },
-        inbound_rx,
-    ))
+    let outbound = Outbound {
+        peers: Rc::new(RefCell::new(Peers {
+            myid,
+            hello: hello.clone(),
+            queues,
+            members: membership.members().iter().map(|m| m.id).collect(),
+        })),
+    };
+    let peers = outbound.peers.clone();
+    glommio::spawn_local(accept(listener, hello, peers, check_lines, inbound_tx)).detach();
+    Ok((outbound, inbound_rx))
 }
 
 /// Keeps a connection to one peer and writes its queue into it.
-async fn dial(
-    id: u64,
-    addr: SocketAddr,
-    hello: PeerMsg,
-    queue: Rc<PeerQueue>,
-    woken: LocalReceiver<()>,
-) {
+async fn dial(id: u64, hello: PeerMsg, queue: Rc<PeerQueue>, woken: LocalReceiver<()>) {
+    let addr = queue.addr;
     let mut backoff = BACKOFF.0;
     let mut pending: Vec<u8> = Vec::new();
     loop {
+        if queue.gone.get() {
+            return;
+        }
         let mut stream = match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
             Ok(s) => s,
             Err(_) => {
@@ -162,7 +228,8 @@ async fn dial(
                 pending.extend_from_slice(&frame);
             }
             if pending.is_empty() {
-                if woken.recv().await.is_none() {
+                if woken.recv().await.is_none() || queue.gone.get() {
+                    tracing::info!(peer = id, "no longer a member; not dialing it");
                     return;
                 }
                 continue;
@@ -180,28 +247,27 @@ async fn dial(
 
 async fn accept(
     listener: TcpListener,
-    myid: u64,
     hello: PeerMsg,
-    members: Vec<u64>,
+    peers: Rc<RefCell<Peers>>,
+    check_lines: bool,
     inbound: Rc<LocalSender<PeerEvent>>,
 ) {
-    let limit = CONNECTIONS_PER_PEER * members.len().saturating_sub(1).max(1);
-    let members = Rc::new(members);
     let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
+        let limit = CONNECTIONS_PER_PEER * peers.borrow().members.len().saturating_sub(1).max(1);
         match listener.accept().await {
             Ok(stream) if open.get() >= limit => {
                 let from = stream.peer_addr().ok();
                 tracing::warn!(?from, limit, "too many peer connections; closing a new one");
             }
             Ok(stream) => {
-                let (hello, members, inbound) = (hello.clone(), members.clone(), inbound.clone());
+                let (hello, peers, inbound) = (hello.clone(), peers.clone(), inbound.clone());
                 open.set(open.get() + 1);
                 let open = open.clone();
                 glommio::spawn_local(async move {
                     let mut from = None;
                     let outcome =
-                        receive(stream, myid, &hello, &members, &inbound, &mut from).await;
+                        receive(stream, &hello, &peers, check_lines, &inbound, &mut from).await;
                     open.set(open.get() - 1);
                     if let Err(reason) = outcome {
                         tracing::warn!(%reason, "peer connection closed");
@@ -220,9 +286,9 @@ async fn accept(
 /// Reads one peer's frames until its connection ends; `Err` says why.
 async fn receive(
     mut stream: TcpStream,
-    myid: u64,
     ours: &PeerMsg,
-    members: &[u64],
+    peers: &RefCell<Peers>,
+    check_lines: bool,
     inbound: &LocalSender<PeerEvent>,
     from: &mut Option<u64>,
 ) -> Result<(), String> {
@@ -277,8 +343,10 @@ async fn receive(
                 },
             ) => {
                 let PeerMsg::Hello {
-                    membership: mine, ..
-                } = ours
+                    membership: mine,
+                    server_id: myid,
+                    ..
+                } = *ours
                 else {
                     return Err("no hello of our own".into());
                 };
@@ -287,12 +355,12 @@ async fn receive(
                         "server.{server_id} speaks peer protocol {version}, this server {PROTOCOL_VERSION}: refusing it"
                     ));
                 }
-                if server_id == myid || !members.contains(&server_id) {
+                if server_id == myid || !peers.borrow().members.contains(&server_id) {
                     return Err(format!(
                         "server id {server_id} is not another member of this ensemble: refusing it"
                     ));
                 }
-                if membership != *mine {
+                if check_lines && membership != mine {
                     return Err(format!(
                         "server.{server_id}'s server.N lines differ from this server's (digest {membership:#x} vs {mine:#x}): \
                          refusing to form a quorum with it; make every member's configuration the same"

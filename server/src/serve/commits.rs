@@ -12,7 +12,7 @@ use zoocore_engine::session;
 use zoocore_engine::tree::Applied;
 use zoocore_engine::{write_reply, DataTree};
 use zoocore_net::consts::perms;
-use zoocore_net::records::{ConnectResponse, ReplyHeader};
+use zoocore_net::records::{ConnectResponse, GetDataResponse, ReplyHeader};
 use zoocore_net::{ErrorCode, Request, Response};
 
 use super::request::{answer_read, answered, answered_txn, view};
@@ -226,7 +226,16 @@ pub(super) fn reply_write(
         return;
     };
     debug_assert_eq!(entry.xid, txn.cxid, "replies leave in request order");
-    let (err, body) = write_reply(&entry.request, applied);
+    let (err, mut body) = write_reply(&entry.request, applied);
+    // A reconfig answers with the new configuration, as getData would.
+    if let (Request::Reconfig(_), Response::Stat(stat)) = (&entry.request, &body) {
+        let data = shard
+            .replica
+            .borrow()
+            .get("/zookeeper/config")
+            .and_then(|n| n.data.as_deref().map(<[u8]>::to_vec));
+        body = Response::GetData(GetDataResponse { data, stat: *stat });
+    }
     conn.reply(
         ReplyHeader {
             xid: entry.xid,

@@ -1,5 +1,6 @@
 //! Files in dataDir and dataLogDir: log segments, snapshots, recovery.
 pub mod dir;
+pub mod dynconfig;
 pub mod raftlog;
 pub mod recovery;
 pub mod snapfile;
