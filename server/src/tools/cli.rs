@@ -14,7 +14,7 @@ use zoocore_net::client::{Client, ClientError, ConnectOptions};
 use zoocore_net::consts::perms;
 use zoocore_net::records::{
     AddWatchRequest, AuthPacket, CreateRequest, CreateTtlRequest, DeleteRequest, PathRequest,
-    PathWatchRequest, SetAclRequest, SetDataRequest, WatcherEvent,
+    PathWatchRequest, ReconfigRequest, SetAclRequest, SetDataRequest, WatcherEvent,
 };
 use zoocore_net::{Acl, AddWatchMode, ErrorCode, EventType, KeeperState, Request, Response, Stat};
 
@@ -132,6 +132,22 @@ fn error_text(code: i32, path: &str) -> String {
         }
         Some(other) => format!("KeeperErrorCode = {other:?} for {path}"),
         None => format!("KeeperErrorCode = {code} for {path}"),
+    }
+}
+
+/// zkCli's `config -c`: the version, then every member's client address.
+fn client_config(text: &str) -> String {
+    match zoocore_consensus::Membership::parse_config(text) {
+        Ok((membership, version)) => {
+            let clients: Vec<String> = membership
+                .members()
+                .iter()
+                .filter_map(|m| m.client.as_ref())
+                .map(|(host, port)| format!("{}:{port}", host.as_deref().unwrap_or("0.0.0.0")))
+                .collect();
+            format!("{version:x} {}", clients.join(","))
+        }
+        Err(_) => String::new(),
     }
 }
 
@@ -260,6 +276,7 @@ fn check(code: i32, path: &str) -> Result<(), Failure> {
 
 const HELP: &str = "ZooKeeper -server host:port cmd args
 \taddauth scheme auth
+\tconfig [-c] [-w] [-s]
 \tcreate [-s] [-e] [-c] [-t ttl] path [data] [acl]
 \tdelete [-v version] path
 \tdeleteall path
@@ -272,6 +289,7 @@ const HELP: &str = "ZooKeeper -server host:port cmd args
 \tstat [-w] path
 \tsync path
 \taddWatch [-m mode] path   # mode: PERSISTENT or PERSISTENT_RECURSIVE (default)
+\treconfig [-s] [-v version] [[-file path] | [-members serverID=host:port1:port2;port3[,...]*]] | [-add serverId=host:port1:port2;port3[,...]]* [-remove serverId[,...]*]
 \tquit
 ";
 
@@ -336,6 +354,83 @@ fn command(session: &mut Session, name: &str, words: &[&str]) -> Result<(), Fail
             }))?;
             check(code, &path)?;
             if let Response::GetData(r) = body {
+                println!(
+                    "{}",
+                    r.data
+                        .map_or("null".into(), |d| String::from_utf8_lossy(&d).into_owned())
+                );
+                if a.has("-s") {
+                    print!("{}", stat_text(&r.stat));
+                }
+            }
+            Ok(())
+        }
+        "config" => {
+            let a = args(words, &[])?;
+            let path = "/zookeeper/config".to_owned();
+            let (code, body) = session.call(&Request::GetData(PathWatchRequest {
+                path: path.clone(),
+                watch: a.has("-w"),
+            }))?;
+            check(code, &path)?;
+            if let Response::GetData(r) = body {
+                let text = r
+                    .data
+                    .map_or("null".into(), |d| String::from_utf8_lossy(&d).into_owned());
+                if a.has("-c") {
+                    println!("{}", client_config(&text));
+                } else {
+                    println!("{text}");
+                }
+                if a.has("-s") {
+                    print!("{}", stat_text(&r.stat));
+                }
+            }
+            Ok(())
+        }
+        "reconfig" => {
+            let a = args(words, &["-v", "-file", "-members", "-add", "-remove"])?;
+            let all = |flag: &str| -> Vec<&str> {
+                a.values
+                    .iter()
+                    .filter(|(f, _)| *f == flag)
+                    .map(|(_, v)| *v)
+                    .collect()
+            };
+            let (joining, leaving) = (all("-add").join(","), all("-remove").join(","));
+            let new_members = match (a.value("-file"), a.value("-members")) {
+                (Some(file), _) => std::fs::read_to_string(file)
+                    .map_err(|e| Failure::Usage(format!("cannot read {file}: {e}")))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| l.starts_with("server."))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                (None, Some(members)) => members.to_owned(),
+                (None, None) => String::new(),
+            };
+            let incremental = !joining.is_empty() || !leaving.is_empty();
+            if incremental != new_members.is_empty() {
+                return Err(Failure::Usage(
+                    "reconfig needs -add/-remove, or -members/-file, and not both".into(),
+                ));
+            }
+            let cur_config_id = match a.value("-v") {
+                Some(v) => i64::from_str_radix(v.trim_start_matches("0x"), 16).map_err(|_| {
+                    Failure::Usage(format!("-v takes a hex config version, got {v}"))
+                })?,
+                None => -1,
+            };
+            let path = "/zookeeper/config".to_owned();
+            let (code, body) = session.call(&Request::Reconfig(ReconfigRequest {
+                joining_servers: joining,
+                leaving_servers: leaving,
+                new_members,
+                cur_config_id,
+            }))?;
+            check(code, &path)?;
+            if let Response::GetData(r) = body {
+                println!("Committed new configuration:");
                 println!(
                     "{}",
                     r.data
@@ -571,6 +666,32 @@ pub fn servers(list: &str) -> Result<Vec<SocketAddr>, String> {
         .collect()
 }
 
+/// The commands of a `-c` script: separated by `;`, except the `;` of a
+/// server spec (`server.N=host:p1:p2;clientPort`, no space after it).
+fn script_lines(commands: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for piece in commands.split(';') {
+        let joins_spec = lines.last().is_some_and(|l| {
+            l.split_whitespace()
+                .last()
+                .is_some_and(|w| w.contains("server.") && w.contains('='))
+        }) && !piece.starts_with(char::is_whitespace)
+            && !piece.is_empty();
+        match lines.last_mut() {
+            Some(last) if joins_spec => {
+                last.push(';');
+                last.push_str(piece);
+            }
+            _ => lines.push(piece.to_owned()),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
 /// Runs `commands` (`;`-separated) or, without them, an interactive shell.
 /// Returns the exit code.
 pub fn main(servers: Vec<SocketAddr>, commands: Option<&str>) -> u8 {
@@ -580,8 +701,8 @@ pub fn main(servers: Vec<SocketAddr>, commands: Option<&str>) -> u8 {
         auths: Vec::new(),
     };
     if let Some(commands) = commands {
-        for line in commands.split(';').map(str::trim).filter(|l| !l.is_empty()) {
-            if let Err(f) = run(&mut session, line) {
+        for line in script_lines(commands) {
+            if let Err(f) = run(&mut session, &line) {
                 eprintln!("{}", f.message());
                 return f.code();
             }

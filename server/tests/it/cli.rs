@@ -236,3 +236,42 @@ fn interactive_shell_through_a_pseudo_terminal() {
         std::fs::read_to_string(home.join(".zoocore_cli_history")).expect("history saved");
     assert!(history.contains("create /tty hello"), "{history}");
 }
+
+#[test]
+fn config_and_reconfig_on_an_ensemble_print_what_zkcli_prints() {
+    let super_user = "super:clitest";
+    let keys = format!(
+        "reconfigEnabled=true\nDigestAuthenticationProvider.superDigest={}\n",
+        zoocore_engine::acl::digest_of(super_user)
+    );
+    let e = zoocore_testkit::ensemble::Ensemble::start(
+        std::path::Path::new(env!("CARGO_BIN_EXE_zoocore")),
+        3,
+        &keys,
+    );
+    let addr = e.members[0].client;
+    let (code, out, _) = cli(addr, &["-c", "config -c"]);
+    assert_eq!(code, 0);
+    let clients: Vec<String> = e.members.iter().map(|m| m.client.to_string()).collect();
+    assert_eq!(out, format!("0 {}\n", clients.join(",")));
+    let line = "server.9=127.0.0.1:1:2:observer;127.0.0.1:3";
+    let (code, _, err) = cli(addr, &["-c", &format!("reconfig -add {line}")]);
+    assert_eq!(
+        (code, err.trim()),
+        (1, "Insufficient permission : /zookeeper/config")
+    );
+    let script = format!("addauth digest {super_user}; reconfig -s -add {line}; config");
+    let (code, out, err) = cli(addr, &["-c", &script]);
+    assert_eq!(code, 0, "{err}");
+    let (committed, rest) = out
+        .split_once("cZxid = ")
+        .expect("reconfig -s prints the Stat");
+    assert!(
+        committed.starts_with("Committed new configuration:\nserver.1="),
+        "{out}"
+    );
+    assert!(committed.contains(&format!("{line}\nversion=")), "{out}");
+    // `config` prints the same configuration after the Stat.
+    let config = rest.split_once("numChildren = 0\n").expect("stat end").1;
+    assert_eq!(config, &committed["Committed new configuration:\n".len()..]);
+}
