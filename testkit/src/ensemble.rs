@@ -155,25 +155,12 @@ impl Ensemble {
                     host(i)
                 )
             } else {
-                format!(
-                    "zoocore.shards=1\nmetricsProvider.className=\
-                     org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
-                     metricsProvider.httpHost={}\nmetricsProvider.httpPort={metrics}\n",
-                    host(i)
-                )
+                zoocore_keys(host(i), metrics)
             };
             if observer(i) {
                 own.push_str("peerType=observer\n");
             }
-            std::fs::write(
-                dir.join("zoo.cfg"),
-                format!(
-                    "tickTime=2000\ndataDir={}\nmaxClientCnxns=0\nadmin.enableServer=false\n\
-                     4lw.commands.whitelist=*\nextendedTypesEnabled=true\n{own}{lines}{extra}\n",
-                    data.display()
-                ),
-            )
-            .expect("write zoo.cfg");
+            write_config(&dir, &data, &format!("{own}{lines}{extra}"));
             members.push(Member {
                 id,
                 client: SocketAddr::new(host(i), *client),
@@ -201,6 +188,61 @@ impl Ensemble {
         }
         ensemble.wait_leader(Duration::from_secs(60));
         ensemble
+    }
+
+    /// A zoocore member that is not yet in the ensemble, as an operator
+    /// starts one before `reconfig -add`: its zoo.cfg holds every current
+    /// member's line (as participants), its own (an observer's if
+    /// `observer`), and `extra`. Started, not waited for: it serves once a
+    /// reconfig adds it. Returns its id and its server line.
+    pub fn add_member(&mut self, observer: bool, extra: &str) -> (u64, String) {
+        assert!(
+            matches!(self.program, Program::Zoocore(_)),
+            "add_member starts zoocore members"
+        );
+        let id = self.members.iter().map(|m| m.id).max().unwrap_or(0) + 1;
+        let h = IpAddr::from([127, 0, 0, 1]);
+        let (client, peer, election, metrics) =
+            (free_port(), free_port(), free_port(), free_port());
+        let role = if observer { "observer" } else { "participant" };
+        let own_line = format!("server.{id}={h}:{peer}:{election}:{role};{h}:{client}");
+        let lines: String = self
+            .members
+            .iter()
+            .map(|m| {
+                format!(
+                    "server.{}={}:{}:{};{}\n",
+                    m.id,
+                    m.client.ip(),
+                    m.peer_port,
+                    m.election_port,
+                    m.client
+                )
+            })
+            .collect();
+        let dir = self.root.join(format!("member-{id}"));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&data).expect("create member dir");
+        std::fs::write(data.join("myid"), format!("{id}\n")).expect("write myid");
+        let peer_type = if observer { "peerType=observer\n" } else { "" };
+        let own = zoocore_keys(h, metrics);
+        write_config(
+            &dir,
+            &data,
+            &format!("{own}{peer_type}{lines}{own_line}\n{extra}"),
+        );
+        self.members.push(Member {
+            id,
+            client: SocketAddr::new(h, client),
+            peer_port: peer,
+            election_port: election,
+            metrics: Some(SocketAddr::new(h, metrics)),
+            dir,
+            child: None,
+            stopped: false,
+        });
+        self.spawn(id);
+        (id, own_line)
     }
 
     pub fn member(&self, id: u64) -> &Member {
@@ -419,6 +461,28 @@ impl Ensemble {
     pub fn log(&self, id: u64) -> String {
         std::fs::read_to_string(self.member(id).dir.join("server.log")).unwrap_or_default()
     }
+}
+
+/// A zoocore member's own keys: one shard, its Prometheus page.
+fn zoocore_keys(host: IpAddr, metrics: u16) -> String {
+    format!(
+        "zoocore.shards=1\nmetricsProvider.className=\
+         org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n\
+         metricsProvider.httpHost={host}\nmetricsProvider.httpPort={metrics}\n"
+    )
+}
+
+/// A member's zoo.cfg: the keys every member has, then `rest`.
+fn write_config(dir: &Path, data: &Path, rest: &str) {
+    std::fs::write(
+        dir.join("zoo.cfg"),
+        format!(
+            "tickTime=2000\ndataDir={}\nmaxClientCnxns=0\nadmin.enableServer=false\n\
+             4lw.commands.whitelist=*\nextendedTypesEnabled=true\n{rest}\n",
+            data.display()
+        ),
+    )
+    .expect("write zoo.cfg");
 }
 
 impl Drop for Ensemble {

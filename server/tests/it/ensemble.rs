@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use zoocore_net::client::{Client, ClientError, ConnectOptions, Reply};
 use zoocore_net::consts::{perms, CreateMode};
-use zoocore_net::records::{CreateRequest, PathRequest, PathWatchRequest, SetDataRequest};
+use zoocore_net::records::{
+    CreateRequest, PathRequest, PathWatchRequest, ReconfigRequest, SetDataRequest,
+};
 use zoocore_net::{Acl, ErrorCode, Request, Response};
 use zoocore_testkit::ensemble::Ensemble;
 use zoocore_testkit::linearizability::{self, Op, Operation, Outcome, Register};
@@ -1618,4 +1620,177 @@ fn a_follower_restarted_with_an_empty_disk_catches_up_by_snapshot() {
         "the wiped member crashed: {}",
         e.log(wiped)
     );
+}
+
+const RECONFIG_SUPER: &str = "super:reconfig";
+
+fn reconfig_keys() -> String {
+    format!(
+        "reconfigEnabled=true\nDigestAuthenticationProvider.superDigest={}\n",
+        zoocore_engine::acl::digest_of(RECONFIG_SUPER)
+    )
+}
+
+/// A reconfig as the super user through any running member, sent again
+/// after a lost connection or while another is in progress (a repeated
+/// add or remove changes nothing); returns its error code and the
+/// configuration it answered with.
+fn reconfig(e: &Ensemble, joining: &str, leaving: &str) -> (i32, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "reconfig +{joining} -{leaving} unanswered"
+        );
+        for m in e.members.iter().filter(|m| e.mode(m.id).is_some()) {
+            let Ok(mut c) = Client::connect(m.client, &ConnectOptions::default()) else {
+                continue;
+            };
+            if c.add_auth("digest", RECONFIG_SUPER.as_bytes()).ok() != Some(0) {
+                continue;
+            }
+            let request = Request::Reconfig(ReconfigRequest {
+                joining_servers: joining.into(),
+                leaving_servers: leaving.into(),
+                new_members: String::new(),
+                cur_config_id: -1,
+            });
+            match c.call(&request) {
+                Ok(r) if r.header.err == ErrorCode::ReconfigInProgress.code() => {}
+                Ok(r) => {
+                    let text = match r.body {
+                        Response::GetData(d) => String::from_utf8(d.data.unwrap_or_default())
+                            .expect("the configuration is text"),
+                        _ => String::new(),
+                    };
+                    return (r.header.err, text);
+                }
+                Err(_) => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits until member `id` serves `/zookeeper/config` equal to `text`.
+fn wait_config(e: &Ensemble, id: u64, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seen = Client::connect(e.member(id).client, &ConnectOptions::default())
+            .ok()
+            .and_then(|mut c| c.call(&get("/zookeeper/config")).ok())
+            .and_then(|r| match r.body {
+                Response::GetData(d) => d.data,
+                _ => None,
+            });
+        if seen.as_deref() == Some(text.as_bytes()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "member {id} serves {:?}, not {text:?}",
+            seen.map(|s| String::from_utf8_lossy(&s).into_owned())
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn server_lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| l.starts_with("server.")).collect()
+}
+
+#[test]
+fn reconfig_adds_removes_and_replaces_members_under_load_and_races_a_leader_kill() {
+    let keys = reconfig_keys();
+    let mut e = Ensemble::start(binary(), 3, &keys);
+    setup_parent(&e);
+    let writers = Writers::start(&e, &["c1", "c2"]);
+
+    // A fourth voter: started with everyone's lines and its own, then added.
+    let (four, line4) = e.add_member(false, &keys);
+    let (err, text) = reconfig(&e, &line4, "");
+    assert_eq!(err, 0, "adding server.4: {text}");
+    assert!(server_lines(&text).contains(&line4.as_str()), "{text}");
+    wait_config(&e, four, &text);
+    e.wait_leader(Duration::from_secs(30));
+    assert!(matches!(
+        e.mode(four).as_deref(),
+        Some("leader" | "follower")
+    ));
+
+    // Replace a follower by a new member in one reconfig (joint consensus).
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let gone = (1..=3).find(|&id| id != leader).expect("a follower");
+    let (five, line5) = e.add_member(false, &keys);
+    let (err, text) = reconfig(&e, &line5, &gone.to_string());
+    assert_eq!(err, 0, "replacing server.{gone} by server.5: {text}");
+    assert!(!text.contains(&format!("server.{gone}=")), "{text}");
+    wait_config(&e, five, &text);
+    e.kill(gone);
+
+    // A reconfig racing the leader's death: it commits or it does not, and
+    // either way every member ends with the same configuration and the
+    // next reconfig goes through.
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let victim = [1, 2, 3, 4, 5]
+        .into_iter()
+        .find(|&id| id != leader && id != gone)
+        .expect("a member to remove");
+    let racing = {
+        let members: Vec<SocketAddr> = vec![e.member(leader).client];
+        std::thread::spawn(move || {
+            let mut c = Client::connect(members[0], &ConnectOptions::default()).ok()?;
+            c.add_auth("digest", RECONFIG_SUPER.as_bytes()).ok()?;
+            c.call(&Request::Reconfig(ReconfigRequest {
+                joining_servers: String::new(),
+                leaving_servers: victim.to_string(),
+                new_members: String::new(),
+                cur_config_id: -1,
+            }))
+            .ok()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(5));
+    e.kill(leader);
+    let _ = racing.join().expect("racing reconfig");
+    e.start_member(leader);
+    // Whatever happened, removing the victim now succeeds.
+    let (err, text) = reconfig(&e, "", &victim.to_string());
+    assert_eq!(err, 0, "removing server.{victim}: {text}");
+    assert!(!text.contains(&format!("server.{victim}=")), "{text}");
+    e.kill(victim);
+    for id in [1, 2, 3, 4, 5]
+        .into_iter()
+        .filter(|&id| id != gone && id != victim)
+    {
+        wait_config(&e, id, &text);
+    }
+    e.wait_leader(Duration::from_secs(30));
+
+    let history = writers.finish();
+    check_linearizable(&history);
+    check_all_present(&e, &history);
+    let acked = history.iter().filter(|w| w.zxid.is_some()).count();
+    assert!(acked > 20, "only {acked} writes acknowledged");
+
+    // The remaining members restart from the dynamic files the reconfigs
+    // left, and form the same ensemble.
+    let live: Vec<u64> = [1, 2, 3, 4, 5]
+        .into_iter()
+        .filter(|&id| id != gone && id != victim)
+        .collect();
+    for &id in &live {
+        let cfg = std::fs::read_to_string(e.member(id).dir.join("zoo.cfg")).expect("zoo.cfg");
+        assert!(cfg.contains("dynamicConfigFile="), "member {id}: {cfg}");
+        assert!(!cfg.contains("\nserver."), "member {id}: {cfg}");
+        e.kill(id);
+    }
+    for &id in &live {
+        e.start_member(id);
+    }
+    e.wait_leader(Duration::from_secs(60));
+    for &id in &live {
+        wait_config(&e, id, &text);
+    }
+    check_all_present(&e, &history);
 }

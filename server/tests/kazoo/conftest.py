@@ -171,7 +171,7 @@ def _log_tail(path, limit=20000):
 class Cluster:
     """The servers under test: one standalone server, or an ensemble."""
 
-    def __init__(self, kind, read_only=False):
+    def __init__(self, kind, read_only=False, extra=""):
         self.kind = kind
         self.read_only = read_only
         self.base = kind.split("-")[0]
@@ -186,6 +186,7 @@ class Cluster:
                 client = f";127.0.0.1:{port}" if self.base == "zoocore" else ""
                 self.lines += f"server.{i + 1}=127.0.0.1:{peer}:{election}{client}\n"
             self.lines += "initLimit=10\nsyncLimit=5\n"
+        self.lines += extra
         self.procs = [None] * count
         self._commands = [None] * count
         self.hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
