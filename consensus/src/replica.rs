@@ -233,6 +233,22 @@ struct Leading {
     owners: std::collections::HashMap<i64, u64>,
 }
 
+impl Leading {
+    /// Gives `op` the next zxid and applies it to the speculation.
+    fn speculate_txn(&mut self, time: i64, session_id: i64, cxid: i32, op: TxnOp) -> Txn {
+        let txn = Txn {
+            zxid: self.next_zxid,
+            time,
+            session_id,
+            cxid,
+            op,
+        };
+        self.next_zxid += 1;
+        self.tree.apply(&txn);
+        txn
+    }
+}
+
 pub struct Replica {
     config: ReplicaConfig,
     raw: RawNode<EntryStore>,
@@ -1054,14 +1070,8 @@ impl Replica {
         let Some(leading) = &self.leading else {
             return;
         };
-        let zxid = leading.next_zxid;
-        let op = TxnOp::SetData {
-            path: CONFIG_NODE.into(),
-            data: Some(next.config_text(zxid).into_bytes()),
-            // ZooKeeper's reconfig txn sets the node's version to -1.
-            version: -1,
-        };
         if cc.changes.is_empty() {
+            let op = config_op(next, leading.next_zxid);
             self.append_txn(session_id, cxid, op);
             return;
         }
@@ -1072,15 +1082,8 @@ impl Replica {
             return;
         };
         let base = (leading.tree.clone(), leading.next_zxid);
-        let txn = Txn {
-            zxid,
-            time: now,
-            session_id,
-            cxid,
-            op,
-        };
-        leading.next_zxid += 1;
-        leading.tree.apply(&txn);
+        let op = config_op(next, leading.next_zxid);
+        let txn = leading.speculate_txn(now, session_id, cxid, op);
         let mut context = Vec::new();
         entry::append_txn(&mut context, term, &txn);
         cc.context = context.into();
@@ -1110,15 +1113,7 @@ impl Replica {
         if leading.open_base.is_none() {
             leading.open_base = Some((leading.tree.clone(), leading.next_zxid));
         }
-        let txn = Txn {
-            zxid: leading.next_zxid,
-            time: now,
-            session_id,
-            cxid,
-            op,
-        };
-        leading.next_zxid += 1;
-        leading.tree.apply(&txn);
+        let txn = leading.speculate_txn(now, session_id, cxid, op);
         entry::append_txn(&mut leading.open, term, &txn);
         leading.open_txns += 1;
         if leading.open.len() >= max_bytes {
@@ -1452,6 +1447,16 @@ const CONFIG_NODE: &str = "/zookeeper/config";
 fn config_in(tree: &DataTree) -> Option<(Membership, i64)> {
     let text = std::str::from_utf8(tree.get(CONFIG_NODE)?.data.as_deref()?).ok()?;
     Membership::parse_config(text).ok()
+}
+
+/// The reconfig txn that makes `next` the configuration at `zxid`.
+fn config_op(next: &Membership, zxid: i64) -> TxnOp {
+    TxnOp::SetData {
+        path: CONFIG_NODE.into(),
+        data: Some(next.config_text(zxid).into_bytes()),
+        // ZooKeeper's reconfig txn sets the node's version to -1.
+        version: -1,
+    }
 }
 
 /// The raft changes that turn membership `from` into `to`.

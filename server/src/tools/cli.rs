@@ -13,8 +13,8 @@ use std::time::Duration;
 use zoocore_net::client::{Client, ClientError, ConnectOptions};
 use zoocore_net::consts::perms;
 use zoocore_net::records::{
-    AddWatchRequest, AuthPacket, CreateRequest, CreateTtlRequest, DeleteRequest, PathRequest,
-    PathWatchRequest, ReconfigRequest, SetAclRequest, SetDataRequest, WatcherEvent,
+    AddWatchRequest, AuthPacket, CreateRequest, CreateTtlRequest, DeleteRequest, GetDataResponse,
+    PathRequest, PathWatchRequest, ReconfigRequest, SetAclRequest, SetDataRequest, WatcherEvent,
 };
 use zoocore_net::{Acl, AddWatchMode, ErrorCode, EventType, KeeperState, Request, Response, Stat};
 
@@ -132,6 +132,18 @@ fn error_text(code: i32, path: &str) -> String {
         }
         Some(other) => format!("KeeperErrorCode = {other:?} for {path}"),
         None => format!("KeeperErrorCode = {code} for {path}"),
+    }
+}
+
+/// A node's data as zkCli prints it (`null` for none), then its Stat if
+/// asked for.
+fn print_data(r: &GetDataResponse, with_stat: bool) {
+    match &r.data {
+        Some(d) => println!("{}", String::from_utf8_lossy(d)),
+        None => println!("null"),
+    }
+    if with_stat {
+        print!("{}", stat_text(&r.stat));
     }
 }
 
@@ -354,14 +366,7 @@ fn command(session: &mut Session, name: &str, words: &[&str]) -> Result<(), Fail
             }))?;
             check(code, &path)?;
             if let Response::GetData(r) = body {
-                println!(
-                    "{}",
-                    r.data
-                        .map_or("null".into(), |d| String::from_utf8_lossy(&d).into_owned())
-                );
-                if a.has("-s") {
-                    print!("{}", stat_text(&r.stat));
-                }
+                print_data(&r, a.has("-s"));
             }
             Ok(())
         }
@@ -373,18 +378,16 @@ fn command(session: &mut Session, name: &str, words: &[&str]) -> Result<(), Fail
                 watch: a.has("-w"),
             }))?;
             check(code, &path)?;
-            if let Response::GetData(r) = body {
-                let text = r
-                    .data
-                    .map_or("null".into(), |d| String::from_utf8_lossy(&d).into_owned());
-                if a.has("-c") {
+            match body {
+                Response::GetData(r) if a.has("-c") => {
+                    let text = String::from_utf8_lossy(r.data.as_deref().unwrap_or_default());
                     println!("{}", client_config(&text));
-                } else {
-                    println!("{text}");
+                    if a.has("-s") {
+                        print!("{}", stat_text(&r.stat));
+                    }
                 }
-                if a.has("-s") {
-                    print!("{}", stat_text(&r.stat));
-                }
+                Response::GetData(r) => print_data(&r, a.has("-s")),
+                _ => {}
             }
             Ok(())
         }
@@ -431,14 +434,7 @@ fn command(session: &mut Session, name: &str, words: &[&str]) -> Result<(), Fail
             check(code, &path)?;
             if let Response::GetData(r) = body {
                 println!("Committed new configuration:");
-                println!(
-                    "{}",
-                    r.data
-                        .map_or("null".into(), |d| String::from_utf8_lossy(&d).into_owned())
-                );
-                if a.has("-s") {
-                    print!("{}", stat_text(&r.stat));
-                }
+                print_data(&r, a.has("-s"));
             }
             Ok(())
         }

@@ -13,6 +13,7 @@ for the zoocore parameter only, so the suite passes, the bug stays recorded,
 and the mark must be removed once the bug is fixed.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -260,19 +261,26 @@ class Cluster:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session", params=SERVERS)
-def cluster(request):
-    """Starts the servers under test; yields the Cluster."""
-    c = Cluster(request.param)
+@contextlib.contextmanager
+def running(c):
+    """Starts every member of Cluster c, waits until it serves, and stops
+    it (removing its files) when the block ends."""
     try:
         for i in range(len(c.ports)):
             c.start(i)
         c.wait_ready()
         yield c
-        dead = [i for i, p in enumerate(c.procs) if p is not None and p.poll() is not None]
-        assert not dead, f"{c.kind} members {dead} died during the tests; log:\n{c.log(dead[0])}"
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="session", params=SERVERS)
+def cluster(request):
+    """Starts the servers under test; yields the Cluster."""
+    with running(Cluster(request.param)) as c:
+        yield c
+        dead = [i for i, p in enumerate(c.procs) if p is not None and p.poll() is not None]
+        assert not dead, f"{c.kind} members {dead} died during the tests; log:\n{c.log(dead[0])}"
 
 
 @pytest.fixture

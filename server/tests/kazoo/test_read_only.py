@@ -15,21 +15,15 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NotReadOnlyCallError
 from kazoo.protocol.states import KeeperState
 
-from conftest import Cluster, four_letter_word
+from conftest import Cluster, four_letter_word, running
 
 WAIT = 60.0
 
 
 @pytest.fixture(params=["zoocore-ensemble", "zookeeper-ensemble"])
 def ro_cluster(request):
-    c = Cluster(request.param, read_only=True)
-    try:
-        for i in range(len(c.ports)):
-            c.start(i)
-        c.wait_ready()
+    with running(Cluster(request.param, read_only=True)) as c:
         yield c
-    finally:
-        c.stop()
 
 
 def wait_for(predicate, what, timeout=WAIT):

@@ -18,7 +18,7 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import BadArgumentsError, BadVersionError, NoAuthError
 
-from conftest import Cluster
+from conftest import Cluster, running
 
 SUPER = "super:test"
 DIGEST = base64.b64encode(hashlib.sha1(SUPER.encode()).digest()).decode()
@@ -26,17 +26,9 @@ DIGEST = base64.b64encode(hashlib.sha1(SUPER.encode()).digest()).decode()
 
 @pytest.fixture(scope="module", params=["zoocore-ensemble", "zookeeper-ensemble"])
 def rc_cluster(request):
-    c = Cluster(
-        request.param,
-        extra=f"reconfigEnabled=true\nDigestAuthenticationProvider.superDigest=super:{DIGEST}\n",
-    )
-    try:
-        for i in range(len(c.ports)):
-            c.start(i)
-        c.wait_ready()
+    keys = f"reconfigEnabled=true\nDigestAuthenticationProvider.superDigest=super:{DIGEST}\n"
+    with running(Cluster(request.param, extra=keys)) as c:
         yield c
-    finally:
-        c.stop()
 
 
 @pytest.fixture
