@@ -293,13 +293,20 @@ impl Replica {
         let mut tree = snapshot_tree.unwrap_or_else(|| DataTree::new(config.extended_types));
         // The configuration this member was started with, unless the
         // snapshot holds a newer one (a reconfig since; the log after it
-        // replays any later one).
+        // replays any later one). A started-with configuration newer than
+        // the snapshot's was written after a reconfig this member applied:
+        // its log replays that, so the tree is left as every member had it
+        // at the snapshot's index. Only the static configuration (the same
+        // version) is written into the tree, as it is no txn.
         let started_with = Membership::parse_config(&config.config_node).map_or(0, |(_, v)| v);
-        match config_in(&tree) {
+        let in_tree = config_in(&tree);
+        let tree_version = in_tree.as_ref().map_or(0, |(_, v)| *v);
+        match in_tree {
             Some((membership, version)) if version > started_with => {
                 config.voters = membership.voters();
                 config.learners = membership.learners();
             }
+            _ if tree_version < started_with => {}
             _ => {
                 let config_now = tree
                     .get(CONFIG_NODE)
@@ -567,16 +574,6 @@ impl Replica {
         let raft = &mut self.raw.raft;
         if !voter && raft.leader_id != raft::INVALID_ID && raft.pass_election_timeout() {
             raft.leader_id = raft::INVALID_ID;
-        }
-        // A leader a reconfig removed hands over (raft-rs would lead on
-        // without counting itself), as a removed ZooKeeper leader gives up
-        // leadership; asked again each tick until someone takes it.
-        if self.leading.is_some()
-            && !voter
-            && !self.joint()
-            && self.raw.raft.lead_transferee.is_none()
-        {
-            self.transfer_leadership();
         }
         let raft = &mut self.raw.raft;
         // raft-rs leaves a joint configuration by itself only when the
@@ -976,10 +973,9 @@ impl Replica {
                 return;
             }
             // ZooKeeper's check: a request through a member the session
-            // has left fails (a txn, like every failed write).
-            ProposalOp::Write(_) | ProposalOp::CloseSession if known && moved => {
-                TxnOp::Error(ErrorCode::SessionMoved.code())
-            }
+            // has left fails (a txn, like every failed write). A close is
+            // exempt there too: it ends the session wherever it comes from.
+            ProposalOp::Write(_) if known && moved => TxnOp::Error(ErrorCode::SessionMoved.code()),
             ProposalOp::Write(request) if known => {
                 let ctx = PrepContext {
                     session_id: proposal.session_id,
@@ -1414,7 +1410,37 @@ impl Replica {
         }
         let cs = self.raw.apply_conf_change(cc)?;
         self.set_conf_state(index, cs);
+        if self.raw.raft.state == StateRole::Leader && !self.config.voters.contains(&self.config.id)
+        {
+            self.resign()?;
+        }
         Ok(())
+    }
+
+    /// A leader the committed configuration leaves out steps down at once,
+    /// as a removed ZooKeeper leader gives up leadership: raft-rs would lead
+    /// on without counting itself, and panic on its next proposal or
+    /// acknowledgement if the change removed it altogether. The voter
+    /// furthest along is told to campaign now if it has the whole log;
+    /// otherwise the election timeout picks a successor.
+    fn resign(&mut self) -> Result<(), ReplicaError> {
+        let me = self.config.id;
+        let last = self.raw.raft.raft_log.last_index();
+        let successor = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .filter(|(&id, _)| id != me && self.config.voters.contains(&id))
+            .max_by_key(|(&id, p)| (p.matched, std::cmp::Reverse(id)))
+            .filter(|(_, p)| p.matched == last)
+            .map(|(&id, _)| id);
+        if let Some(to) = successor {
+            self.raw.raft.send_timeout_now(to);
+        }
+        let term = self.raw.raft.term;
+        self.raw.raft.become_follower(term, raft::INVALID_ID);
+        self.role_changed(raft::INVALID_ID, StateRole::Follower)
     }
 
     fn set_conf_state(&mut self, index: u64, cs: ConfState) {
