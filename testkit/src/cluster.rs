@@ -2,7 +2,10 @@
 //! thread, on a simulated clock, a seeded network (delay, drop, duplicate,
 //! corrupt, reorder, partitions) and simulated disks (fsync latency,
 //! crash-restart losing what was not durable, torn tails), with clients
-//! that open sessions, write compare-and-set registers, sync and read.
+//! that open sessions, write compare-and-set registers, sync and read, and,
+//! with spare members outside the first configuration, ask for reconfigs
+//! that add and remove members (each member keeps the configuration it last
+//! applied as the server keeps its dynamic file, and restarts from it).
 //!
 //! Invariants are checked at every step; the first violation stops the run
 //! with the seed, the command that replays it, and the last events:
@@ -18,7 +21,8 @@
 //! - sessions are expired only by a leader, never earlier than a full
 //!   timeout after it took office (a failover alone expires nothing);
 //! - after the faults stop and every member restarts, the ensemble elects a
-//!   leader, commits a write, and every member holds every acknowledged write.
+//!   leader, commits a write, and every member of the final configuration
+//!   holds every acknowledged write.
 //!
 //! The same seed gives the same run: every choice comes from one `StdRng`,
 //! every collection iterates in a fixed order, and each member's election
@@ -33,15 +37,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use zoocore_consensus::peer_msg::PeerMsg;
 use zoocore_consensus::{
-    DurableState, Entry, HardState, Logged, Output, Persist, Proposal, ProposalOp, Replica,
-    ReplicaConfig, SnapshotMeta,
+    DurableState, Entry, HardState, Logged, Membership, Output, Persist, Proposal, ProposalOp,
+    Replica, ReplicaConfig, SnapshotMeta,
 };
 use zoocore_engine::acl::Identity;
 use zoocore_engine::tree::Applied;
 use zoocore_engine::txn::TxnOp;
 use zoocore_engine::DataTree;
 use zoocore_net::jute::Jute;
-use zoocore_net::records::{CreateRequest, SetDataRequest};
+use zoocore_net::records::{CreateRequest, ReconfigRequest, SetDataRequest};
 use zoocore_net::{Acl, ErrorCode, Request};
 
 /// What can go wrong, as probabilities per event or per millisecond.
@@ -91,6 +95,11 @@ pub struct SimConfig {
     pub replicas: u64,
     /// Observers (raft learners) after them.
     pub observers: u64,
+    /// Members after those, outside the first configuration: each starts
+    /// with every line and its own. With spares, `/zookeeper/config` holds
+    /// the membership, reconfig is on, and clients ask for reconfigs that
+    /// add or remove a member of all of them.
+    pub spares: u64,
     pub clients: usize,
     /// Simulated time with faults; then the faults stop and every member
     /// restarts for the final checks.
@@ -113,6 +122,7 @@ impl SimConfig {
             seed,
             replicas: 3,
             observers: 0,
+            spares: 0,
             clients: 4,
             millis: 6000,
             faults: Faults::standard(),
@@ -144,6 +154,8 @@ pub struct Report {
     /// Durable log entries a member replaced because a newer leader's log
     /// differed there (an old leader's uncommitted suffix).
     pub diverged_entries_replaced: usize,
+    /// Reconfigs committed (each counted once, at its first commit).
+    pub reconfigs: usize,
 }
 
 /// Keys the clients write: compare-and-set registers.
@@ -298,6 +310,9 @@ struct Member {
     applied: u64,
     /// Applied index of the last snapshot this member took.
     snapshot_at: u64,
+    /// The configuration it last applied, kept as the server keeps its
+    /// dynamic config file (written at once here): it restarts from it.
+    config_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,6 +322,7 @@ enum OpKind {
     Set { key: usize, version: i32 },
     Sync(u64),
     Close,
+    Reconfig,
 }
 
 struct Pending {
@@ -368,17 +384,30 @@ fn hash_of(bytes: &[u8]) -> u64 {
 pub fn tree_digest(tree: &DataTree) -> u64 {
     let mut h = DefaultHasher::new();
     for (path, node) in tree.iter() {
+        let stat = tree.stat_of(node);
+        // Until the first reconfig's txn writes it, /zookeeper/config is
+        // each member's own static configuration (as in ZooKeeper): a member
+        // that joins later, or restarts with a newer one, differs there.
+        if path == "/zookeeper/config" && stat.mzxid == 0 {
+            continue;
+        }
         path.hash(&mut h);
         node.data.hash(&mut h);
-        let mut stat = Vec::new();
-        tree.stat_of(node).write(&mut stat);
-        stat.hash(&mut h);
+        let mut bytes = Vec::new();
+        stat.write(&mut bytes);
+        bytes.hash(&mut h);
     }
     let mut sessions: Vec<(i64, i32)> = tree.sessions().iter().map(|(&k, &v)| (k, v)).collect();
     sessions.sort_unstable();
     sessions.hash(&mut h);
     tree.last_zxid().hash(&mut h);
     h.finish()
+}
+
+/// A member's line in `/zookeeper/config`, as the server prints it.
+fn member_line(id: u64, observer: bool) -> String {
+    let role = if observer { "observer" } else { "participant" };
+    format!("server.{id}=10.0.0.{id}:2888:3888:{role};0.0.0.0:2181")
 }
 
 fn key_path(key: usize) -> String {
@@ -405,17 +434,26 @@ impl Sim {
             report: Report::default(),
             cfg,
         };
-        for id in 1..=sim.cfg.replicas + sim.cfg.observers {
+        let first = sim.cfg.replicas + sim.cfg.observers;
+        for id in 1..=first + sim.cfg.spares {
+            // Spares start once the ensemble has a leader and a log, as an
+            // operator starts a new server: at time 0, with every log
+            // empty, one could win an election in a configuration the
+            // others do not share.
+            let spare = id > first;
             let member = Member {
                 replica: None,
                 disk: Disk::default(),
                 writing: VecDeque::new(),
-                down_until: 0,
+                down_until: if spare { 500 } else { 0 },
                 applied: 0,
                 snapshot_at: 0,
+                config_file: None,
             };
             sim.members.insert(id, member);
-            sim.start(id);
+            if !spare {
+                sim.start(id);
+            }
         }
         for _ in 0..sim.cfg.clients {
             let next_action = sim.rng.gen_range(0..50);
@@ -454,10 +492,29 @@ impl Sim {
     fn config(&self, id: u64) -> ReplicaConfig {
         // Fixed, distinct election timeouts: see the module comment.
         let timeout = self.cfg.election_ticks + 3 * (id as usize - 1);
+        let first = self.cfg.replicas + self.cfg.observers;
+        let (voters, learners, config_node) = if self.cfg.spares == 0 {
+            let learners = (self.cfg.replicas + 1..=first).collect();
+            ((1..=self.cfg.replicas).collect(), learners, String::new())
+        } else {
+            let text = match self.members.get(&id).and_then(|m| m.config_file.clone()) {
+                Some(text) => text,
+                None => {
+                    let lines: Vec<String> = (1..=first)
+                        .chain((id > first).then_some(id))
+                        .map(|n| member_line(n, n > self.cfg.replicas && n <= first))
+                        .collect();
+                    format!("{}\nversion=0", lines.join("\n"))
+                }
+            };
+            let (membership, _) = Membership::parse_config(&text)
+                .unwrap_or_else(|e| panic!("member {id}'s configuration {text:?}: {e}"));
+            (membership.voters(), membership.learners(), text)
+        };
         ReplicaConfig {
             id,
-            voters: (1..=self.cfg.replicas).collect(),
-            learners: (self.cfg.replicas + 1..=self.cfg.replicas + self.cfg.observers).collect(),
+            voters,
+            learners,
             tick_ms: self.cfg.tick_ms,
             election_ticks: self.cfg.election_ticks,
             heartbeat_ticks: self.cfg.heartbeat_ticks,
@@ -467,8 +524,8 @@ impl Sim {
             max_append_bytes: 64 << 10,
             extended_types: true,
             container_check_ms: 1000,
-            config_node: String::new(),
-            reconfig_enabled: false,
+            config_node,
+            reconfig_enabled: self.cfg.spares > 0,
             retained_entries: self.cfg.retained_entries,
         }
     }
@@ -571,6 +628,13 @@ impl Sim {
 
     /// Carries out what a member asked for and checks what it committed.
     fn handle(&mut self, id: u64, out: Output) -> Result<(), String> {
+        if let Some(text) = &out.config {
+            if let Some(member) = self.members.get_mut(&id) {
+                member.config_file = Some(text.clone());
+            }
+            let version = text.rsplit_once("version=").map_or("?", |(_, v)| v);
+            self.event(format!("member {id} takes configuration {version}"));
+        }
         for (to, msg) in &out.messages {
             self.send(id, *to, msg);
         }
@@ -643,9 +707,10 @@ impl Sim {
         Ok(())
     }
 
-    /// A member snapshots its applied tree every `snapshot_entries` (the
-    /// file is durable at once: the server's snapshotter only delays this),
-    /// then compacts its log.
+    /// A member snapshots its applied tree every `snapshot_entries`, and
+    /// when its newest snapshot predates a member that needs one (the file
+    /// is durable at once: the server's snapshotter only delays this), then
+    /// compacts its log.
     fn maybe_snapshot(&mut self, id: u64) {
         let every = self.cfg.snapshot_entries;
         let Some(member) = self.members.get_mut(&id) else {
@@ -654,7 +719,8 @@ impl Sim {
         let Some(r) = member.replica.as_mut() else {
             return;
         };
-        if r.applied_index() < member.snapshot_at + every {
+        let wanted = r.snapshot_wanted() && r.applied_index() > member.snapshot_at;
+        if r.applied_index() < member.snapshot_at + every && !wanted {
             return;
         }
         let Some((index, term, tree)) = r.snapshot_point() else {
@@ -729,6 +795,10 @@ impl Sim {
                 for (txn, _) in &c.txns {
                     self.txns.insert(txn.zxid, (txn.session_id, txn.cxid));
                     self.report.committed_txns += 1;
+                    if matches!(&txn.op, TxnOp::SetData { path, .. } if path == "/zookeeper/config")
+                    {
+                        self.report.reconfigs += 1;
+                    }
                     if matches!(txn.op, TxnOp::CloseSession { .. }) && txn.cxid == 0 {
                         self.check_expiry(c.term, txn.time)?;
                     }
@@ -844,6 +914,7 @@ impl Sim {
                 }
             }
             OpKind::Sync(_) => return Err(format!("sync cxid {} answered by a txn", pending.cxid)),
+            OpKind::Reconfig => {}
         }
         if ok {
             // Linearizable writes: one acknowledged before this began has a smaller zxid.
@@ -1099,6 +1170,28 @@ impl Sim {
                 (OpKind::Sync(id), None)
             }
             20..=21 => (OpKind::Close, Some(ProposalOp::CloseSession)),
+            96..=99 if self.cfg.spares > 0 => {
+                // Add a member the configuration lacks, or remove one it has.
+                let all = self.cfg.replicas + self.cfg.observers + self.cfg.spares;
+                let id = self.rng.gen_range(1..=all);
+                let present = replica
+                    .membership()
+                    .is_some_and(|(m, _)| m.get(id).is_some());
+                let (joining, leaving) = if present {
+                    (String::new(), id.to_string())
+                } else {
+                    (member_line(id, self.rng.gen_bool(0.3)), String::new())
+                };
+                (
+                    OpKind::Reconfig,
+                    Some(ProposalOp::Write(Request::Reconfig(ReconfigRequest {
+                        joining_servers: joining,
+                        leaving_servers: leaving,
+                        new_members: String::new(),
+                        cur_config_id: -1,
+                    }))),
+                )
+            }
             22..=34 => (
                 OpKind::Create(key),
                 Some(ProposalOp::Write(Request::Create(CreateRequest {
@@ -1127,10 +1220,18 @@ impl Sim {
             session_id,
         });
         if let Some(op) = op {
+            // Reconfigs need the super user (/zookeeper/config is read-only).
+            let identity = match kind {
+                OpKind::Reconfig => Identity::from_ids(vec![zoocore_net::Id {
+                    scheme: "super".into(),
+                    id: "super".into(),
+                }]),
+                _ => Identity::default(),
+            };
             replica.propose(Proposal {
                 session_id,
                 cxid,
-                identity: Identity::default(),
+                identity,
                 op,
             });
         }
@@ -1285,12 +1386,16 @@ impl Sim {
                     self.event(format!("probe session {session_id:#x} at {now} ms"));
                 }
             }
+            let current = self.final_members(leader);
             let done = probe.is_some_and(|p| {
-                self.members.values().all(|m| {
-                    m.replica.as_ref().is_some_and(|r| {
-                        r.tree().sessions().contains_key(&p) && r.tree().last_zxid() >= target
+                self.members
+                    .iter()
+                    .filter(|(id, _)| current.contains(id))
+                    .all(|(_, m)| {
+                        m.replica.as_ref().is_some_and(|r| {
+                            r.tree().sessions().contains_key(&p) && r.tree().last_zxid() >= target
+                        })
                     })
-                })
             });
             if done {
                 break;
@@ -1316,8 +1421,16 @@ impl Sim {
                 ));
             }
         }
-        // Every acknowledged write is committed at its zxid on every member.
-        for member in self.members.values() {
+        // Every acknowledged write is committed at its zxid on every member
+        // of the final configuration.
+        let leader = self
+            .members
+            .values()
+            .filter_map(|m| m.replica.as_ref())
+            .find(|r| r.is_leader())
+            .map(|r| r.id());
+        let current = self.final_members(leader);
+        for (_, member) in self.members.iter().filter(|(id, _)| current.contains(id)) {
             let Some(r) = member.replica.as_ref() else {
                 continue;
             };
@@ -1337,6 +1450,19 @@ impl Sim {
             }
         }
         Ok(())
+    }
+
+    /// The members the leader's configuration names (every member when
+    /// there is no configuration or no leader).
+    fn final_members(&self, leader: Option<u64>) -> BTreeSet<u64> {
+        let membership = leader
+            .and_then(|id| self.members.get(&id))
+            .and_then(|m| m.replica.as_ref())
+            .and_then(Replica::membership);
+        match membership {
+            Some((m, _)) => m.members().iter().map(|m| m.id).collect(),
+            None => self.members.keys().copied().collect(),
+        }
     }
 
     fn faults_off(&mut self) {

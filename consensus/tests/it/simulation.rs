@@ -1,5 +1,6 @@
 //! The deterministic simulation of an ensemble (`testkit::cluster`): many
-//! seeds of 3 and 5 voting members (and of 3 with an observer) under
+//! seeds of 3 and 5 voting members (and of 3 with an observer, and of 3
+//! with two spares that reconfigs add and remove) under
 //! network, disk and crash faults, every invariant checked at every
 //! simulated millisecond.
 //!
@@ -25,11 +26,13 @@ fn simulated_ensembles_keep_every_invariant_under_faults() {
     let mut totals = zoocore_testkit::cluster::Report::default();
     for seed in first..first + count {
         let mut cfg = SimConfig::new(seed);
-        // Every fourth seed runs five members, and every fourth another
-        // three voters and an observer.
+        // Every fourth seed runs five members, every fourth another three
+        // voters and an observer, and every fourth another three voters
+        // and two spares, with reconfigs.
         match seed % 4 {
             0 => cfg.replicas = 5,
             2 => cfg.observers = 1,
+            3 => cfg.spares = 2,
             _ => {}
         }
         if let Some(m) = millis {
@@ -49,6 +52,7 @@ fn simulated_ensembles_keep_every_invariant_under_faults() {
                 totals.snapshots_taken += r.snapshots_taken;
                 totals.snapshots_installed += r.snapshots_installed;
                 totals.diverged_entries_replaced += r.diverged_entries_replaced;
+                totals.reconfigs += r.reconfigs;
             }
             Err(report) => panic!("{report}"),
         }
@@ -63,6 +67,7 @@ fn simulated_ensembles_keep_every_invariant_under_faults() {
             "{totals:?}"
         );
         assert!(totals.syncs > 0 && totals.refused_frames > 0, "{totals:?}");
+        assert!(totals.reconfigs > 0, "{totals:?}");
         assert!(
             totals.snapshots_taken > 0
                 && totals.snapshots_installed > 0
