@@ -11,6 +11,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use zoocore_net::client::{Client, ConnectOptions};
@@ -33,10 +34,38 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, that no other call in this
+/// process returns. It comes from below the kernel's ephemeral range: a port
+/// from that range can be taken as the source port of any outgoing
+/// connection (a peer's, another test's) before the server binds it.
 pub fn free_port() -> u16 {
+    const LOWEST: u32 = 10_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let end = ephemeral_range_start().unwrap_or(LOWEST);
+    if end > LOWEST {
+        let span = end - LOWEST;
+        let offset = std::process::id().wrapping_mul(7919) % span;
+        for _ in 0..span {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let port = LOWEST + (offset + n) % span;
+            let port = u16::try_from(port).expect("below the ephemeral range");
+            if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return port;
+            }
+        }
+    }
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local addr").port()
+}
+
+/// The first port of `net.ipv4.ip_local_port_range`.
+fn ephemeral_range_start() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Sends a four-letter word and returns the whole answer.
@@ -49,8 +78,9 @@ pub fn four_letter_word(addr: SocketAddr, word: &str) -> std::io::Result<String>
     Ok(out)
 }
 
-/// Waits until the server `child` started answers `ruok` at `addr`; panics,
-/// pointing at `log_dir`, if it exits or takes more than 30 s.
+/// Waits until the server `child` started answers `ruok` at `addr`; panics
+/// with the end of the `*.log` files in `log_dir` if it exits or takes more
+/// than 30 s (the dir may be gone by the time anyone looks).
 pub fn wait_until_serving(addr: SocketAddr, child: &mut Child, what: &str, log_dir: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while four_letter_word(addr, "ruok")
@@ -58,15 +88,38 @@ pub fn wait_until_serving(addr: SocketAddr, child: &mut Child, what: &str, log_d
         .unwrap_or(true)
     {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited with {status}; log in {}", log_dir.display());
+            panic!("{what} exited with {status}{}", log_tails(log_dir));
         }
         assert!(
             Instant::now() < deadline,
-            "{what} did not start; log in {}",
-            log_dir.display()
+            "{what} did not start{}",
+            log_tails(log_dir)
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The last lines of each `*.log` file in `dir`, for a failure message.
+fn log_tails(dir: &Path) -> String {
+    const LINES: usize = 30;
+    let mut out = format!("; logs in {}", dir.display());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(LINES)..];
+            out.push_str(&format!(
+                "\n--- {} ---\n{}",
+                path.display(),
+                tail.join("\n")
+            ));
+        }
+    }
+    out
 }
 
 /// Apache ZooKeeper's classpath, from Debian's package

@@ -14,6 +14,7 @@ and the mark must be removed once the bug is fixed.
 """
 
 import contextlib
+import itertools
 import os
 import re
 import shutil
@@ -66,8 +67,35 @@ def pytest_collection_modifyitems(config, items):
 # ------------------------------------------------------------------ servers
 
 
+_LOWEST_PORT = 10000
+_next_port = itertools.count()
+
+
+def _ephemeral_range_start():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return _LOWEST_PORT
+
+
 def free_port():
-    """A loopback port nobody listens on right now."""
+    """A loopback port nobody listens on right now, never handed out twice in
+    this process. It comes from below the kernel's ephemeral range: a port from
+    that range can become the source port of any outgoing connection before
+    the server binds it."""
+    end = _ephemeral_range_start()
+    span = end - _LOWEST_PORT
+    if span > 0:
+        offset = os.getpid() * 7919 % span
+        for _ in range(span):
+            port = _LOWEST_PORT + (offset + next(_next_port)) % span
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
