@@ -7,6 +7,10 @@
 #     Netty connection factory; we use the default NIO factory.
 #     libservlet-api-java's servlet-api.jar lets its AdminServer start (the
 #     admin tests compare zoocore's admin commands with it).
+#   * Apache Curator (libcurator-framework-java, with Guava) and a JDK's
+#     javac (openjdk-17-jdk-headless): server/tests/it/curator.rs compiles a
+#     small check of Curator's ensemble tracker and runs it against both
+#     servers.
 #   * systemd (systemd-analyze verifies tuning/zoocore.service) and
 #     util-linux (setpriv, prlimit: the tune check's memlock test)
 #   * netcat-openbsd (4-letter-word checks: `echo ruok | nc 127.0.0.1 PORT`)
@@ -23,7 +27,7 @@ VENV="$REPO_ROOT/.venv"
 JAVA_DIR=/usr/share/java
 
 # Debian packages and, for the jars, the files they must provide.
-APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java python3 python3-venv systemd util-linux iproute2)
+APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java libcurator-framework-java openjdk-17-jdk-headless python3 python3-venv systemd util-linux iproute2)
 PY_PACKAGES=(kazoo pytest)
 
 log() { printf 'install-deps: %s\n' "$*"; }
@@ -68,6 +72,12 @@ if ! command -v java >/dev/null 2>&1 \
     reinstall=1
 else
     reinstall=0
+fi
+if ! command -v javac >/dev/null 2>&1; then
+    [[ " ${missing[*]-} " == *" openjdk-17-jdk-headless "* ]] || missing+=(openjdk-17-jdk-headless)
+fi
+if ! glob_exists "$JAVA_DIR/curator-framework.jar" || ! glob_exists "$JAVA_DIR/guava.jar"; then
+    [[ " ${missing[*]-} " == *" libcurator-framework-java "* ]] || missing+=(libcurator-framework-java)
 fi
 if ! command -v nc >/dev/null 2>&1; then
     [[ " ${missing[*]-} " == *" netcat-openbsd "* ]] || missing+=(netcat-openbsd)

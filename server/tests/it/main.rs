@@ -4,6 +4,7 @@
 mod admin;
 mod cli;
 mod crash;
+mod curator;
 mod differential;
 mod docker;
 mod ensemble;
