@@ -1361,12 +1361,7 @@ impl Sim {
         let mut probe: Option<i64> = None;
         loop {
             self.step(false)?;
-            let leader = self
-                .members
-                .values()
-                .filter_map(|m| m.replica.as_ref())
-                .find(|r| r.is_leader())
-                .map(|r| r.id());
+            let leader = self.leader();
             if let (Some(leader), None) = (leader, probe) {
                 // A write through the leader proves the ensemble is live again.
                 let now = self.now;
@@ -1423,13 +1418,7 @@ impl Sim {
         }
         // Every acknowledged write is committed at its zxid on every member
         // of the final configuration.
-        let leader = self
-            .members
-            .values()
-            .filter_map(|m| m.replica.as_ref())
-            .find(|r| r.is_leader())
-            .map(|r| r.id());
-        let current = self.final_members(leader);
+        let current = self.final_members(self.leader());
         for (_, member) in self.members.iter().filter(|(id, _)| current.contains(id)) {
             let Some(r) = member.replica.as_ref() else {
                 continue;
@@ -1454,6 +1443,15 @@ impl Sim {
 
     /// The members the leader's configuration names (every member when
     /// there is no configuration or no leader).
+    /// The member that leads now, if one does.
+    fn leader(&self) -> Option<u64> {
+        self.members
+            .values()
+            .filter_map(|m| m.replica.as_ref())
+            .find(|r| r.is_leader())
+            .map(|r| r.id())
+    }
+
     fn final_members(&self, leader: Option<u64>) -> BTreeSet<u64> {
         let membership = leader
             .and_then(|id| self.members.get(&id))
