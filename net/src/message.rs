@@ -33,6 +33,9 @@ pub enum Request {
     CheckWatches(WatchesRequest),
     RemoveWatches(WatchesRequest),
     Auth(AuthPacket),
+    /// A SASL token (`GetSASLRequest`): the client's next step of the
+    /// exchange; `None` is jute's null buffer.
+    Sasl(Option<Vec<u8>>),
     SetWatches(SetWatches),
     SetWatches2(SetWatches2),
     GetEphemerals(PathRequest),
@@ -40,7 +43,7 @@ pub enum Request {
     AddWatch(AddWatchRequest),
     WhoAmI,
     CloseSession,
-    /// An opcode this protocol does not serve (sasl, unknown values): answered
+    /// An opcode this protocol does not serve (unknown values): answered
     /// with `Unimplemented`; its body is not read.
     Unsupported {
         op: i32,
@@ -77,6 +80,7 @@ impl Request {
             CheckWatches(_) => OpCode::CheckWatches,
             RemoveWatches(_) => OpCode::RemoveWatches,
             Auth(_) => OpCode::Auth,
+            Sasl(_) => OpCode::Sasl,
             SetWatches(_) => OpCode::SetWatches,
             SetWatches2(_) => OpCode::SetWatches2,
             GetEphemerals(_) => OpCode::GetEphemerals,
@@ -171,6 +175,7 @@ impl Request {
             OpCode::CheckWatches => CheckWatches(Jute::read(r)?),
             OpCode::RemoveWatches => RemoveWatches(Jute::read(r)?),
             OpCode::Auth => Auth(Jute::read(r)?),
+            OpCode::Sasl => Sasl(Jute::read(r)?),
             OpCode::SetWatches => SetWatches(Jute::read(r)?),
             OpCode::SetWatches2 => SetWatches2(Jute::read(r)?),
             OpCode::GetEphemerals => GetEphemerals(Jute::read(r)?),
@@ -178,9 +183,7 @@ impl Request {
             OpCode::AddWatch => AddWatch(Jute::read(r)?),
             OpCode::WhoAmI => WhoAmI,
             OpCode::CloseSession => CloseSession,
-            OpCode::Notification | OpCode::Sasl | OpCode::CreateSession | OpCode::Error => {
-                Unsupported { op }
-            }
+            OpCode::Notification | OpCode::CreateSession | OpCode::Error => Unsupported { op },
         })
     }
 
@@ -217,6 +220,7 @@ impl Request {
             Reconfig(b) => b.write(out),
             CheckWatches(b) | RemoveWatches(b) => b.write(out),
             Auth(b) => b.write(out),
+            Sasl(token) => token.write(out),
             SetWatches(b) => b.write(out),
             SetWatches2(b) => b.write(out),
             AddWatch(b) => b.write(out),
@@ -328,6 +332,8 @@ pub enum Response {
     Multi(Vec<MultiResult>),
     /// An `ErrorResponse` record: the body of a successful addWatch reply.
     ErrorResponse(i32),
+    /// A `SetSASLResponse`: the server's next SASL token.
+    Sasl(Option<Vec<u8>>),
 }
 
 impl Response {
@@ -343,6 +349,7 @@ impl Response {
             Response::Children2(b) => b.write(out),
             Response::AllChildrenNumber(n) | Response::ErrorResponse(n) => n.write(out),
             Response::WhoAmI(c) => c.write(out),
+            Response::Sasl(token) => token.write(out),
             Response::Multi(results) => {
                 for result in results {
                     let err = match result {
@@ -399,6 +406,7 @@ impl Response {
             Some(OpCode::WhoAmI) => Response::WhoAmI(Jute::read(&mut r)?),
             Some(OpCode::Multi | OpCode::MultiRead) => Response::Multi(read_multi_results(&mut r)?),
             Some(OpCode::AddWatch) => Response::ErrorResponse(r.i32()?),
+            Some(OpCode::Sasl) => Response::Sasl(Jute::read(&mut r)?),
             _ => {
                 return Err(DecodeError::BadValue {
                     what: "reply body for opcode",

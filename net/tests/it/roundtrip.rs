@@ -302,13 +302,12 @@ fn get_children2_response() -> impl Strategy<Value = GetChildren2Response> + Clo
 }
 
 /// Opcodes the codec does not serve: unknown values and the known opcodes
-/// that are never client requests (notification, sasl, createSession, error).
+/// that are never client requests (notification, createSession, error).
 fn unsupported_op() -> impl Strategy<Value = i32> + Clone {
     prop_oneof![
         any::<i32>().prop_filter("a served opcode", |op| OpCode::from_i32(*op).is_none()),
         prop::sample::select(vec![
             OpCode::Notification.code(),
-            OpCode::Sasl.code(),
             OpCode::CreateSession.code(),
             OpCode::Error.code(),
         ]),
@@ -355,6 +354,7 @@ fn request() -> BoxedStrategy<Request> {
         watches_request().prop_map(Request::CheckWatches).boxed(),
         watches_request().prop_map(Request::RemoveWatches).boxed(),
         auth_packet().prop_map(Request::Auth).boxed(),
+        opt_bytes().prop_map(Request::Sasl).boxed(),
         set_watches().prop_map(Request::SetWatches).boxed(),
         set_watches2().prop_map(Request::SetWatches2).boxed(),
         path_request().prop_map(Request::GetEphemerals).boxed(),
@@ -403,6 +403,7 @@ fn response() -> BoxedStrategy<Response> {
         vec(client_info(), 0..4).prop_map(Response::WhoAmI).boxed(),
         vec(multi_result(), 0..6).prop_map(Response::Multi).boxed(),
         any::<i32>().prop_map(Response::ErrorResponse).boxed(),
+        opt_bytes().prop_map(Response::Sasl).boxed(),
     ])
     .boxed()
 }
@@ -432,6 +433,7 @@ fn answered_ops(resp: &Response) -> Vec<i32> {
         Response::WhoAmI(_) => &[O::WhoAmI],
         Response::Multi(_) => &[O::Multi, O::MultiRead],
         Response::ErrorResponse(_) => &[O::AddWatch],
+        Response::Sasl(_) => &[O::Sasl],
     };
     ops.iter().map(|o| o.code()).collect()
 }
@@ -472,6 +474,7 @@ fn request_variant(r: &Request) -> &'static str {
         Request::CheckWatches(_) => "CheckWatches",
         Request::RemoveWatches(_) => "RemoveWatches",
         Request::Auth(_) => "Auth",
+        Request::Sasl(_) => "Sasl",
         Request::SetWatches(_) => "SetWatches",
         Request::SetWatches2(_) => "SetWatches2",
         Request::GetEphemerals(_) => "GetEphemerals",
@@ -482,7 +485,7 @@ fn request_variant(r: &Request) -> &'static str {
         Request::Unsupported { .. } => "Unsupported",
     }
 }
-const REQUEST_VARIANTS: usize = 30;
+const REQUEST_VARIANTS: usize = 31;
 
 fn response_variant(r: &Response) -> &'static str {
     match r {
@@ -500,9 +503,10 @@ fn response_variant(r: &Response) -> &'static str {
         Response::WhoAmI(_) => "WhoAmI",
         Response::Multi(_) => "Multi",
         Response::ErrorResponse(_) => "ErrorResponse",
+        Response::Sasl(_) => "Sasl",
     }
 }
-const RESPONSE_VARIANTS: usize = 14;
+const RESPONSE_VARIANTS: usize = 15;
 
 fn multi_result_variant(r: &MultiResult) -> &'static str {
     match r {
