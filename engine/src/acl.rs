@@ -1,4 +1,4 @@
-//! ACL schemes and checks: world, auth, digest, ip (with CIDR), super.
+//! ACL schemes and checks: world, auth, digest, ip (with CIDR), sasl, super.
 //!
 //! Semantics follow ZooKeeper's `ZooKeeperServer.checkACL`, `fixupACL` and its
 //! digest and ip authentication providers.
@@ -42,6 +42,21 @@ impl Identity {
     fn add(&mut self, id: Id) {
         if !self.ids.contains(&id) {
             self.ids.push(id);
+        }
+    }
+
+    /// A SASL exchange proved `user` (ZooKeeper's `sasl` scheme);
+    /// `is_super` when it is the configured super user.
+    pub fn add_sasl(&mut self, user: &str, is_super: bool) {
+        self.add(Id {
+            scheme: "sasl".into(),
+            id: user.into(),
+        });
+        if is_super {
+            self.add(Id {
+                scheme: "super".into(),
+                id: String::new(),
+            });
         }
     }
 
@@ -92,7 +107,7 @@ impl Identity {
                 auth_scheme: id.scheme.clone(),
                 user: match id.scheme.as_str() {
                     "digest" => id.id.split(':').next().unwrap_or_default().to_owned(),
-                    "ip" => id.id.clone(),
+                    "ip" | "sasl" => id.id.clone(),
                     _ => String::new(),
                 },
             })
@@ -130,6 +145,8 @@ fn matches(scheme: &str, id: &str, acl_expr: &str) -> bool {
     match scheme {
         "digest" => id == acl_expr,
         "ip" => ip_matches(id, acl_expr),
+        // ZooKeeper's SASL provider also lets an id named "super" match.
+        "sasl" => id == acl_expr || id == "super",
         _ => false,
     }
 }
@@ -157,7 +174,7 @@ pub fn fixup(acl: &[Acl], who: &Identity) -> Result<Vec<Acl>, ErrorCode> {
                 out.extend(
                     who.ids
                         .iter()
-                        .filter(|id| id.scheme == "digest")
+                        .filter(|id| id.scheme == "digest" || id.scheme == "sasl")
                         .map(|id| Acl {
                             perms: a.perms,
                             id: id.clone(),
@@ -169,10 +186,22 @@ pub fn fixup(acl: &[Acl], who: &Identity) -> Result<Vec<Acl>, ErrorCode> {
             }
             "digest" if digest_id_is_valid(&a.id.id) => out.push(a.clone()),
             "ip" if ip_expr_is_valid(&a.id.id) => out.push(a.clone()),
+            "sasl" if kerberos_name_is_valid(&a.id.id) => out.push(a.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
     Ok(out)
+}
+
+/// ZooKeeper's SASL provider takes what its Kerberos name parser takes:
+/// `primary[/instance]@REALM`, or anything without an `@`.
+fn kerberos_name_is_valid(id: &str) -> bool {
+    match id.split_once('@') {
+        None => true,
+        Some((principal, realm)) => {
+            !realm.contains(['/', '@']) && principal.matches('/').count() <= 1
+        }
+    }
 }
 
 /// Java's `id.split(":").length == 2`: trailing empty parts are dropped by split.
@@ -259,6 +288,28 @@ mod tests {
         assert!(!ip_expr_is_valid("10.1.0.0/33"));
         assert!(!ip_expr_is_valid("10.1.0"));
         assert!(!ip_expr_is_valid("::1"));
+    }
+
+    #[test]
+    fn sasl_ids_match_their_acl_expression_and_expand_auth() {
+        let mut who = Identity::from_ip("127.0.0.1");
+        who.add_sasl("jaasuser", false);
+        assert!(check(
+            &[Acl::new(perms::READ, "sasl", "jaasuser")],
+            perms::READ,
+            &who
+        ));
+        assert!(!check(
+            &[Acl::new(perms::READ, "sasl", "other")],
+            perms::READ,
+            &who
+        ));
+        let expanded = fixup(&[Acl::new(perms::ALL, "auth", "")], &who).expect("auth");
+        assert_eq!(expanded, vec![Acl::new(perms::ALL, "sasl", "jaasuser")]);
+        assert!(kerberos_name_is_valid("zookeeper/host.example@EXAMPLE.COM"));
+        assert!(kerberos_name_is_valid("a/b/c"));
+        assert!(!kerberos_name_is_valid("a/b/c@R"));
+        assert!(!kerberos_name_is_valid("a@R@S"));
     }
 
     #[test]
