@@ -14,8 +14,9 @@
 #   * systemd (systemd-analyze verifies tuning/zoocore.service) and
 #     util-linux (setpriv, prlimit: the tune check's memlock test)
 #   * netcat-openbsd (4-letter-word checks: `echo ruok | nc 127.0.0.1 PORT`)
-#   * a Python venv at <repo>/.venv with kazoo (a real ZooKeeper client) and
-#     pytest (runs server/tests/kazoo, the kazoo recipe suite).
+#   * a Python venv at <repo>/.venv with kazoo (a real ZooKeeper client),
+#     pytest (runs server/tests/kazoo, the kazoo recipe suite) and pure-sasl
+#     (kazoo's SASL DIGEST-MD5 client).
 #
 # Idempotent: when everything is present it only checks and exits (~1 s).
 # Runs as root, or via sudo when not root.
@@ -28,7 +29,7 @@ JAVA_DIR=/usr/share/java
 
 # Debian packages and, for the jars, the files they must provide.
 APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java libcurator-framework-java openjdk-17-jdk-headless python3 python3-venv systemd util-linux iproute2)
-PY_PACKAGES=(kazoo pytest)
+PY_PACKAGES=(kazoo pytest pure-sasl)
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
@@ -101,7 +102,7 @@ PY=/usr/bin/python3
 [[ -x "$PY" ]] || PY="$(command -v python3)"
 
 venv_ok() {
-    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import kazoo, pytest' >/dev/null 2>&1
+    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import kazoo, pytest, puresasl' >/dev/null 2>&1
 }
 
 if venv_ok; then
@@ -114,7 +115,7 @@ else
     fi
     log "venv: pip installing ${PY_PACKAGES[*]}"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
-    venv_ok || { log "venv: kazoo or pytest still not importable"; exit 1; }
+    venv_ok || { log "venv: kazoo, pytest or puresasl still not importable"; exit 1; }
     log "venv: kazoo $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("kazoo"))'), pytest $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("pytest"))') installed"
 fi
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 use zoocore_consensus::{Member, Membership};
 
+use crate::auth::Security;
 use crate::storage::wal::LogSync;
 
 #[derive(Debug, Error)]
@@ -28,6 +29,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Inconsistent(String),
+    #[error("{0}")]
+    Security(String),
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +100,8 @@ pub struct Config {
     pub ensemble: Option<Ensemble>,
     /// Whether clientPort was given (else an ensemble member's line gives it).
     pub client_port_set: bool,
+    /// SASL, principals, enforced authentication (`auth/`).
+    pub security: Security,
 }
 
 /// An ensemble member's settings: zoo.cfg's `server.N` lines, `myid` in
@@ -187,6 +192,7 @@ impl Default for Config {
             container_check_interval_ms: 60_000,
             ensemble: None,
             client_port_set: false,
+            security: Security::default(),
         }
     }
 }
@@ -200,18 +206,38 @@ impl Config {
         self.four_letter_words.iter().any(|w| w == "*" || w == word)
     }
 
-    /// Reads a `zoo.cfg`; returns the config and warnings for ignored keys.
+    /// Reads a `zoo.cfg` and the security flags zkEnv.sh would hand
+    /// ZooKeeper's JVM (`SERVER_JVMFLAGS`, else `JVMFLAGS`), and the JAAS
+    /// file they name; returns the config and warnings for ignored keys.
     pub fn from_file(path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text, path)
+        let flags = std::env::var("SERVER_JVMFLAGS")
+            .or_else(|_| std::env::var("JVMFLAGS"))
+            .unwrap_or_default();
+        let (mut config, warnings) = Self::parse_with_flags(&text, path, &flags)?;
+        config.security.load().map_err(ConfigError::Security)?;
+        Ok((config, warnings))
     }
 
+    #[cfg(test)]
     pub fn parse(text: &str, path: &Path) -> Result<(Config, Vec<String>), ConfigError> {
+        Self::parse_with_flags(text, path, "")
+    }
+
+    fn parse_with_flags(
+        text: &str,
+        path: &Path,
+        jvm_flags: &str,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
         let mut config = Config::default();
         let mut warnings = Vec::new();
+        config
+            .security
+            .apply_jvm_flags(jvm_flags, &mut warnings)
+            .map_err(ConfigError::Security)?;
         let mut min_set = false;
         let mut max_set = false;
         let mut log_dir_set = false;
@@ -266,6 +292,11 @@ impl Config {
                     base.join(p)
                 }
             };
+            match config.security.apply(key, value, &mut warnings) {
+                Some(Ok(())) => continue,
+                Some(Err(e)) => return Err(invalid(e)),
+                None => {}
+            }
             match key {
                 "clientPort" => {
                     config.client_port_set = true;

@@ -49,6 +49,7 @@ pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         read_only_byte: Cell::new(false),
         read_only_session: Cell::new(false),
         catching_up: Cell::new(false),
+        sasl: RefCell::new(None),
         counters: Arc::new(ClientStats::new(peer_addr, shard.stats.started)),
     });
     shard

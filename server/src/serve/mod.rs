@@ -42,6 +42,7 @@ use zoocore_net::jute::Jute;
 use zoocore_net::records::{ReplyHeader, WatcherEvent};
 use zoocore_net::{encode_reply, Request, Response};
 
+use crate::auth::digest_md5::DigestMd5Server;
 use crate::config::Config;
 use crate::seq::{CommitBatch, ToSequencer};
 use crate::stats::{ClientStats, ShardCounters, Stats};
@@ -82,6 +83,8 @@ struct Conn {
     read_only_session: Cell<bool>,
     /// Waiting, during a reconnect, for this replica to catch up.
     catching_up: Cell<bool>,
+    /// The SASL exchange, from the connection's first SASL packet on.
+    sasl: RefCell<Option<DigestMd5Server>>,
     counters: Arc<ClientStats>,
 }
 

@@ -14,6 +14,8 @@ use zoocore_net::{decode_request, ErrorCode, Request, Response};
 
 use super::sessions::now_deadline;
 use super::{Conn, InFlight, Shard, MAX_PIPELINED};
+use crate::auth::digest_md5::{DigestMd5Server, Step};
+use crate::auth::new_nonce;
 use crate::inspect;
 use crate::ops::fourlw;
 use crate::seq::{Origin, ToSequencer};
@@ -52,6 +54,24 @@ pub(super) async fn handle_request(
         shard: shard.index,
         conn: conn.id,
     };
+    let authenticating = matches!(request, Request::Auth(_) | Request::Sasl(_));
+    if !authenticating && !shard.config.security.admits(&conn.identity.borrow()) {
+        // ZooKeeper 3.8's enforced authentication: the client is told and
+        // its connection closed; the session lives on until it expires.
+        tracing::warn!(
+            conn = conn.id,
+            session = format_args!("{session_id:#x}"),
+            schemes = ?shard.config.security.enforce_auth_schemes,
+            "request without a required authentication scheme refused; closing connection"
+        );
+        let h = ReplyHeader {
+            xid: header.xid,
+            zxid: 0,
+            err: ErrorCode::SessionClosedRequireSaslAuth.code(),
+        };
+        conn.reply(h, &Response::Empty, shard.counters(), arrived);
+        return Err("authentication required".into());
+    }
     if conn.read_only_session.get()
         && read_only_refusal(shard, conn, header.xid, &request, arrived)?
     {
@@ -90,7 +110,7 @@ pub(super) async fn handle_request(
     }
     let plain_read = !matches!(
         request,
-        Request::Ping | Request::Auth(_) | Request::Unsupported { .. }
+        Request::Ping | Request::Auth(_) | Request::Sasl(_) | Request::Unsupported { .. }
     );
     if plain_read
         && shard.config.ensemble.is_none()
@@ -143,6 +163,34 @@ pub(super) async fn handle_request(
                 return Err("authentication failed".into());
             }
         }
+        Request::Sasl(token) => {
+            let step = sasl_step(shard, conn, token.as_deref().unwrap_or_default());
+            let security = &shard.config.security;
+            let (err, body) = match &step {
+                Ok(token) => (0, Response::Sasl(Some(token.clone()))),
+                // ZooKeeper's code when SASL is what enforcement requires.
+                Err(_)
+                    if security.enforce_auth
+                        && security.enforce_auth_schemes.iter().any(|s| s == "sasl") =>
+                {
+                    (
+                        ErrorCode::SessionClosedRequireSaslAuth.code(),
+                        Response::Sasl(None),
+                    )
+                }
+                Err(_) => (ErrorCode::AuthFailed.code(), Response::Sasl(None)),
+            };
+            let h = ReplyHeader {
+                xid: header.xid,
+                zxid: 0,
+                err,
+            };
+            conn.reply(h, &body, shard.counters(), arrived);
+            if let Err(reason) = step {
+                tracing::warn!(conn = conn.id, peer = %conn.peer_ip, %reason, "SASL authentication failed; closing connection");
+                return Err(format!("SASL authentication failed: {reason}"));
+            }
+        }
         Request::Unsupported { op } => {
             let h = ReplyHeader {
                 xid: header.xid,
@@ -164,6 +212,42 @@ pub(super) async fn handle_request(
         }
     }
     Ok(())
+}
+
+/// Feeds the client's SASL token to the connection's DIGEST-MD5 exchange;
+/// the token to send back, or why authentication failed.
+fn sasl_step(shard: &Shard, conn: &Conn, token: &[u8]) -> Result<Vec<u8>, String> {
+    let security = &shard.config.security;
+    let Some(users) = &security.sasl_users else {
+        return Err(format!(
+            "SASL is not configured: no JAAS section {:?} (zoocore.jaasConfig or -Djava.security.auth.login.config)",
+            security.jaas_section
+        ));
+    };
+    let mut slot = conn.sasl.borrow_mut();
+    if slot.is_none() {
+        let nonce = new_nonce().map_err(|e| format!("no randomness for a nonce: {e}"))?;
+        *slot = Some(DigestMd5Server::new(nonce));
+    }
+    let Some(exchange) = slot.as_mut() else {
+        return Err("no SASL exchange".into());
+    };
+    match exchange.step(token, |user| users.password(user)) {
+        Ok(Step::Challenge(token)) => Ok(token),
+        Ok(Step::Done { token, user }) => {
+            let user = security.canonical_user(&user);
+            let is_super = security.is_super_user(&user);
+            Arc::make_mut(&mut conn.identity.borrow_mut()).add_sasl(&user, is_super);
+            tracing::info!(
+                session = format_args!("{:#x}", conn.session_id.get()),
+                %user,
+                is_super,
+                "SASL authenticated"
+            );
+            Ok(token)
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// What a read-only session may not do: writes, syncs and checks get
