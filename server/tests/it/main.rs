@@ -12,6 +12,7 @@ mod fourlw;
 mod import_zk;
 mod restart;
 mod runtime;
+mod sasl;
 mod snapshots;
 mod tune;
 mod zkcli;

@@ -138,7 +138,7 @@ def _zoocore_command(workdir, port, extra="", read_only=False):
     return [str(binary), "--config", str(cfg)]
 
 
-def _zookeeper_command(workdir, port, extra="", read_only=False):
+def _zookeeper_command(workdir, port, extra="", read_only=False, jvm_flags=()):
     cp = subprocess.run(
         ["bash", str(REPO / "scripts" / "zk-classpath.sh")],
         capture_output=True,
@@ -169,6 +169,7 @@ def _zookeeper_command(workdir, port, extra="", read_only=False):
         "-Dzookeeper.extendedTypesEnabled=true",
         f"-Dreadonlymode.enabled={'true' if read_only else 'false'}",
         f"-Dlog4j.configuration=file:{REPO / 'scripts' / 'zk-log4j.properties'}",
+        *jvm_flags,
         "-cp",
         cp.stdout.strip(),
         main,
@@ -200,8 +201,12 @@ def _log_tail(path, limit=20000):
 class Cluster:
     """The servers under test: one standalone server, or an ensemble."""
 
-    def __init__(self, kind, read_only=False, extra=""):
+    def __init__(self, kind, read_only=False, extra="", jvm_flags=()):
+        """extra: zoo.cfg lines for both; jvm_flags: -D flags, on ZooKeeper's
+        java command line and, as zkEnv.sh would pass them, in zoocore's
+        SERVER_JVMFLAGS."""
         self.kind = kind
+        self.jvm_flags = list(jvm_flags)
         self.read_only = read_only
         self.base = kind.split("-")[0]
         self.ensemble = kind.endswith("-ensemble")
@@ -229,8 +234,12 @@ class Cluster:
         fresh = not workdir.exists()
         workdir.mkdir(exist_ok=True)
         command = _zoocore_command if self.base == "zoocore" else _zookeeper_command
+        env = dict(os.environ)
         if fresh:
-            cmd = command(workdir, self.ports[i], self.lines, self.read_only)
+            if self.base == "zoocore":
+                cmd = command(workdir, self.ports[i], self.lines, self.read_only)
+            else:
+                cmd = command(workdir, self.ports[i], self.lines, self.read_only, self.jvm_flags)
             if self.ensemble:
                 (workdir / "data" / "myid").write_text(f"{i + 1}\n")
         else:
@@ -238,9 +247,12 @@ class Cluster:
             cmd = self._commands[i]
         self._commands[i] = cmd
         with open(workdir / "server.log", "ab") as log:
+            if self.base == "zoocore" and self.jvm_flags:
+                env["SERVER_JVMFLAGS"] = " ".join(self.jvm_flags)
             self.procs[i] = subprocess.Popen(
                 cmd,
                 cwd=workdir,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
