@@ -199,6 +199,22 @@ pub mod perms {
     pub const DELETE: i32 = 1 << 3;
     pub const ADMIN: i32 = 1 << 4;
     pub const ALL: i32 = READ | WRITE | CREATE | DELETE | ADMIN;
+
+    /// The letters ZooKeeper prints for `perms` (`ZKUtil.getPermString`),
+    /// in its order: `cdrwa`.
+    pub fn text(perms: i32) -> String {
+        [
+            (CREATE, 'c'),
+            (DELETE, 'd'),
+            (READ, 'r'),
+            (WRITE, 'w'),
+            (ADMIN, 'a'),
+        ]
+        .iter()
+        .filter(|(bit, _)| perms & bit != 0)
+        .map(|(_, c)| *c)
+        .collect()
+    }
 }
 
 /// Reserved xids (`ClientCnxn`).

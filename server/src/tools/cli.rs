@@ -181,20 +181,6 @@ fn stat_text(s: &Stat) -> String {
     )
 }
 
-fn perms_text(p: i32) -> String {
-    [
-        (perms::CREATE, 'c'),
-        (perms::DELETE, 'd'),
-        (perms::READ, 'r'),
-        (perms::WRITE, 'w'),
-        (perms::ADMIN, 'a'),
-    ]
-    .iter()
-    .filter(|(bit, _)| p & bit != 0)
-    .map(|(_, c)| *c)
-    .collect()
-}
-
 /// `scheme:id:perms` (the id may hold colons, as digest ids do), comma-separated.
 fn parse_acl(text: &str) -> Result<Vec<Acl>, Failure> {
     text.split(',')
@@ -568,7 +554,7 @@ fn command(session: &mut Session, name: &str, words: &[&str]) -> Result<(), Fail
                         "'{},'{}\n: {}",
                         acl.id.scheme,
                         acl.id.id,
-                        perms_text(acl.perms)
+                        perms::text(acl.perms)
                     );
                 }
             }
@@ -764,7 +750,7 @@ mod tests {
         );
         assert!(parse_acl("world:anyone:x").is_err());
         assert!(parse_acl("nocolon").is_err());
-        assert_eq!(perms_text(perms::ALL), "cdrwa");
+        assert_eq!(perms::text(perms::ALL), "cdrwa");
     }
 
     #[test]
