@@ -1,6 +1,7 @@
 //! `zoocore`: a ZooKeeper-compatible coordination server, thread-per-core.
 //! This file turns argv into a subcommand; `process` runs the server.
 
+mod audit;
 mod auth;
 mod config;
 mod inspect;

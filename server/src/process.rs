@@ -13,7 +13,7 @@ use zoocore_engine::DataTree;
 use crate::config::{Config, Ensemble};
 use crate::replicate::{self, transport};
 use crate::storage::{self, raftlog, recovery, snapshotter, wal};
-use crate::{seq, serve, stats};
+use crate::{audit, seq, serve, stats};
 
 /// Ends the process at once. Everything acknowledged is already durable, and
 /// `std::process::exit` can hang tearing down executors on other threads.
@@ -286,6 +286,7 @@ pub(crate) fn run(mut config: Config) -> Result<(), String> {
         Some(ensemble) => member(&config, ensemble, &stats, &shutdown)?,
     };
     let config = Arc::new(config);
+    let audit = start_audit(&config)?;
     let mut inboxes = Vec::new();
     let mut outboxes = Vec::new();
     let mut handles = Vec::new();
@@ -301,6 +302,7 @@ pub(crate) fn run(mut config: Config) -> Result<(), String> {
             to_sequencer,
             commits,
             stats: stats.clone(),
+            audit: audit.clone(),
             restored_sessions: if index == 0 {
                 start.restored_sessions.clone()
             } else {
@@ -332,11 +334,16 @@ pub(crate) fn run(mut config: Config) -> Result<(), String> {
     .name("sequencer")
     .io_memory(io_memory)
     .spawn(move || async move {
-        match task(inboxes, outboxes).await {
-            seq::Stopped::Requested => terminate(0),
-            seq::Stopped::ShardGone => terminate(3),
-            seq::Stopped::Diverged => terminate(4),
+        let code = match task(inboxes, outboxes).await {
+            seq::Stopped::Requested => 0,
+            seq::Stopped::ShardGone => 3,
+            seq::Stopped::Diverged => 4,
+        };
+        if let Some(audit) = &audit {
+            audit.server_event("serverStop", audit::Outcome::Invoked);
+            audit.flush();
         }
+        terminate(code)
     })
     .map_err(|e| format!("starting the sequencer: {e}"))?;
     tracing::info!(addr = %config.client_addr(), shards = config.shards, "serving");
@@ -345,6 +352,22 @@ pub(crate) fn run(mut config: Config) -> Result<(), String> {
         handle.join().map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// The audit log when `audit.enable` is on, its `serverStart` written.
+fn start_audit(config: &Config) -> Result<Option<Arc<audit::AuditLog>>, String> {
+    if !config.security.audit {
+        return Ok(None);
+    }
+    let path = config
+        .security
+        .audit_file
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("zookeeper_audit.log"));
+    let log = audit::AuditLog::start(&path)?;
+    log.server_event("serverStart", audit::Outcome::Success);
+    tracing::info!(path = %path.display(), "audit log enabled");
+    Ok(Some(Arc::new(log)))
 }
 
 /// A standalone server: recovery from the newest snapshot and the log, the

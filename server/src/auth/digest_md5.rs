@@ -76,6 +76,11 @@ impl DigestMd5Server {
         }
     }
 
+    /// Whether the exchange has ended, in success or failure.
+    pub fn is_over(&self) -> bool {
+        matches!(self.state, State::Complete)
+    }
+
     /// Takes the client's next token; `password` looks a user's up.
     pub fn step(
         &mut self,

@@ -2,7 +2,8 @@
 //! operators configure it: SASL DIGEST-MD5 with users from a JAAS file's
 //! `Server` section, the principal canonicalisation of
 //! `kerberos.removeHostFromPrincipal`/`removeRealmFromPrincipal`, the SASL
-//! super user, and ZooKeeper 3.8's enforced authentication.
+//! super user, ZooKeeper 3.8's enforced authentication, and whether the
+//! audit log (`audit.rs`) is on.
 //!
 //! The settings come from zoo.cfg keys and, as zkEnv.sh passes them to
 //! ZooKeeper's JVM, from `-D` flags in `SERVER_JVMFLAGS` or `JVMFLAGS`
@@ -63,6 +64,10 @@ pub struct Security {
     /// The DIGEST-MD5 users, once the JAAS file is read; `None` when it has
     /// no such section (SASL is then refused, as ZooKeeper without a login).
     pub sasl_users: Option<SaslUsers>,
+    /// `audit.enable`, and where the lines go (`zoocore.auditLogFile`;
+    /// `None`: `zookeeper_audit.log` in dataDir).
+    pub audit: bool,
+    pub audit_file: Option<PathBuf>,
 }
 
 impl Default for Security {
@@ -77,6 +82,8 @@ impl Default for Security {
             enforce_auth: false,
             enforce_auth_schemes: Vec::new(),
             sasl_users: None,
+            audit: false,
+            audit_file: None,
         }
     }
 }
@@ -120,6 +127,8 @@ impl Security {
             "kerberos.removeHostFromPrincipal" => self.remove_host_from_principal = flag(value),
             "kerberos.removeRealmFromPrincipal" => self.remove_realm_from_principal = flag(value),
             "enforce.auth.enabled" => self.enforce_auth = flag(value),
+            "audit.enable" => self.audit = flag(value),
+            "zoocore.auditLogFile" => self.audit_file = Some(PathBuf::from(value)),
             "enforce.auth.schemes" => {
                 self.enforce_auth_schemes = value
                     .split(',')

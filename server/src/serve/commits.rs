@@ -9,7 +9,7 @@ use std::sync::Arc;
 use glommio::channels::shared_channel::SharedReceiver;
 use zoocore_engine::acl;
 use zoocore_engine::session;
-use zoocore_engine::tree::Applied;
+use zoocore_engine::tree::{Applied, Deletion};
 use zoocore_engine::{write_reply, DataTree};
 use zoocore_net::consts::perms;
 use zoocore_net::records::{ConnectResponse, GetDataResponse, ReplyHeader};
@@ -18,6 +18,7 @@ use zoocore_net::{ErrorCode, Request, Response};
 use super::request::{answer_read, answered, answered_txn, view};
 use super::sessions::{send_connect_response, track};
 use super::{Conn, InFlight, Shard};
+use crate::audit::{self, AuditEvent, Outcome};
 use crate::seq::{CommitBatch, Entry, Origin};
 
 /// Applies every committed batch to this shard's replica, in zxid order.
@@ -163,6 +164,7 @@ pub(super) fn apply_txn(
             let _ = conn.done.try_send(());
         }
         Applied::SessionClosed { deleted } => {
+            audit_ephemerals(shard, txn.session_id, deleted);
             let tracked = shard.sessions.borrow_mut().remove(&txn.session_id);
             if tracked.is_some() {
                 tracing::info!(
@@ -226,6 +228,7 @@ pub(super) fn reply_write(
         return;
     };
     debug_assert_eq!(entry.xid, txn.cxid, "replies leave in request order");
+    audit_write(shard, conn, &entry.request, applied);
     let (err, mut body) = write_reply(&entry.request, applied);
     // A reconfig answers with the new configuration, as getData would.
     if let (Request::Reconfig(_), Response::Stat(stat)) = (&entry.request, &body) {
@@ -248,6 +251,50 @@ pub(super) fn reply_write(
     );
     let _ = conn.done.try_send(());
     answer_ready_syncs(shard, conn);
+}
+
+/// The audit lines of a write this shard's client made.
+fn audit_write(shard: &Shard, conn: &Conn, request: &Request, applied: &Applied) {
+    let Some(audit) = &shard.audit else {
+        return;
+    };
+    let created: Vec<String> = match applied {
+        Applied::Created { path, .. } => vec![path.clone()],
+        Applied::Multi(results) => results
+            .iter()
+            .filter_map(|r| match r {
+                Applied::Created { path, .. } => Some(path.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    let failed = matches!(applied, Applied::Error(_) | Applied::MultiError(_));
+    let user = audit::users(&conn.identity.borrow());
+    for mut event in audit::write_events(request, &created, failed) {
+        event.session = Some(conn.session_id.get());
+        event.user = user.clone();
+        event.ip = Some(conn.peer_ip.to_string());
+        audit.record(event);
+    }
+}
+
+/// ZooKeeper audits each ephemeral a closed or expired session loses, as
+/// the server's user; shard 0 writes them once for this member.
+fn audit_ephemerals(shard: &Shard, session_id: i64, deleted: &[Deletion]) {
+    let Some(audit) = shard.audit.as_ref().filter(|_| shard.index == 0) else {
+        return;
+    };
+    for deletion in deleted {
+        audit.record(AuditEvent {
+            session: Some(session_id),
+            user: audit.server_user().to_owned(),
+            operation: "ephemeralZNodeDeletionOnSessionCloseOrExpire",
+            znode: Some(deletion.path.clone()),
+            outcome: Some(Outcome::Success),
+            ..AuditEvent::default()
+        });
+    }
 }
 
 /// A request the log could not take: writes get SystemError, a new session

@@ -42,6 +42,7 @@ use zoocore_net::jute::Jute;
 use zoocore_net::records::{ReplyHeader, WatcherEvent};
 use zoocore_net::{encode_reply, Request, Response};
 
+use crate::audit::AuditLog;
 use crate::auth::digest_md5::DigestMd5Server;
 use crate::config::Config;
 use crate::seq::{CommitBatch, ToSequencer};
@@ -56,6 +57,8 @@ pub struct ShardSetup {
     pub to_sequencer: SharedSender<ToSequencer>,
     pub commits: SharedReceiver<Arc<CommitBatch>>,
     pub stats: Arc<Stats>,
+    /// The audit log, when `audit.enable` is on.
+    pub audit: Option<Arc<AuditLog>>,
     /// Sessions recovered from the log that this shard expires unless they reconnect.
     pub restored_sessions: Vec<(i64, i32)>,
 }
@@ -193,6 +196,7 @@ pub struct Shard {
     index: usize,
     config: Arc<Config>,
     stats: Arc<Stats>,
+    audit: Option<Arc<AuditLog>>,
     /// The newest committed version of the tree (shared with the sequencer).
     replica: RefCell<DataTree>,
     /// The last txn whose replies and events this shard has handled; equal
@@ -246,6 +250,7 @@ pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<
     let shard = Rc::new(Shard {
         index: setup.index,
         stats: setup.stats,
+        audit: setup.audit,
         handled_zxid: Cell::new(setup.tree.last_zxid()),
         replica: RefCell::new(setup.tree),
         watches: RefCell::new(WatchTable::default()),

@@ -14,6 +14,7 @@ use zoocore_net::{decode_request, ErrorCode, Request, Response};
 
 use super::sessions::now_deadline;
 use super::{Conn, InFlight, Shard, MAX_PIPELINED};
+use crate::audit::{self, AuditEvent, Outcome};
 use crate::auth::digest_md5::{DigestMd5Server, Step};
 use crate::auth::new_nonce;
 use crate::inspect;
@@ -149,6 +150,7 @@ pub(super) async fn handle_request(
                 shard.config.super_digest.as_deref(),
             );
             let err = result.err().map_or(0, ErrorCode::code);
+            audit_auth(shard, conn, &auth.scheme, err == 0);
             conn.reply(
                 ReplyHeader {
                     xid: header.xid,
@@ -186,6 +188,14 @@ pub(super) async fn handle_request(
                 err,
             };
             conn.reply(h, &body, shard.counters(), arrived);
+            let finished = conn
+                .sasl
+                .borrow()
+                .as_ref()
+                .is_none_or(DigestMd5Server::is_over);
+            if finished {
+                audit_auth(shard, conn, "sasl", step.is_ok());
+            }
             if let Err(reason) = step {
                 tracing::warn!(conn = conn.id, peer = %conn.peer_ip, %reason, "SASL authentication failed; closing connection");
                 return Err(format!("SASL authentication failed: {reason}"));
@@ -212,6 +222,27 @@ pub(super) async fn handle_request(
         }
     }
     Ok(())
+}
+
+/// An authentication's audit line (zoocore's own: ZooKeeper 3.8 audits
+/// none): the identities it left the connection with.
+fn audit_auth(shard: &Shard, conn: &Conn, scheme: &str, ok: bool) {
+    let Some(audit) = &shard.audit else {
+        return;
+    };
+    audit.record(AuditEvent {
+        session: Some(conn.session_id.get()),
+        user: audit::users(&conn.identity.borrow()),
+        ip: Some(conn.peer_ip.to_string()),
+        operation: "addAuth",
+        scheme: Some(scheme.to_owned()),
+        outcome: Some(if ok {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        }),
+        ..AuditEvent::default()
+    });
 }
 
 /// Feeds the client's SASL token to the connection's DIGEST-MD5 exchange;
