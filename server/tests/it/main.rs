@@ -2,6 +2,7 @@
 //! binary (one link of the crate's dependencies instead of one per file).
 
 mod admin;
+mod audit;
 mod cli;
 mod crash;
 mod curator;
