@@ -150,39 +150,152 @@ impl DigestMd5Server {
             return Err(SaslError::DigestUri(uri.to_owned()));
         }
         let secret = password(user).ok_or_else(|| SaslError::UnknownUser(user.to_owned()))?;
-        let authzid = get("authzid");
-        let a1 = {
-            let mut inner = Md5::new();
-            inner.update(encode(user, utf8));
-            inner.update(b":");
-            inner.update(encode(realm, utf8));
-            inner.update(b":");
-            inner.update(encode(&secret, utf8));
-            let mut a1 = inner.finalize().to_vec();
-            a1.extend_from_slice(format!(":{nonce}:{cnonce}").as_bytes());
-            if let Some(z) = authzid {
-                a1.push(b':');
-                a1.extend_from_slice(z.as_bytes());
-            }
-            hex(&Md5::digest(&a1))
-        };
-        let digest = |a2: &str| {
-            let a2 = hex(&Md5::digest(a2.as_bytes()));
-            hex(&Md5::digest(
-                format!("{a1}:{nonce}:{nc}:{cnonce}:{qop}:{a2}").as_bytes(),
-            ))
+        let proof = Proof {
+            user,
+            realm,
+            password: &secret,
+            nonce,
+            cnonce,
+            authzid: get("authzid"),
+            utf8,
         };
         if !constant_time_eq(
-            digest(&format!("AUTHENTICATE:{uri}")).as_bytes(),
+            proof.response().as_bytes(),
             response.to_ascii_lowercase().as_bytes(),
         ) {
             return Err(SaslError::BadResponse(user.to_owned()));
         }
         Ok(Step::Done {
-            token: format!("rspauth={}", digest(&format!(":{uri}"))).into_bytes(),
+            token: format!("rspauth={}", proof.rspauth()).into_bytes(),
             user: user.to_owned(),
         })
     }
+}
+
+/// The values both sides hash (RFC 2831 2.1.2.1), for nonce count 1 and
+/// quality of protection `auth`.
+struct Proof<'a> {
+    user: &'a str,
+    realm: &'a str,
+    password: &'a str,
+    nonce: &'a str,
+    cnonce: &'a str,
+    authzid: Option<&'a str>,
+    utf8: bool,
+}
+
+impl Proof<'_> {
+    fn digest(&self, a2: &str) -> String {
+        let a1 = {
+            let mut inner = Md5::new();
+            inner.update(encode(self.user, self.utf8));
+            inner.update(b":");
+            inner.update(encode(self.realm, self.utf8));
+            inner.update(b":");
+            inner.update(encode(self.password, self.utf8));
+            let mut a1 = inner.finalize().to_vec();
+            a1.extend_from_slice(format!(":{}:{}", self.nonce, self.cnonce).as_bytes());
+            if let Some(z) = self.authzid {
+                a1.push(b':');
+                a1.extend_from_slice(z.as_bytes());
+            }
+            hex(&Md5::digest(&a1))
+        };
+        let a2 = hex(&Md5::digest(a2.as_bytes()));
+        hex(&Md5::digest(
+            format!("{a1}:{}:00000001:{}:auth:{a2}", self.nonce, self.cnonce).as_bytes(),
+        ))
+    }
+
+    /// What the client proves it knows the password with.
+    fn response(&self) -> String {
+        self.digest(&format!("AUTHENTICATE:{DIGEST_URI}"))
+    }
+
+    /// What the server proves it knows the password with.
+    fn rspauth(&self) -> String {
+        self.digest(&format!(":{DIGEST_URI}"))
+    }
+}
+
+/// The client side, as ZooKeeper's Java client runs it: an empty first
+/// token, the digest response to the challenge, then a check of the
+/// server's `rspauth`.
+pub struct DigestMd5Client {
+    user: String,
+    password: String,
+    cnonce: String,
+    expected_rspauth: Option<String>,
+}
+
+impl DigestMd5Client {
+    /// `cnonce` must be fresh and unpredictable, as the server's nonce.
+    pub fn new(user: &str, password: &str, cnonce: String) -> Self {
+        DigestMd5Client {
+            user: user.to_owned(),
+            password: password.to_owned(),
+            cnonce,
+            expected_rspauth: None,
+        }
+    }
+
+    /// The response to the server's challenge.
+    pub fn respond(&mut self, challenge: &[u8]) -> Result<Vec<u8>, SaslError> {
+        let text = std::str::from_utf8(challenge).map_err(|_| SaslError::NotText)?;
+        let fields = parse_directives(text)?;
+        let get = |key: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(key))
+                .map(|(_, v)| v.as_str())
+        };
+        let nonce = get("nonce").ok_or(SaslError::Missing("nonce"))?;
+        let realm = get("realm").unwrap_or_default();
+        if !get("qop")
+            .unwrap_or("auth")
+            .split(',')
+            .any(|q| q.trim() == "auth")
+        {
+            return Err(SaslError::Qop(get("qop").unwrap_or_default().to_owned()));
+        }
+        let proof = Proof {
+            user: &self.user,
+            realm,
+            password: &self.password,
+            nonce,
+            cnonce: &self.cnonce,
+            authzid: None,
+            utf8: true,
+        };
+        self.expected_rspauth = Some(proof.rspauth());
+        Ok(format!(
+            "charset=utf-8,username=\"{}\",realm=\"{realm}\",nonce=\"{nonce}\",nc=00000001,cnonce=\"{}\",digest-uri=\"{DIGEST_URI}\",maxbuf=65536,response={},qop=auth",
+            quote(&self.user),
+            self.cnonce,
+            proof.response()
+        )
+        .into_bytes())
+    }
+
+    /// Checks the server's final token: it knew the password too.
+    pub fn check_rspauth(&self, token: &[u8]) -> Result<(), SaslError> {
+        let text = std::str::from_utf8(token).map_err(|_| SaslError::NotText)?;
+        let fields = parse_directives(text)?;
+        let rspauth = fields
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("rspauth"))
+            .map(|(_, v)| v.as_str())
+            .ok_or(SaslError::Missing("rspauth"))?;
+        match &self.expected_rspauth {
+            Some(expected) if constant_time_eq(expected.as_bytes(), rspauth.as_bytes()) => Ok(()),
+            _ => Err(SaslError::BadResponse("the server".into())),
+        }
+    }
+}
+
+/// A value for a quoted directive: `"` and `\` escaped.
+fn quote(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
 /// A string as RFC 2831 hashes it: UTF-8 when the client said
@@ -272,6 +385,31 @@ mod tests {
         format!(
             "charset=utf-8,username=\"{user}\",realm=\"{SERVER_NAME}\",nonce=\"{nonce}\",nc=00000001,cnonce=\"{cnonce}\",digest-uri=\"{DIGEST_URI}\",maxbuf=65536,response={response},qop=auth"
         )
+    }
+
+    #[test]
+    fn the_client_side_talks_to_the_server_side() {
+        let mut server = DigestMd5Server::new("n".into());
+        let Ok(Step::Challenge(challenge)) = server.step(b"", users) else {
+            panic!("no challenge");
+        };
+        let mut client = DigestMd5Client::new("jaasuser", "jaas_password", "c".into());
+        let response = client.respond(&challenge).expect("response");
+        let Ok(Step::Done { token, .. }) = server.step(&response, users) else {
+            panic!("not authenticated");
+        };
+        client
+            .check_rspauth(&token)
+            .expect("the server proved the password");
+        assert!(client.check_rspauth(b"rspauth=00").is_err());
+        let mut wrong = DigestMd5Client::new("jaasuser", "nope", "c".into());
+        let mut server = DigestMd5Server::new("n".into());
+        let Ok(Step::Challenge(challenge)) = server.step(b"", users) else {
+            panic!("no challenge");
+        };
+        let response = wrong.respond(&challenge).expect("response");
+        assert!(server.step(&response, users).is_err());
+        assert_eq!(quote(r#"a"b\c"#), r#"a\"b\\c"#);
     }
 
     fn users(name: &str) -> Option<String> {

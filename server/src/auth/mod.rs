@@ -257,6 +257,53 @@ impl Security {
     }
 }
 
+/// A client's SASL credentials, as ZooKeeper's Java client finds them: the
+/// JAAS file of `-Djava.security.auth.login.config` in `flags`, its
+/// `Client` section (`-Dzookeeper.sasl.clientconfig`) and that section's
+/// `username` and `password`; `None` without a file, with
+/// `-Dzookeeper.sasl.client=false`, or without such a section.
+pub fn client_credentials(flags: &str) -> Result<Option<(String, String)>, String> {
+    let mut file = None;
+    let mut section = "Client".to_owned();
+    let mut enabled = true;
+    for flag in flags.split_whitespace() {
+        let Some((key, value)) = flag.strip_prefix("-D").and_then(|f| f.split_once('=')) else {
+            continue;
+        };
+        match key {
+            "java.security.auth.login.config" => file = Some(PathBuf::from(value)),
+            "zookeeper.sasl.clientconfig" => section = value.to_owned(),
+            "zookeeper.sasl.client" => enabled = value.trim().eq_ignore_ascii_case("true"),
+            _ => {}
+        }
+    }
+    let Some(path) = file.filter(|_| enabled) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the JAAS file {}: {e}", path.display()))?;
+    let sections = jaas::parse(&text)
+        .map_err(|e| format!("the JAAS file {} does not parse: {e}", path.display()))?;
+    let Some(found) = sections.iter().find(|s| s.name == section) else {
+        return Ok(None);
+    };
+    let option = |key: &str| {
+        found
+            .modules
+            .iter()
+            .flat_map(|m| m.options.iter())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    match (option("username"), option("password")) {
+        (Some(user), Some(password)) => Ok(Some((user, password))),
+        _ => Err(format!(
+            "the JAAS file {}: section {section} has no username and password",
+            path.display()
+        )),
+    }
+}
+
 /// A fresh, unpredictable DIGEST-MD5 nonce.
 pub fn new_nonce() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 16];

@@ -6,6 +6,11 @@
 //! command failed (the server answered with an error, e.g. NoNode); 2 a
 //! command was malformed; 3 the server could not be reached. Commands after
 //! a failure do not run. The interactive shell exits 0.
+//!
+//! SASL DIGEST-MD5 as zkCli.sh does it: when `CLIENT_JVMFLAGS` or
+//! `JVMFLAGS` name a JAAS file (`-Djava.security.auth.login.config=`) with a
+//! `Client` section, every connection authenticates with its username and
+//! password before anything else; a failure is exit code 3.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
@@ -18,6 +23,7 @@ use zoocore_net::records::{
 };
 use zoocore_net::{Acl, AddWatchMode, ErrorCode, EventType, KeeperState, Request, Response, Stat};
 
+use crate::auth::{self, digest_md5::DigestMd5Client};
 use crate::ops::fourlw::java_date;
 
 /// Why a command did not succeed; each maps to an exit code.
@@ -50,6 +56,8 @@ struct Session {
     client: Option<Client>,
     /// Credentials given with addauth, sent again after a reconnect.
     auths: Vec<(String, Vec<u8>)>,
+    /// The JAAS `Client` section's user and password.
+    sasl: Option<(String, String)>,
 }
 
 impl Session {
@@ -64,6 +72,11 @@ impl Session {
             for addr in &self.servers {
                 match Client::connect(*addr, &options) {
                     Ok(mut c) => {
+                        if let Some((user, password)) = &self.sasl {
+                            sasl_login(&mut c, user, password).map_err(|e| {
+                                Failure::Connection(format!("SASL authentication failed: {e}"))
+                            })?;
+                        }
                         for (scheme, auth) in &self.auths {
                             c.add_auth(scheme, auth)
                                 .map_err(|e| Failure::Connection(e.to_string()))?;
@@ -677,10 +690,21 @@ fn script_lines(commands: &str) -> Vec<String> {
 /// Runs `commands` (`;`-separated) or, without them, an interactive shell.
 /// Returns the exit code.
 pub fn main(servers: Vec<SocketAddr>, commands: Option<&str>) -> u8 {
+    let flags = ["CLIENT_JVMFLAGS", "JVMFLAGS"]
+        .map(|name| std::env::var(name).unwrap_or_default())
+        .join(" ");
+    let sasl = match auth::client_credentials(&flags) {
+        Ok(sasl) => sasl,
+        Err(e) => {
+            eprintln!("{e}");
+            return 2;
+        }
+    };
     let mut session = Session {
         servers,
         client: None,
         auths: Vec::new(),
+        sasl,
     };
     if let Some(commands) = commands {
         for line in script_lines(commands) {
@@ -692,6 +716,31 @@ pub fn main(servers: Vec<SocketAddr>, commands: Option<&str>) -> u8 {
         return 0;
     }
     interactive(&mut session)
+}
+
+/// Runs the DIGEST-MD5 exchange on a new connection.
+fn sasl_login(c: &mut Client, user: &str, password: &str) -> Result<(), String> {
+    let cnonce = auth::new_nonce().map_err(|e| format!("no randomness for a nonce: {e}"))?;
+    let mut exchange = DigestMd5Client::new(user, password, cnonce);
+    let mut send = |token: Vec<u8>| -> Result<Vec<u8>, String> {
+        let reply = c
+            .call(&Request::Sasl(Some(token)))
+            .map_err(|e| e.to_string())?;
+        if reply.header.err != 0 {
+            let code = reply.header.err;
+            return Err(
+                ErrorCode::from_i32(code).map_or_else(|| code.to_string(), |e| format!("{e:?}"))
+            );
+        }
+        match reply.body {
+            Response::Sasl(token) => Ok(token.unwrap_or_default()),
+            other => Err(format!("unexpected reply {other:?}")),
+        }
+    };
+    let challenge = send(Vec::new())?;
+    let response = exchange.respond(&challenge).map_err(|e| e.to_string())?;
+    let rspauth = send(response)?;
+    exchange.check_rspauth(&rspauth).map_err(|e| e.to_string())
 }
 
 /// The shell; failed commands print their error and the shell goes on, so

@@ -20,9 +20,16 @@ fn zoocore() -> ZoocoreProcess {
 
 /// `zoocore cli -server ADDR args...`: exit code, stdout, stderr.
 fn cli(addr: SocketAddr, args: &[&str]) -> (i32, String, String) {
+    cli_with_flags(addr, args, "")
+}
+
+/// As `cli`, with `CLIENT_JVMFLAGS` set to `flags`, as zkCli.sh is given them.
+fn cli_with_flags(addr: SocketAddr, args: &[&str], flags: &str) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_zoocore"))
         .args(["cli", "-server", &addr.to_string()])
         .args(args)
+        .env("CLIENT_JVMFLAGS", flags)
+        .env_remove("JVMFLAGS")
         .stdin(Stdio::null())
         .output()
         .expect("run zoocore cli");
@@ -147,6 +154,62 @@ fn the_same_script_runs_against_zoocore_and_zookeeper() {
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0].0, 1, "the last stat fails: {:?}", answers[0]);
     assert_eq!(answers[0].2, "Node does not exist: /s\n");
+}
+
+const SASL_PROVIDER: &str =
+    "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
+
+#[test]
+fn sasl_from_the_jaas_client_section_against_zoocore_and_zookeeper() {
+    let dir = std::env::temp_dir().join(format!("zoocore-cli-sasl-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let jaas = |name: &str, password: &str| {
+        let path = dir.join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "Server {{ org.apache.zookeeper.server.auth.DigestLoginModule required user_bob=\"bobsecret\"; }};\n\
+                 Client {{ org.apache.zookeeper.server.auth.DigestLoginModule required username=\"bob\" password=\"{password}\"; }};\n"
+            ),
+        )
+        .expect("write jaas");
+        format!("-Djava.security.auth.login.config={}", path.display())
+    };
+    let good = jaas("good.conf", "bobsecret");
+    let bad = jaas("bad.conf", "wrong");
+    let zoocore = ZoocoreProcess::start(
+        Path::new(env!("CARGO_BIN_EXE_zoocore")),
+        &format!(
+            "{SASL_PROVIDER}\nzoocore.jaasConfig={}",
+            dir.join("good.conf").display()
+        ),
+    );
+    let zk = ZooKeeperProcess::start_with(SASL_PROVIDER, std::slice::from_ref(&good));
+    let script = "create /s secret sasl:bob:cdrwa; getAcl /s; get /s";
+    let mut answers = Vec::new();
+    for addr in [zoocore.addr, zk.addr] {
+        let authed = cli_with_flags(addr, &["-c", script], &good);
+        let anonymous = cli(addr, &["get", "/s"]);
+        let refused = cli_with_flags(addr, &["ls", "/"], &bad);
+        answers.push((authed, anonymous, refused));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(answers[0], answers[1], "zoocore, then ZooKeeper");
+    let (authed, anonymous, refused) = &answers[0];
+    assert_eq!(
+        authed,
+        &(
+            0,
+            "Created /s\n'sasl,'bob\n: cdrwa\nsecret\n".into(),
+            String::new()
+        )
+    );
+    assert_eq!(anonymous.0, 1, "{anonymous:?}");
+    assert_eq!(refused.0, 3, "{refused:?}");
+    assert!(
+        refused.2.contains("SASL authentication failed: AuthFailed"),
+        "{refused:?}"
+    );
 }
 
 /// A pseudo-terminal pair: (controller, terminal the child gets).
