@@ -60,6 +60,15 @@ impl Identity {
         }
     }
 
+    /// A verified TLS client certificate's subject (ZooKeeper's `x509`
+    /// scheme).
+    pub fn add_x509(&mut self, subject: &str) {
+        self.add(Id {
+            scheme: "x509".into(),
+            id: subject.into(),
+        });
+    }
+
     pub fn is_super(&self) -> bool {
         self.ids.iter().any(|id| id.scheme == "super")
     }
@@ -107,7 +116,7 @@ impl Identity {
                 auth_scheme: id.scheme.clone(),
                 user: match id.scheme.as_str() {
                     "digest" => id.id.split(':').next().unwrap_or_default().to_owned(),
-                    "ip" | "sasl" => id.id.clone(),
+                    "ip" | "sasl" | "x509" => id.id.clone(),
                     _ => String::new(),
                 },
             })
@@ -147,6 +156,7 @@ fn matches(scheme: &str, id: &str, acl_expr: &str) -> bool {
         "ip" => ip_matches(id, acl_expr),
         // ZooKeeper's SASL provider also lets an id named "super" match.
         "sasl" => id == acl_expr || id == "super",
+        "x509" => id == acl_expr,
         _ => false,
     }
 }
@@ -174,7 +184,7 @@ pub fn fixup(acl: &[Acl], who: &Identity) -> Result<Vec<Acl>, ErrorCode> {
                 out.extend(
                     who.ids
                         .iter()
-                        .filter(|id| id.scheme == "digest" || id.scheme == "sasl")
+                        .filter(|id| matches!(id.scheme.as_str(), "digest" | "sasl" | "x509"))
                         .map(|id| Acl {
                             perms: a.perms,
                             id: id.clone(),
@@ -187,6 +197,7 @@ pub fn fixup(acl: &[Acl], who: &Identity) -> Result<Vec<Acl>, ErrorCode> {
             "digest" if digest_id_is_valid(&a.id.id) => out.push(a.clone()),
             "ip" if ip_expr_is_valid(&a.id.id) => out.push(a.clone()),
             "sasl" if kerberos_name_is_valid(&a.id.id) => out.push(a.clone()),
+            "x509" => out.push(a.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
