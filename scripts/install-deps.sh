@@ -3,8 +3,9 @@
 #   * Apache ZooKeeper 3.8.0 (Debian `zookeeper`, pulls OpenJDK 17) as the
 #     reference server, plus the jars to start it from a plain `java -cp`
 #     (slf4j-api + slf4j-log4j12 binding + log4j 1.2; see scripts/zk-classpath.sh).
-#     Netty jars come in via libzookeeper-java but are only needed for the
-#     Netty connection factory; we use the default NIO factory.
+#     Netty (libnetty-java, which libzookeeper-java pulls in) for its Netty
+#     connection factory: the TLS tests run ZooKeeper's secureClientPort.
+#     openssl makes the TLS tests' certificates.
 #     libservlet-api-java's servlet-api.jar lets its AdminServer start (the
 #     admin tests compare zoocore's admin commands with it).
 #   * Apache Curator (libcurator-framework-java, with Guava) and a JDK's
@@ -28,7 +29,7 @@ VENV="$REPO_ROOT/.venv"
 JAVA_DIR=/usr/share/java
 
 # Debian packages and, for the jars, the files they must provide.
-APT_PACKAGES=(zookeeper netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java libcurator-framework-java openjdk-17-jdk-headless python3 python3-venv systemd util-linux iproute2)
+APT_PACKAGES=(zookeeper libnetty-java openssl netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java libcurator-framework-java openjdk-17-jdk-headless python3 python3-venv systemd util-linux iproute2)
 PY_PACKAGES=(kazoo pytest pure-sasl)
 
 log() { printf 'install-deps: %s\n' "$*"; }
@@ -65,9 +66,10 @@ if ! command -v java >/dev/null 2>&1 \
    || ! glob_exists "$JAVA_DIR/zookeeper-jute.jar" "$JAVA_DIR/zookeeper-jute-[0-9]*.jar" \
    || ! glob_exists "$JAVA_DIR/slf4j-log4j12.jar" "$JAVA_DIR/slf4j-log4j12-[0-9]*.jar" \
    || ! glob_exists "$JAVA_DIR/log4j-1.2.jar" "$JAVA_DIR/log4j-1.2-[0-9]*.jar" \
-   || ! glob_exists "$JAVA_DIR/servlet-api.jar" "$JAVA_DIR/servlet-api-[0-9]*.jar"; then
+   || ! glob_exists "$JAVA_DIR/servlet-api.jar" "$JAVA_DIR/servlet-api-[0-9]*.jar" \
+   || ! glob_exists "$JAVA_DIR/netty-codec.jar" "$JAVA_DIR/netty-codec-[0-9]*.jar"; then
     # reinstall the whole set; apt skips what is already fine
-    for p in zookeeper libzookeeper-java libslf4j-java liblog4j1.2-java libservlet-api-java; do
+    for p in zookeeper libzookeeper-java libnetty-java libslf4j-java liblog4j1.2-java libservlet-api-java; do
         [[ " ${missing[*]-} " == *" $p "* ]] || missing+=("$p")
     done
     reinstall=1

@@ -13,6 +13,7 @@ use zoocore_consensus::{Member, Membership};
 
 use crate::auth::Security;
 use crate::storage::wal::LogSync;
+use crate::tls::TlsSettings;
 
 #[derive(Debug, Error)]
 pub enum ConfigError {
@@ -102,6 +103,8 @@ pub struct Config {
     pub client_port_set: bool,
     /// SASL, principals, enforced authentication (`auth/`).
     pub security: Security,
+    /// `secureClientPort` and the `ssl.*` keys (`tls.rs`).
+    pub tls: TlsSettings,
 }
 
 /// An ensemble member's settings: zoo.cfg's `server.N` lines, `myid` in
@@ -193,6 +196,7 @@ impl Default for Config {
             ensemble: None,
             client_port_set: false,
             security: Security::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -200,6 +204,16 @@ impl Default for Config {
 impl Config {
     pub fn client_addr(&self) -> SocketAddr {
         SocketAddr::new(self.client_port_address, self.client_port)
+    }
+
+    /// Where TLS clients connect, with `secureClientPort`.
+    pub fn secure_client_addr(&self) -> Option<SocketAddr> {
+        let port = self.tls.secure_client_port?;
+        let ip = self
+            .tls
+            .secure_client_port_address
+            .unwrap_or(self.client_port_address);
+        Some(SocketAddr::new(ip, port))
     }
 
     pub fn allows_word(&self, word: &str) -> bool {
@@ -293,6 +307,11 @@ impl Config {
                 }
             };
             match config.security.apply(key, value, &mut warnings) {
+                Some(Ok(())) => continue,
+                Some(Err(e)) => return Err(invalid(e)),
+                None => {}
+            }
+            match config.tls.apply(key, value) {
                 Some(Ok(())) => continue,
                 Some(Err(e)) => return Err(invalid(e)),
                 None => {}

@@ -12,6 +12,7 @@ mod seq;
 mod serve;
 mod stats;
 mod storage;
+mod tls;
 mod tools;
 
 use std::path::PathBuf;

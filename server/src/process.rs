@@ -273,6 +273,8 @@ fn proc_ip(hex: &str) -> Option<std::net::IpAddr> {
 
 pub(crate) fn run(mut config: Config) -> Result<(), String> {
     config.check().map_err(|e| e.to_string())?;
+    // Before anything is locked or bound: a bad TLS setting is a bad config.
+    let tls = config.tls.server_config()?;
     config.resolve_myid().map_err(|e| e.to_string())?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let io_memory = size_io_memory(config.shards + 1)?;
@@ -285,6 +287,9 @@ pub(crate) fn run(mut config: Config) -> Result<(), String> {
         None => standalone(&config, &stats, &shutdown)?,
         Some(ensemble) => member(&config, ensemble, &stats, &shutdown)?,
     };
+    if let Some(addr) = config.secure_client_addr() {
+        ensure_free(addr, "secure client port")?;
+    }
     let config = Arc::new(config);
     let audit = start_audit(&config)?;
     let mut inboxes = Vec::new();
@@ -303,6 +308,7 @@ pub(crate) fn run(mut config: Config) -> Result<(), String> {
             commits,
             stats: stats.clone(),
             audit: audit.clone(),
+            tls: tls.clone(),
             restored_sessions: if index == 0 {
                 start.restored_sessions.clone()
             } else {

@@ -8,8 +8,9 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::TlsAcceptor;
 use glommio::channels::local_channel::{self, LocalReceiver};
-use glommio::net::TcpStream;
+use glommio::net::{TcpListener, TcpStream};
 use zoocore_engine::acl::Identity;
 use zoocore_net::frame::{four_letter_word, split_frame};
 
@@ -22,13 +23,85 @@ pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let Ok(peer_addr) = stream.peer_addr() else {
         return;
     };
+    let fd = stream.as_raw_fd();
+    serve_stream(shard, stream, fd, peer_addr, None).await;
+}
+
+/// Accepts on `secureClientPort`: each connection's handshake, bounded by
+/// `ssl.handshakeDetectionTimeoutMillis`, then the same protocol as on the
+/// client port, with the `x509` identity of a verified client certificate.
+/// A stalled or failed handshake drops that connection only.
+pub(super) async fn accept_tls(shard: Rc<Shard>, listener: TcpListener, acceptor: TlsAcceptor) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed on the secure client port");
+                continue;
+            }
+        };
+        let (shard, acceptor) = (shard.clone(), acceptor.clone());
+        glommio::spawn_local(async move {
+            let Ok(peer_addr) = stream.peer_addr() else {
+                return;
+            };
+            let fd = stream.as_raw_fd();
+            let limit = shard.config.tls.handshake_timeout();
+            let handshake = async { Some(acceptor.accept(stream).await) };
+            let timeout = async {
+                glommio::timer::sleep(limit).await;
+                None
+            };
+            let tls = match futures_lite::future::or(handshake, timeout).await {
+                Some(Ok(tls)) => tls,
+                Some(Err(e)) => {
+                    tracing::warn!(peer = %peer_addr, error = %e, "TLS handshake failed");
+                    return;
+                }
+                None => {
+                    tracing::warn!(peer = %peer_addr, ?limit, "TLS handshake not finished in time; dropped");
+                    return;
+                }
+            };
+            let x509 = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(crate::tls::x509_id);
+            serve_stream(shard, tls, fd, peer_addr, x509).await;
+        })
+        .detach();
+    }
+}
+
+async fn serve_stream(
+    shard: Rc<Shard>,
+    stream: impl futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+    fd: i32,
+    peer_addr: std::net::SocketAddr,
+    x509: Option<String>,
+) {
     let peer_ip = peer_addr.ip();
     if !shard.stats.admit(peer_ip, shard.config.max_client_cnxns) {
         tracing::warn!(%peer_ip, limit = shard.config.max_client_cnxns, "too many connections from one address");
         return;
     }
-    let _ = stream.set_nodelay(true);
-    let fd = stream.as_raw_fd();
+    // SAFETY: setsockopt on a socket fd the stream owns.
+    unsafe {
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            std::ptr::addr_of!(one).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    let mut identity = Identity::from_ip(&peer_ip.to_string());
+    if let Some(id) = x509 {
+        identity.add_x509(&id);
+    }
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let (out_ready, out_rx) = local_channel::new_bounded(1);
     let (done, done_rx) = local_channel::new_bounded(16);
@@ -39,7 +112,7 @@ pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         fd,
         peer_ip,
         session_id: Cell::new(0),
-        identity: RefCell::new(Arc::new(Identity::from_ip(&peer_ip.to_string()))),
+        identity: RefCell::new(Arc::new(identity)),
         out: RefCell::new(Vec::new()),
         out_limit: super::output_limit(shard.config.jute_max_buffer),
         out_ready,

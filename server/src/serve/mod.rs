@@ -59,6 +59,8 @@ pub struct ShardSetup {
     pub stats: Arc<Stats>,
     /// The audit log, when `audit.enable` is on.
     pub audit: Option<Arc<AuditLog>>,
+    /// TLS for `secureClientPort`, when it is set.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Sessions recovered from the log that this shard expires unless they reconnect.
     pub restored_sessions: Vec<(i64, i32)>,
 }
@@ -232,6 +234,14 @@ impl Shard {
 pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<(), String> {
     let addr = setup.config.client_addr();
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let secure = match (setup.config.secure_client_addr(), &setup.tls) {
+        (Some(addr), Some(tls)) => {
+            let listener = TcpListener::bind(addr)
+                .map_err(|e| format!("cannot listen on {addr} (secureClientPort): {e}"))?;
+            Some((listener, futures_rustls::TlsAcceptor::from(tls.clone())))
+        }
+        _ => None,
+    };
     let now = Instant::now();
     let sessions = setup
         .restored_sessions
@@ -269,6 +279,9 @@ pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<
     glommio::spawn_local(commits::apply_commits(shard.clone(), setup.commits)).detach();
     glommio::spawn_local(sessions::expire_sessions(shard.clone())).detach();
     started(&shard);
+    if let Some((listener, acceptor)) = secure {
+        glommio::spawn_local(conn::accept_tls(shard.clone(), listener, acceptor)).detach();
+    }
     loop {
         match listener.accept().await {
             Ok(stream) => {
