@@ -15,6 +15,7 @@ mod restart;
 mod runtime;
 mod sasl;
 mod snapshots;
+mod tls;
 mod tune;
 mod zkcli;
 mod zookeeper_client;

@@ -1,0 +1,128 @@
+"""TLS on ``secureClientPort`` through kazoo, against Apache ZooKeeper (its
+Netty connection factory) and zoocore configured from the same zoo.cfg keys
+and the same PEM files, which openssl makes here: a CA, a server key store
+(key and certificate in one PEM file, ZooKeeper 3.8's PEM type) and a client
+certificate whose subject becomes the connection's ``x509`` identity."""
+
+import socket
+import subprocess
+
+import pytest
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoAuthError
+from kazoo.security import make_acl
+
+from conftest import Cluster, free_port, running
+
+CLIENT_SUBJECT = "CN=kazoo-client,O=zoocore-tests"
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=zoocore-test-ca", cwd=d)
+    # Version 3 certificates (an extension each): rustls, like every current
+    # TLS stack but Java's, refuses the version 1 that openssl makes without.
+    (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject in [("server", "/CN=localhost"), ("client", "/O=zoocore-tests/CN=kazoo-client")]:
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", subject, cwd=d)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+    # The server's key store: its key and certificate in one PEM file.
+    (d / "server-store.pem").write_text((d / "server.key").read_text() + (d / "server.pem").read_text())
+    return d
+
+
+@pytest.fixture(scope="module", params=["zoocore", "zookeeper"])
+def tls_server(request, pki):
+    secure = free_port()
+    extra = (
+        f"secureClientPort={secure}\n"
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n"
+        f"ssl.keyStore.location={pki / 'server-store.pem'}\n"
+        "ssl.keyStore.type=PEM\n"
+        f"ssl.trustStore.location={pki / 'ca.pem'}\n"
+        "ssl.trustStore.type=PEM\n"
+        "ssl.clientAuth=need\n"
+        "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n"
+    )
+    with running(Cluster(request.param, extra=extra)) as c:
+        yield c.hosts, f"127.0.0.1:{secure}"
+
+
+def tls_client(hosts, pki, **kwargs):
+    return KazooClient(
+        hosts=hosts,
+        use_ssl=True,
+        ca=str(pki / "ca.pem"),
+        certfile=str(pki / "client.pem"),
+        keyfile=str(pki / "client.key"),
+        verify_certs=True,
+        timeout=10.0,
+        **kwargs,
+    )
+
+
+def test_a_tls_client_gets_its_certificate_s_x509_identity(tls_server, pki):
+    plain_hosts, secure_hosts = tls_server
+    c = tls_client(secure_hosts, pki)
+    plain = KazooClient(hosts=plain_hosts, timeout=10.0)
+    c.start(timeout=15)
+    plain.start(timeout=15)
+    try:
+        acl = make_acl("x509", CLIENT_SUBJECT, all=True)
+        c.create("/tls-mine", b"over tls", acl=(acl,))
+        assert c.get("/tls-mine")[0] == b"over tls"
+        with pytest.raises(NoAuthError):
+            plain.get("/tls-mine")
+        # The "auth" scheme takes the x509 identity as it takes digest ones.
+        c.create("/tls-auth", acl=(make_acl("auth", "", all=True),))
+        assert c.get_acls("/tls-auth")[0] == [acl]
+        c.delete("/tls-mine")
+        c.delete("/tls-auth")
+    finally:
+        for k in (c, plain):
+            k.stop()
+            k.close()
+
+
+def test_a_client_without_a_certificate_is_refused_when_auth_is_needed(tls_server, pki):
+    _, secure_hosts = tls_server
+    c = KazooClient(hosts=secure_hosts, use_ssl=True, ca=str(pki / "ca.pem"), verify_certs=True,
+                    timeout=5.0, connection_retry={"max_tries": 0})
+    try:
+        with pytest.raises(Exception):
+            c.start(timeout=5)
+    finally:
+        c.stop()
+        c.close()
+
+
+def test_plaintext_on_the_tls_port_closes_that_connection_only(tls_server, pki):
+    plain_hosts, secure_hosts = tls_server
+    host, port = secure_hosts.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        # A ZooKeeper connect request, in the clear.
+        s.sendall(b"\x00\x00\x00\x2c" + b"\x00" * 44)
+        s.settimeout(10)
+        try:
+            answer = s.recv(4096)
+        except (ConnectionResetError, socket.timeout):
+            answer = b""
+        # Whatever a TLS stack answers (an alert or nothing), never a
+        # ZooKeeper connect response, and then the connection is over.
+        assert not answer.startswith(b"\x00\x00\x00"), answer
+    c = tls_client(secure_hosts, pki)
+    c.start(timeout=15)
+    try:
+        assert c.exists("/") is not None
+    finally:
+        c.stop()
+        c.close()
