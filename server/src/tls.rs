@@ -40,6 +40,8 @@ pub struct TlsSettings {
     pub enabled_protocols: Option<String>,
     pub cipher_suites: Option<String>,
     pub handshake_timeout_ms: Option<u64>,
+    /// `client.portUnification`: the client port takes TLS too.
+    pub port_unification: bool,
 }
 
 /// How long a client may take over its handshake (ZooKeeper's
@@ -73,6 +75,9 @@ impl TlsSettings {
             "ssl.protocol" => self.protocol = text(),
             "ssl.enabledProtocols" => self.enabled_protocols = text(),
             "ssl.ciphersuites" => self.cipher_suites = text(),
+            "client.portUnification" => {
+                self.port_unification = value.trim().eq_ignore_ascii_case("true");
+            }
             "ssl.handshakeDetectionTimeoutMillis" => match value.trim().parse() {
                 Ok(ms) => self.handshake_timeout_ms = Some(ms),
                 Err(_) => return Some(Err(format!("{key} must be milliseconds"))),
@@ -90,9 +95,10 @@ impl TlsSettings {
             .map_or(HANDSHAKE_TIMEOUT, Duration::from_millis)
     }
 
-    /// The rustls configuration for the secure port; `None` without one.
+    /// The rustls configuration for the secure port (or the unified client
+    /// port); `None` without either.
     pub fn server_config(&self) -> Result<Option<Arc<ServerConfig>>, String> {
-        if self.secure_client_port.is_none() {
+        if self.secure_client_port.is_none() && !self.port_unification {
             return Ok(None);
         }
         for (key, kind) in [
@@ -108,7 +114,7 @@ impl TlsSettings {
         let key_store = self
             .key_store
             .as_ref()
-            .ok_or("secureClientPort needs ssl.keyStore.location")?;
+            .ok_or("secureClientPort and client.portUnification need ssl.keyStore.location")?;
         let chain = read_certs(key_store, "ssl.keyStore.location")?;
         let text = std::fs::read(key_store)
             .map_err(|e| format!("ssl.keyStore.location {}: {e}", key_store.display()))?;

@@ -27,52 +27,70 @@ pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     serve_stream(shard, stream, fd, peer_addr, None).await;
 }
 
-/// Accepts on `secureClientPort`: each connection's handshake, bounded by
+/// Accepts on `secureClientPort`: every connection speaks TLS.
+pub(super) async fn accept_tls(shard: Rc<Shard>, listener: TcpListener, acceptor: TlsAcceptor) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(serve_tls(shard.clone(), stream, acceptor.clone())).detach();
+            }
+            Err(e) => tracing::warn!(error = %e, "accept failed on the secure client port"),
+        }
+    }
+}
+
+/// `client.portUnification` on the client port: a connection whose first
+/// byte is a TLS handshake record is served over TLS, any other in the
+/// clear (ZooKeeper's unified port reads the same byte).
+pub(super) async fn serve_either(shard: Rc<Shard>, stream: TcpStream, acceptor: TlsAcceptor) {
+    const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+    let limit = shard.config.tls.handshake_timeout();
+    let mut first = [0u8; 1];
+    let peek = async { Some(stream.peek(&mut first).await) };
+    let timeout = async {
+        glommio::timer::sleep(limit).await;
+        None
+    };
+    match futures_lite::future::or(peek, timeout).await {
+        Some(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => serve_tls(shard, stream, acceptor).await,
+        Some(Ok(1)) => serve(shard, stream).await,
+        _ => {}
+    }
+}
+
+/// One TLS connection: the handshake, bounded by
 /// `ssl.handshakeDetectionTimeoutMillis`, then the same protocol as on the
 /// client port, with the `x509` identity of a verified client certificate.
 /// A stalled or failed handshake drops that connection only.
-pub(super) async fn accept_tls(shard: Rc<Shard>, listener: TcpListener, acceptor: TlsAcceptor) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed on the secure client port");
-                continue;
-            }
-        };
-        let (shard, acceptor) = (shard.clone(), acceptor.clone());
-        glommio::spawn_local(async move {
-            let Ok(peer_addr) = stream.peer_addr() else {
-                return;
-            };
-            let fd = stream.as_raw_fd();
-            let limit = shard.config.tls.handshake_timeout();
-            let handshake = async { Some(acceptor.accept(stream).await) };
-            let timeout = async {
-                glommio::timer::sleep(limit).await;
-                None
-            };
-            let tls = match futures_lite::future::or(handshake, timeout).await {
-                Some(Ok(tls)) => tls,
-                Some(Err(e)) => {
-                    tracing::warn!(peer = %peer_addr, error = %e, "TLS handshake failed");
-                    return;
-                }
-                None => {
-                    tracing::warn!(peer = %peer_addr, ?limit, "TLS handshake not finished in time; dropped");
-                    return;
-                }
-            };
-            let x509 = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .and_then(crate::tls::x509_id);
-            serve_stream(shard, tls, fd, peer_addr, x509).await;
-        })
-        .detach();
-    }
+async fn serve_tls(shard: Rc<Shard>, stream: TcpStream, acceptor: TlsAcceptor) {
+    let Ok(peer_addr) = stream.peer_addr() else {
+        return;
+    };
+    let fd = stream.as_raw_fd();
+    let limit = shard.config.tls.handshake_timeout();
+    let handshake = async { Some(acceptor.accept(stream).await) };
+    let timeout = async {
+        glommio::timer::sleep(limit).await;
+        None
+    };
+    let tls = match futures_lite::future::or(handshake, timeout).await {
+        Some(Ok(tls)) => tls,
+        Some(Err(e)) => {
+            tracing::warn!(peer = %peer_addr, error = %e, "TLS handshake failed");
+            return;
+        }
+        None => {
+            tracing::warn!(peer = %peer_addr, ?limit, "TLS handshake not finished in time; dropped");
+            return;
+        }
+    };
+    let x509 = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(crate::tls::x509_id);
+    serve_stream(shard, tls, fd, peer_addr, x509).await;
 }
 
 async fn serve_stream(

@@ -234,14 +234,16 @@ impl Shard {
 pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<(), String> {
     let addr = setup.config.client_addr();
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let secure = match (setup.config.secure_client_addr(), &setup.tls) {
-        (Some(addr), Some(tls)) => {
+    let acceptor = setup.tls.clone().map(futures_rustls::TlsAcceptor::from);
+    let secure = match (setup.config.secure_client_addr(), &acceptor) {
+        (Some(addr), Some(acceptor)) => {
             let listener = TcpListener::bind(addr)
                 .map_err(|e| format!("cannot listen on {addr} (secureClientPort): {e}"))?;
-            Some((listener, futures_rustls::TlsAcceptor::from(tls.clone())))
+            Some((listener, acceptor.clone()))
         }
         _ => None,
     };
+    let unified = acceptor.filter(|_| setup.config.tls.port_unification);
     let now = Instant::now();
     let sessions = setup
         .restored_sessions
@@ -284,9 +286,19 @@ pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<
     }
     loop {
         match listener.accept().await {
-            Ok(stream) => {
-                glommio::spawn_local(conn::serve(shard.clone(), stream)).detach();
-            }
+            Ok(stream) => match &unified {
+                Some(acceptor) => {
+                    glommio::spawn_local(conn::serve_either(
+                        shard.clone(),
+                        stream,
+                        acceptor.clone(),
+                    ))
+                    .detach();
+                }
+                None => {
+                    glommio::spawn_local(conn::serve(shard.clone(), stream)).detach();
+                }
+            },
             Err(e) => tracing::warn!(error = %e, "accept failed"),
         }
     }

@@ -126,3 +126,38 @@ def test_plaintext_on_the_tls_port_closes_that_connection_only(tls_server, pki):
     finally:
         c.stop()
         c.close()
+
+
+@pytest.fixture(scope="module", params=["zoocore", "zookeeper"])
+def unified_server(request, pki):
+    extra = (
+        "client.portUnification=true\n"
+        "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n"
+        f"ssl.keyStore.location={pki / 'server-store.pem'}\n"
+        "ssl.keyStore.type=PEM\n"
+        f"ssl.trustStore.location={pki / 'ca.pem'}\n"
+        "ssl.trustStore.type=PEM\n"
+        "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n"
+    )
+    with running(Cluster(request.param, extra=extra)) as c:
+        yield c.hosts
+
+
+def test_port_unification_serves_tls_and_plaintext_on_the_client_port(unified_server, pki):
+    secure = tls_client(unified_server, pki)
+    plain = KazooClient(hosts=unified_server, timeout=10.0)
+    secure.start(timeout=15)
+    plain.start(timeout=15)
+    try:
+        acl = make_acl("x509", CLIENT_SUBJECT, all=True)
+        secure.create("/unified", b"tls", acl=(acl,))
+        with pytest.raises(NoAuthError):
+            plain.get("/unified")
+        plain.create("/unified-plain", b"clear")
+        assert secure.get("/unified-plain")[0] == b"clear"
+        secure.delete("/unified")
+        secure.delete("/unified-plain")
+    finally:
+        for k in (secure, plain):
+            k.stop()
+            k.close()
