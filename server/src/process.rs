@@ -13,7 +13,7 @@ use zoocore_engine::DataTree;
 use crate::config::{Config, Ensemble};
 use crate::replicate::{self, transport};
 use crate::storage::{self, raftlog, recovery, snapshotter, wal};
-use crate::{audit, seq, serve, stats};
+use crate::{audit, seq, serve, stats, tls};
 
 /// Ends the process at once. Everything acknowledged is already durable, and
 /// `std::process::exit` can hang tearing down executors on other threads.
@@ -274,7 +274,7 @@ fn proc_ip(hex: &str) -> Option<std::net::IpAddr> {
 pub(crate) fn run(mut config: Config) -> Result<(), String> {
     config.check().map_err(|e| e.to_string())?;
     // Before anything is locked or bound: a bad TLS setting is a bad config.
-    let tls = config.tls.server_config()?;
+    let tls = tls::ServerTls::start(&config.tls)?;
     config.resolve_myid().map_err(|e| e.to_string())?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let io_memory = size_io_memory(config.shards + 1)?;

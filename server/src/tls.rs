@@ -13,8 +13,8 @@
 //! cipher suite stop it with the key named.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
 
 use rustls::crypto::ring::ALL_CIPHER_SUITES;
 use rustls::crypto::CryptoProvider;
@@ -23,6 +23,80 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// The TLS configuration the shards take for each new connection, rebuilt
+/// by a watcher thread when the key or trust store file changes (a renewed
+/// certificate takes effect without a restart, as ZooKeeper's
+/// `client.certReload`); a file that no longer loads keeps the old one.
+pub struct ServerTls {
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+/// How often the watcher looks at the stores' modification times.
+const RELOAD_POLL: Duration = Duration::from_secs(1);
+
+impl ServerTls {
+    /// The configuration a connection accepted now uses.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        match self.current.read() {
+            Ok(config) => config.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Builds the configuration and starts its watcher; `None` without a
+    /// TLS port.
+    pub fn start(settings: &TlsSettings) -> Result<Option<Arc<ServerTls>>, String> {
+        let Some(config) = settings.server_config()? else {
+            return Ok(None);
+        };
+        let tls = Arc::new(ServerTls {
+            current: RwLock::new(config),
+        });
+        let (watched, settings) = (tls.clone(), settings.clone());
+        std::thread::Builder::new()
+            .name("tls-reload".into())
+            .spawn(move || watched.watch(&settings))
+            .map_err(|e| format!("cannot start the TLS file watcher: {e}"))?;
+        Ok(Some(tls))
+    }
+
+    fn watch(&self, settings: &TlsSettings) {
+        let files: Vec<PathBuf> = [&settings.key_store, &settings.trust_store]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let stamp = |files: &[PathBuf]| -> Vec<Option<SystemTime>> {
+            files
+                .iter()
+                .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+                .collect()
+        };
+        let mut seen = stamp(&files);
+        loop {
+            std::thread::sleep(RELOAD_POLL);
+            let now = stamp(&files);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match settings.server_config() {
+                Ok(Some(config)) => {
+                    match self.current.write() {
+                        Ok(mut current) => *current = config,
+                        Err(poisoned) => *poisoned.into_inner() = config,
+                    }
+                    tracing::info!(files = ?files, "TLS key or trust store changed: reloaded");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS key or trust store changed but does not load; keeping the old one")
+                }
+            }
+        }
+    }
+}
 
 /// zoo.cfg's TLS keys.
 #[derive(Debug, Clone, Default)]

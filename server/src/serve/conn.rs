@@ -18,6 +18,7 @@ use super::request::{answer_word, handle_request};
 use super::sessions::connect;
 use super::{Conn, Shard};
 use crate::stats::ClientStats;
+use crate::tls::ServerTls;
 
 pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     let Ok(peer_addr) = stream.peer_addr() else {
@@ -28,11 +29,11 @@ pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 }
 
 /// Accepts on `secureClientPort`: every connection speaks TLS.
-pub(super) async fn accept_tls(shard: Rc<Shard>, listener: TcpListener, acceptor: TlsAcceptor) {
+pub(super) async fn accept_tls(shard: Rc<Shard>, listener: TcpListener, tls: Arc<ServerTls>) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
-                glommio::spawn_local(serve_tls(shard.clone(), stream, acceptor.clone())).detach();
+                glommio::spawn_local(serve_tls(shard.clone(), stream, tls.clone())).detach();
             }
             Err(e) => tracing::warn!(error = %e, "accept failed on the secure client port"),
         }
@@ -42,7 +43,7 @@ pub(super) async fn accept_tls(shard: Rc<Shard>, listener: TcpListener, acceptor
 /// `client.portUnification` on the client port: a connection whose first
 /// byte is a TLS handshake record is served over TLS, any other in the
 /// clear (ZooKeeper's unified port reads the same byte).
-pub(super) async fn serve_either(shard: Rc<Shard>, stream: TcpStream, acceptor: TlsAcceptor) {
+pub(super) async fn serve_either(shard: Rc<Shard>, stream: TcpStream, tls: Arc<ServerTls>) {
     const TLS_HANDSHAKE_RECORD: u8 = 0x16;
     let limit = shard.config.tls.handshake_timeout();
     let mut first = [0u8; 1];
@@ -52,7 +53,7 @@ pub(super) async fn serve_either(shard: Rc<Shard>, stream: TcpStream, acceptor: 
         None
     };
     match futures_lite::future::or(peek, timeout).await {
-        Some(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => serve_tls(shard, stream, acceptor).await,
+        Some(Ok(1)) if first[0] == TLS_HANDSHAKE_RECORD => serve_tls(shard, stream, tls).await,
         Some(Ok(1)) => serve(shard, stream).await,
         _ => {}
     }
@@ -62,10 +63,13 @@ pub(super) async fn serve_either(shard: Rc<Shard>, stream: TcpStream, acceptor: 
 /// `ssl.handshakeDetectionTimeoutMillis`, then the same protocol as on the
 /// client port, with the `x509` identity of a verified client certificate.
 /// A stalled or failed handshake drops that connection only.
-async fn serve_tls(shard: Rc<Shard>, stream: TcpStream, acceptor: TlsAcceptor) {
+async fn serve_tls(shard: Rc<Shard>, stream: TcpStream, tls: Arc<ServerTls>) {
     let Ok(peer_addr) = stream.peer_addr() else {
         return;
     };
+    // The configuration as it is now: a reloaded certificate serves the
+    // connections accepted after the reload.
+    let acceptor = TlsAcceptor::from(tls.current());
     let fd = stream.as_raw_fd();
     let limit = shard.config.tls.handshake_timeout();
     let handshake = async { Some(acceptor.accept(stream).await) };

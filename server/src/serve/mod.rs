@@ -47,6 +47,7 @@ use crate::auth::digest_md5::DigestMd5Server;
 use crate::config::Config;
 use crate::seq::{CommitBatch, ToSequencer};
 use crate::stats::{ClientStats, ShardCounters, Stats};
+use crate::tls::ServerTls;
 
 pub use request::inspect;
 
@@ -59,8 +60,8 @@ pub struct ShardSetup {
     pub stats: Arc<Stats>,
     /// The audit log, when `audit.enable` is on.
     pub audit: Option<Arc<AuditLog>>,
-    /// TLS for `secureClientPort`, when it is set.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// TLS for `secureClientPort` (or the unified client port).
+    pub tls: Option<Arc<ServerTls>>,
     /// Sessions recovered from the log that this shard expires unless they reconnect.
     pub restored_sessions: Vec<(i64, i32)>,
 }
@@ -234,16 +235,18 @@ impl Shard {
 pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<(), String> {
     let addr = setup.config.client_addr();
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let acceptor = setup.tls.clone().map(futures_rustls::TlsAcceptor::from);
-    let secure = match (setup.config.secure_client_addr(), &acceptor) {
-        (Some(addr), Some(acceptor)) => {
+    let secure = match (setup.config.secure_client_addr(), &setup.tls) {
+        (Some(addr), Some(tls)) => {
             let listener = TcpListener::bind(addr)
                 .map_err(|e| format!("cannot listen on {addr} (secureClientPort): {e}"))?;
-            Some((listener, acceptor.clone()))
+            Some((listener, tls.clone()))
         }
         _ => None,
     };
-    let unified = acceptor.filter(|_| setup.config.tls.port_unification);
+    let unified = setup
+        .tls
+        .clone()
+        .filter(|_| setup.config.tls.port_unification);
     let now = Instant::now();
     let sessions = setup
         .restored_sessions
@@ -281,19 +284,15 @@ pub async fn run(setup: ShardSetup, started: impl FnOnce(&Rc<Shard>)) -> Result<
     glommio::spawn_local(commits::apply_commits(shard.clone(), setup.commits)).detach();
     glommio::spawn_local(sessions::expire_sessions(shard.clone())).detach();
     started(&shard);
-    if let Some((listener, acceptor)) = secure {
-        glommio::spawn_local(conn::accept_tls(shard.clone(), listener, acceptor)).detach();
+    if let Some((listener, tls)) = secure {
+        glommio::spawn_local(conn::accept_tls(shard.clone(), listener, tls)).detach();
     }
     loop {
         match listener.accept().await {
             Ok(stream) => match &unified {
-                Some(acceptor) => {
-                    glommio::spawn_local(conn::serve_either(
-                        shard.clone(),
-                        stream,
-                        acceptor.clone(),
-                    ))
-                    .detach();
+                Some(tls) => {
+                    glommio::spawn_local(conn::serve_either(shard.clone(), stream, tls.clone()))
+                        .detach();
                 }
                 None => {
                     glommio::spawn_local(conn::serve(shard.clone(), stream)).detach();

@@ -1,13 +1,19 @@
 //! TLS on `secureClientPort`, beyond kazoo's comparison with ZooKeeper
 //! (`server/tests/kazoo/test_tls.py`): a client that stalls its handshake
 //! is dropped after `ssl.handshakeDetectionTimeoutMillis` while others are
-//! served, and settings zoocore cannot honour stop it with the key named.
+//! served, a renewed certificate is served without a restart, and settings
+//! zoocore cannot honour stop it with the key named.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use zoocore_net::client::{Client, ConnectOptions};
 use zoocore_net::records::PathWatchRequest;
@@ -26,19 +32,8 @@ impl Pki {
             free_port()
         ));
         std::fs::create_dir_all(&dir).expect("pki dir");
-        let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .output()
-                .expect("run openssl (scripts/install-deps.sh installs it)");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        openssl(&[
+        let pki = Pki(dir);
+        pki.openssl(&[
             "req",
             "-x509",
             "-newkey",
@@ -53,8 +48,28 @@ impl Pki {
             "-subj",
             "/CN=test-ca",
         ]);
-        std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-        openssl(&[
+        std::fs::write(pki.0.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
+        pki.issue_server("/CN=localhost");
+        pki
+    }
+
+    fn openssl(&self, args: &[&str]) {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(&self.0)
+            .output()
+            .expect("run openssl (scripts/install-deps.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A new server key and certificate; the key store is replaced in one
+    /// rename, as a certificate renewal tool would.
+    fn issue_server(&self, subject: &str) {
+        self.openssl(&[
             "req",
             "-newkey",
             "rsa:2048",
@@ -64,9 +79,9 @@ impl Pki {
             "-out",
             "server.csr",
             "-subj",
-            "/CN=localhost",
+            subject,
         ]);
-        openssl(&[
+        self.openssl(&[
             "x509",
             "-req",
             "-in",
@@ -83,10 +98,20 @@ impl Pki {
             "-extfile",
             "server.ext",
         ]);
-        let store = std::fs::read_to_string(dir.join("server.key")).expect("key")
-            + &std::fs::read_to_string(dir.join("server.pem")).expect("cert");
-        std::fs::write(dir.join("store.pem"), store).expect("store");
-        Pki(dir)
+        let store = std::fs::read_to_string(self.0.join("server.key")).expect("key")
+            + &std::fs::read_to_string(self.0.join("server.pem")).expect("cert");
+        std::fs::write(self.0.join("store.tmp"), store).expect("store");
+        std::fs::rename(self.0.join("store.tmp"), self.0.join("store.pem")).expect("rename");
+    }
+
+    /// The server certificate the key store holds now.
+    fn server_cert(&self) -> Vec<u8> {
+        CertificateDer::pem_file_iter(self.0.join("server.pem"))
+            .expect("server.pem")
+            .next()
+            .expect("a certificate")
+            .expect("parses")
+            .to_vec()
     }
 
     fn keys(&self, secure_port: u16) -> String {
@@ -102,6 +127,47 @@ impl Pki {
 impl Drop for Pki {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The certificate the server at `port` presents in a handshake.
+#[allow(deprecated)]
+fn presented(port: u16, pki: &Pki) -> Vec<u8> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(pki.0.join("ca.pem")).expect("ca.pem") {
+        roots.add(cert.expect("parses")).expect("a CA");
+    }
+    let config =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let name = ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let conn = ClientConnection::new(Arc::new(config), name).expect("client");
+    let sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut tls = StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).expect("handshake");
+    }
+    tls.conn.peer_certificates().expect("a certificate")[0].to_vec()
+}
+
+#[test]
+fn a_renewed_server_certificate_is_used_without_a_restart() {
+    let pki = Pki::new();
+    let secure = free_port();
+    let _server = ZoocoreProcess::start(binary(), &pki.keys(secure));
+    assert_eq!(presented(secure, &pki), pki.server_cert());
+    pki.issue_server("/CN=renewed");
+    let renewed = pki.server_cert();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while presented(secure, &pki) != renewed {
+        assert!(
+            Instant::now() < deadline,
+            "still the old certificate after 20 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
