@@ -69,8 +69,44 @@ pub struct Reply {
     pub body: Response,
 }
 
+/// The connection under the client: plain TCP, or TLS over it (the `tls`
+/// feature, for `secureClientPort`).
+enum Transport {
+    Plain(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.write(buf),
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.flush(),
+            #[cfg(feature = "tls")]
+            Transport::Tls(s) => s.flush(),
+        }
+    }
+}
+
 pub struct Client {
-    stream: TcpStream,
+    stream: Transport,
     session: ConnectResponse,
     next_xid: i32,
     /// (xid, opcode) of requests sent and not yet answered, oldest first.
@@ -82,9 +118,37 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr, options: &ConnectOptions) -> Result<Client> {
+        let stream = Self::tcp(addr, options)?;
+        Self::open_session(Transport::Plain(stream), options)
+    }
+
+    /// As [`Client::connect`], over TLS (a `secureClientPort`); the server's
+    /// certificate is checked against `server_name` by `config`.
+    #[cfg(feature = "tls")]
+    pub fn connect_tls(
+        addr: SocketAddr,
+        options: &ConnectOptions,
+        config: std::sync::Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<Client> {
+        let stream = Self::tcp(addr, options)?;
+        let conn = rustls::ClientConnection::new(config, server_name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mut tls = rustls::StreamOwned::new(conn, stream);
+        while tls.conn.is_handshaking() {
+            tls.conn.complete_io(&mut tls.sock)?;
+        }
+        Self::open_session(Transport::Tls(Box::new(tls)), options)
+    }
+
+    fn tcp(addr: SocketAddr, options: &ConnectOptions) -> Result<TcpStream> {
         let stream = TcpStream::connect_timeout(&addr, options.io_timeout)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(options.io_timeout))?;
+        Ok(stream)
+    }
+
+    fn open_session(stream: Transport, options: &ConnectOptions) -> Result<Client> {
         let mut client = Client {
             stream,
             session: ConnectResponse::default(),

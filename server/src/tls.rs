@@ -299,6 +299,65 @@ fn read_certs(path: &PathBuf, key: &str) -> Result<Vec<CertificateDer<'static>>,
     Ok(certs)
 }
 
+/// A client's TLS configuration from ZooKeeper client flags, as zkCli.sh
+/// takes them from `CLIENT_JVMFLAGS`: `-Dzookeeper.client.secure=true`,
+/// `-Dzookeeper.ssl.trustStore.location` (PEM CAs, required) and
+/// `-Dzookeeper.ssl.keyStore.location` (a PEM key and certificate, for
+/// servers that want one); `None` unless secure. The server's certificate
+/// must name the address connected to (hostname verification, ZooKeeper's
+/// default).
+pub fn client_config(flags: &str) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+    let mut secure = false;
+    let (mut key_store, mut trust_store) = (None, None);
+    for flag in flags.split_whitespace() {
+        let Some((key, value)) = flag.strip_prefix("-D").and_then(|f| f.split_once('=')) else {
+            continue;
+        };
+        match key {
+            "zookeeper.client.secure" => secure = value.eq_ignore_ascii_case("true"),
+            "zookeeper.ssl.keyStore.location" => key_store = Some(PathBuf::from(value)),
+            "zookeeper.ssl.trustStore.location" => trust_store = Some(PathBuf::from(value)),
+            "zookeeper.ssl.keyStore.type" | "zookeeper.ssl.trustStore.type"
+                if !value.eq_ignore_ascii_case("PEM") =>
+            {
+                return Err(format!("{key}={value}: zoocore reads PEM stores only"));
+            }
+            _ => {}
+        }
+    }
+    if !secure {
+        return Ok(None);
+    }
+    let trust =
+        trust_store.ok_or("zookeeper.client.secure needs zookeeper.ssl.trustStore.location")?;
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(&trust, "zookeeper.ssl.trustStore.location")? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("zookeeper.ssl.trustStore.location {}: {e}", trust.display()))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(ring_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let config = match key_store {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let chain = read_certs(&path, "zookeeper.ssl.keyStore.location")?;
+            let key = PrivateKeyDer::from_pem_file(&path).map_err(|e| {
+                format!(
+                    "zookeeper.ssl.keyStore.location {}: no private key: {e}",
+                    path.display()
+                )
+            })?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| format!("zookeeper.ssl.keyStore.location {}: {e}", path.display()))?
+        }
+    };
+    Ok(Some(Arc::new(config)))
+}
+
 /// Java's (IANA) suite names, comma-separated.
 fn cipher_suites(names: &str) -> Result<Vec<SupportedCipherSuite>, String> {
     let mut out = Vec::new();

@@ -7,14 +7,19 @@
 //! command was malformed; 3 the server could not be reached. Commands after
 //! a failure do not run. The interactive shell exits 0.
 //!
-//! SASL DIGEST-MD5 as zkCli.sh does it: when `CLIENT_JVMFLAGS` or
-//! `JVMFLAGS` name a JAAS file (`-Djava.security.auth.login.config=`) with a
-//! `Client` section, every connection authenticates with its username and
-//! password before anything else; a failure is exit code 3.
+//! SASL DIGEST-MD5 and TLS as zkCli.sh takes them from `CLIENT_JVMFLAGS`
+//! or `JVMFLAGS`: a JAAS file (`-Djava.security.auth.login.config=`) with a
+//! `Client` section makes every connection authenticate with its username
+//! and password before anything else (a failure is exit code 3);
+//! `-Dzookeeper.client.secure=true` with PEM stores
+//! (`-Dzookeeper.ssl.trustStore.location`, `...keyStore.location`) speaks
+//! TLS, to a `secureClientPort`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::ServerName;
 use zoocore_net::client::{Client, ClientError, ConnectOptions};
 use zoocore_net::consts::perms;
 use zoocore_net::records::{
@@ -58,6 +63,8 @@ struct Session {
     auths: Vec<(String, Vec<u8>)>,
     /// The JAAS `Client` section's user and password.
     sasl: Option<(String, String)>,
+    /// TLS, with `zookeeper.client.secure`.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Session {
@@ -70,7 +77,16 @@ impl Session {
             };
             let mut last = String::from("no server given");
             for addr in &self.servers {
-                match Client::connect(*addr, &options) {
+                let connected = match &self.tls {
+                    Some(tls) => Client::connect_tls(
+                        *addr,
+                        &options,
+                        tls.clone(),
+                        ServerName::IpAddress(addr.ip().into()),
+                    ),
+                    None => Client::connect(*addr, &options),
+                };
+                match connected {
                     Ok(mut c) => {
                         if let Some((user, password)) = &self.sasl {
                             sasl_login(&mut c, user, password).map_err(|e| {
@@ -693,8 +709,10 @@ pub fn main(servers: Vec<SocketAddr>, commands: Option<&str>) -> u8 {
     let flags = ["CLIENT_JVMFLAGS", "JVMFLAGS"]
         .map(|name| std::env::var(name).unwrap_or_default())
         .join(" ");
-    let sasl = match auth::client_credentials(&flags) {
-        Ok(sasl) => sasl,
+    let secured = auth::client_credentials(&flags)
+        .and_then(|sasl| Ok((sasl, crate::tls::client_config(&flags)?)));
+    let (sasl, tls) = match secured {
+        Ok(secured) => secured,
         Err(e) => {
             eprintln!("{e}");
             return 2;
@@ -705,6 +723,7 @@ pub fn main(servers: Vec<SocketAddr>, commands: Option<&str>) -> u8 {
         client: None,
         auths: Vec::new(),
         sasl,
+        tls,
     };
     if let Some(commands) = commands {
         for line in script_lines(commands) {

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use zoocore_testkit::zk::ZooKeeperProcess;
+use zoocore_testkit::zk::{free_port, ZooKeeperProcess};
 use zoocore_testkit::zoocore::ZoocoreProcess;
 
 fn zoocore() -> ZoocoreProcess {
@@ -154,6 +154,39 @@ fn the_same_script_runs_against_zoocore_and_zookeeper() {
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0].0, 1, "the last stat fails: {:?}", answers[0]);
     assert_eq!(answers[0].2, "Node does not exist: /s\n");
+}
+
+#[test]
+fn tls_to_the_secure_port_of_zoocore_and_zookeeper() {
+    let pki = crate::tls::Pki::new();
+    pki.issue_client("/O=zoocore-tests/CN=cli");
+    let (zc_port, zk_port) = (free_port(), free_port());
+    let _zoocore =
+        ZoocoreProcess::start(Path::new(env!("CARGO_BIN_EXE_zoocore")), &pki.keys(zc_port));
+    let _zk = ZooKeeperProcess::start_with(
+        &format!(
+            "{}\nserverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            pki.keys(zk_port)
+        ),
+        &[],
+    );
+    let flags = format!(
+        "-Dzookeeper.client.secure=true -Dzookeeper.ssl.trustStore.location={} \
+         -Dzookeeper.ssl.trustStore.type=PEM -Dzookeeper.ssl.keyStore.location={} \
+         -Dzookeeper.ssl.keyStore.type=PEM",
+        pki.0.join("ca.pem").display(),
+        pki.0.join("client-store.pem").display()
+    );
+    let script = "create /t over-tls; get /t; getAcl /t; delete /t; ls /";
+    let answers: Vec<(i32, String, String)> = [zc_port, zk_port]
+        .iter()
+        .map(|port| cli_with_flags(([127, 0, 0, 1], *port).into(), &["-c", script], &flags))
+        .collect();
+    assert_eq!(answers[0], answers[1], "zoocore, then ZooKeeper");
+    assert_eq!(answers[0].0, 0, "{:?}", answers[0]);
+    // Without TLS, the secure port answers nothing a client can use.
+    let (code, _, _) = cli(([127, 0, 0, 1], zc_port).into(), &["ls", "/"]);
+    assert_eq!(code, 3);
 }
 
 const SASL_PROVIDER: &str =

@@ -22,10 +22,10 @@ use zoocore_testkit::zk::free_port;
 use zoocore_testkit::zoocore::ZoocoreProcess;
 
 /// A CA and a server key store made by openssl, in a directory removed on drop.
-struct Pki(PathBuf);
+pub struct Pki(pub PathBuf);
 
 impl Pki {
-    fn new() -> Pki {
+    pub fn new() -> Pki {
         let dir = std::env::temp_dir().join(format!(
             "zoocore-tls-{}-{}",
             std::process::id(),
@@ -114,7 +114,45 @@ impl Pki {
             .to_vec()
     }
 
-    fn keys(&self, secure_port: u16) -> String {
+    /// A client key store (key and certificate in one PEM file), for the
+    /// cli: `client-store.pem`.
+    pub fn issue_client(&self, subject: &str) {
+        std::fs::write(self.0.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+        self.openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client.key",
+            "-out",
+            "client.csr",
+            "-subj",
+            subject,
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "client.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ]);
+        let store = std::fs::read_to_string(self.0.join("client.key")).expect("key")
+            + &std::fs::read_to_string(self.0.join("client.pem")).expect("cert");
+        std::fs::write(self.0.join("client-store.pem"), store).expect("store");
+    }
+
+    pub fn keys(&self, secure_port: u16) -> String {
         format!(
             "secureClientPort={secure_port}\nssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
              ssl.trustStore.location={}\nssl.clientAuth=want\nssl.handshakeDetectionTimeoutMillis=500",
