@@ -105,6 +105,9 @@ pub struct Config {
     pub security: Security,
     /// `secureClientPort` and the `ssl.*` keys (`tls.rs`).
     pub tls: TlsSettings,
+    /// `sslQuorum`: TLS between members, with the `ssl.quorum.*` keys.
+    pub ssl_quorum: bool,
+    pub quorum_tls: TlsSettings,
 }
 
 /// An ensemble member's settings: zoo.cfg's `server.N` lines, `myid` in
@@ -197,6 +200,8 @@ impl Default for Config {
             client_port_set: false,
             security: Security::default(),
             tls: TlsSettings::default(),
+            ssl_quorum: false,
+            quorum_tls: TlsSettings::default(),
         }
     }
 }
@@ -310,6 +315,17 @@ impl Config {
                 Some(Ok(())) => continue,
                 Some(Err(e)) => return Err(invalid(e)),
                 None => {}
+            }
+            if key == "sslQuorum" {
+                config.ssl_quorum = value.eq_ignore_ascii_case("true");
+                continue;
+            }
+            if let Some(rest) = key.strip_prefix("ssl.quorum.") {
+                match config.quorum_tls.apply(&format!("ssl.{rest}"), value) {
+                    Some(Ok(())) => continue,
+                    Some(Err(e)) => return Err(invalid(e)),
+                    None => {}
+                }
             }
             match config.tls.apply(key, value) {
                 Some(Ok(())) => continue,

@@ -550,6 +550,13 @@ fn member(
     let tick = std::time::Duration::from_millis(ensemble.raft_tick_ms);
     let read_only_after = ensemble.read_only_after;
     let reconfig_enabled = ensemble.reconfig_enabled;
+    let peer_tls = match config.ssl_quorum {
+        true => {
+            let (server, client) = config.quorum_tls.peer_configs()?;
+            Some(transport::PeerTls { server, client })
+        }
+        false => None,
+    };
     let config_file = ensemble.config_file.clone();
     let fsync_warning = std::time::Duration::from_millis(config.fsync_warning_ms);
     Ok(Start {
@@ -557,14 +564,19 @@ fn member(
         restored_sessions: Vec::new(),
         sequencer: Box::new(move |inboxes, outboxes| {
             Box::pin(async move {
-                let (outbound, inbound) =
-                    match transport::start(myid, &membership, &addrs, !reconfig_enabled) {
-                        Ok(t) => t,
-                        Err(e) => {
-                            tracing::error!(error = %e, "cannot start the peer transport");
-                            terminate(1);
-                        }
-                    };
+                let (outbound, inbound) = match transport::start(
+                    myid,
+                    &membership,
+                    &addrs,
+                    !reconfig_enabled,
+                    peer_tls,
+                ) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start the peer transport");
+                        terminate(1);
+                    }
+                };
                 let log = match wal::LogWriter::open(
                     wal::LogKind::ENTRIES,
                     &log_dir,

@@ -175,6 +175,57 @@ impl TlsSettings {
         if self.secure_client_port.is_none() && !self.port_unification {
             return Ok(None);
         }
+        self.build_server_config(self.client_auth.as_deref().unwrap_or("need"))
+            .map(Some)
+    }
+
+    /// Both ends of a peer connection (`sslQuorum` with these settings read
+    /// from the `ssl.quorum.*` keys): members present their key store's
+    /// certificate each way and check the other's against the trust store,
+    /// the dialed one's against the address dialed.
+    pub fn peer_configs(&self) -> Result<(Arc<ServerConfig>, Arc<rustls::ClientConfig>), String> {
+        let server = self
+            .build_server_config("need")
+            .map_err(|e| e.replace("ssl.", "ssl.quorum."))?;
+        let key_store = self
+            .key_store
+            .as_ref()
+            .ok_or("sslQuorum needs ssl.quorum.keyStore.location")?;
+        let trust = self
+            .trust_store
+            .as_ref()
+            .ok_or("sslQuorum needs ssl.quorum.trustStore.location")?;
+        let mut roots = RootCertStore::empty();
+        for cert in read_certs(trust, "ssl.quorum.trustStore.location")? {
+            roots
+                .add(cert)
+                .map_err(|e| format!("ssl.quorum.trustStore.location {}: {e}", trust.display()))?;
+        }
+        let chain = read_certs(key_store, "ssl.quorum.keyStore.location")?;
+        let key = PrivateKeyDer::from_pem_file(key_store).map_err(|e| {
+            format!(
+                "ssl.quorum.keyStore.location {}: no private key: {e}",
+                key_store.display()
+            )
+        })?;
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(self.provider()?))
+            .with_protocol_versions(&self.protocol_versions()?)
+            .map_err(|e| format!("ssl.quorum.ciphersuites and ssl.quorum.enabledProtocols: {e}"))?
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("ssl.quorum.keyStore.location {}: {e}", key_store.display()))?;
+        Ok((server, Arc::new(client)))
+    }
+
+    fn provider(&self) -> Result<CryptoProvider, String> {
+        let mut provider = ring_provider();
+        if let Some(names) = &self.cipher_suites {
+            provider.cipher_suites = cipher_suites(names)?;
+        }
+        Ok(provider)
+    }
+
+    fn build_server_config(&self, client_auth: &str) -> Result<Arc<ServerConfig>, String> {
         for (key, kind) in [
             ("ssl.keyStore.type", &self.key_store_type),
             ("ssl.trustStore.type", &self.trust_store_type),
@@ -204,18 +255,10 @@ impl TlsSettings {
                 key_store.display()
             )
         })?;
-        let mut provider = ring_provider();
-        if let Some(names) = &self.cipher_suites {
-            provider.cipher_suites = cipher_suites(names)?;
-        }
-        let builder = ServerConfig::builder_with_provider(Arc::new(provider))
+        let builder = ServerConfig::builder_with_provider(Arc::new(self.provider()?))
             .with_protocol_versions(&self.protocol_versions()?)
             .map_err(|e| format!("ssl.ciphersuites and ssl.enabledProtocols: {e}"))?;
-        let client_auth = self
-            .client_auth
-            .as_deref()
-            .unwrap_or("need")
-            .to_ascii_lowercase();
+        let client_auth = client_auth.to_ascii_lowercase();
         let builder = match client_auth.as_str() {
             "none" => builder.with_no_client_auth(),
             "want" | "need" => {
@@ -250,7 +293,7 @@ impl TlsSettings {
         let config = builder
             .with_single_cert(chain, key)
             .map_err(|e| format!("ssl.keyStore.location {}: {e}", key_store.display()))?;
-        Ok(Some(Arc::new(config)))
+        Ok(Arc::new(config))
     }
 
     /// `ssl.enabledProtocols`, else `ssl.protocol` and what it implies

@@ -15,11 +15,14 @@ use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_rustls::{TlsAcceptor, TlsConnector};
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::net::{TcpListener, TcpStream};
+use rustls::pki_types::ServerName;
 use zoocore_consensus::peer_msg::{PeerMsgError, FRAME_HEADER, MAX_FRAME, PROTOCOL_VERSION};
 use zoocore_consensus::{Membership, PeerMsg};
 
@@ -56,6 +59,15 @@ struct Peers {
     hello: PeerMsg,
     queues: HashMap<u64, Rc<PeerQueue>>,
     members: Vec<u64>,
+    tls: Option<PeerTls>,
+}
+
+/// `sslQuorum`: both ends of every peer connection speak TLS, each member
+/// presenting its certificate and checking the other's.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub server: Arc<rustls::ServerConfig>,
+    pub client: Arc<rustls::ClientConfig>,
 }
 
 /// Sends to peers; cheap to clone into the tasks that need it.
@@ -112,8 +124,8 @@ impl Outbound {
         }
         for (id, addr) in wanted {
             if !peers.queues.contains_key(&id) {
-                let hello = peers.hello.clone();
-                peers.queues.insert(id, spawn_dialer(id, addr, hello));
+                let (hello, tls) = (peers.hello.clone(), peers.tls.clone());
+                peers.queues.insert(id, spawn_dialer(id, addr, hello, tls));
             }
         }
     }
@@ -137,7 +149,7 @@ pub fn peer_addrs(membership: &Membership) -> Result<HashMap<u64, SocketAddr>, S
     Ok(addrs)
 }
 
-fn spawn_dialer(id: u64, addr: SocketAddr, hello: PeerMsg) -> Rc<PeerQueue> {
+fn spawn_dialer(id: u64, addr: SocketAddr, hello: PeerMsg, tls: Option<PeerTls>) -> Rc<PeerQueue> {
     let (wake, woken) = local_channel::new_bounded(1);
     let queue = Rc::new(PeerQueue {
         addr,
@@ -145,7 +157,7 @@ fn spawn_dialer(id: u64, addr: SocketAddr, hello: PeerMsg) -> Rc<PeerQueue> {
         wake,
         gone: std::cell::Cell::new(false),
     });
-    glommio::spawn_local(dial(id, hello, queue.clone(), woken)).detach();
+    glommio::spawn_local(dial(id, hello, queue.clone(), woken, tls)).detach();
     queue
 }
 
@@ -165,6 +177,7 @@ pub fn start(
     membership: &Membership,
     addrs: &HashMap<u64, SocketAddr>,
     check_lines: bool,
+    tls: Option<PeerTls>,
 ) -> Result<(Outbound, LocalReceiver<PeerEvent>), String> {
     let listen = *addrs.get(&myid).ok_or("this server has no peer address")?;
     let listener = TcpListener::bind(listen)
@@ -179,7 +192,7 @@ pub fn start(
     let mut queues = HashMap::new();
     for (&id, &addr) in addrs {
         if id != myid {
-            queues.insert(id, spawn_dialer(id, addr, hello.clone()));
+            queues.insert(id, spawn_dialer(id, addr, hello.clone(), tls.clone()));
         }
     }
     let outbound = Outbound {
@@ -188,15 +201,31 @@ pub fn start(
             hello: hello.clone(),
             queues,
             members: membership.members().iter().map(|m| m.id).collect(),
+            tls: tls.clone(),
         })),
     };
     let peers = outbound.peers.clone();
-    glommio::spawn_local(accept(listener, hello, peers, check_lines, inbound_tx)).detach();
+    let acceptor = tls.map(|t| TlsAcceptor::from(t.server));
+    glommio::spawn_local(accept(
+        listener,
+        hello,
+        peers,
+        check_lines,
+        inbound_tx,
+        acceptor,
+    ))
+    .detach();
     Ok((outbound, inbound_rx))
 }
 
 /// Keeps a connection to one peer and writes its queue into it.
-async fn dial(id: u64, hello: PeerMsg, queue: Rc<PeerQueue>, woken: LocalReceiver<()>) {
+async fn dial(
+    id: u64,
+    hello: PeerMsg,
+    queue: Rc<PeerQueue>,
+    woken: LocalReceiver<()>,
+    tls: Option<PeerTls>,
+) {
     let addr = queue.addr;
     let mut backoff = BACKOFF.0;
     let mut pending: Vec<u8> = Vec::new();
@@ -204,7 +233,7 @@ async fn dial(id: u64, hello: PeerMsg, queue: Rc<PeerQueue>, woken: LocalReceive
         if queue.gone.get() {
             return;
         }
-        let mut stream = match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
+        let stream = match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).await {
             Ok(s) => s,
             Err(_) => {
                 glommio::timer::sleep(backoff).await;
@@ -213,35 +242,87 @@ async fn dial(id: u64, hello: PeerMsg, queue: Rc<PeerQueue>, woken: LocalReceive
             }
         };
         let _ = stream.set_nodelay(true);
-        tracing::info!(peer = id, %addr, "connected to peer");
-        backoff = BACKOFF.0;
-        let mut first = Vec::new();
-        hello.encode(&mut first);
-        if stream.write_all(&first).await.is_err() {
+        let written = match &tls {
+            None => {
+                tracing::info!(peer = id, %addr, "connected to peer");
+                backoff = BACKOFF.0;
+                pump(id, stream, &hello, &queue, &woken, &mut pending).await
+            }
+            Some(tls) => {
+                let connector = TlsConnector::from(tls.client.clone());
+                let name = ServerName::IpAddress(addr.ip().into());
+                let handshake = async { Some(connector.connect(name, stream).await) };
+                let timeout = async {
+                    glommio::timer::sleep(HELLO_TIMEOUT).await;
+                    None
+                };
+                match futures_lite::future::or(handshake, timeout).await {
+                    Some(Ok(stream)) => {
+                        tracing::info!(peer = id, %addr, "connected to peer over TLS");
+                        backoff = BACKOFF.0;
+                        pump(id, stream, &hello, &queue, &woken, &mut pending).await
+                    }
+                    outcome => {
+                        let error = outcome.map_or("timed out".to_owned(), |r| {
+                            r.err().map(|e| e.to_string()).unwrap_or_default()
+                        });
+                        tracing::warn!(peer = id, %addr, %error, "TLS handshake with peer failed");
+                        glommio::timer::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF.1);
+                        Pumped::Lost
+                    }
+                }
+            }
+        };
+        if written == Pumped::Gone {
+            return;
+        }
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Pumped {
+    /// The connection broke: dial again.
+    Lost,
+    /// The peer left the configuration.
+    Gone,
+}
+
+/// Writes the hello, then the queue, into one connection until it breaks.
+async fn pump(
+    id: u64,
+    mut stream: impl futures_lite::AsyncWrite + Unpin,
+    hello: &PeerMsg,
+    queue: &PeerQueue,
+    woken: &LocalReceiver<()>,
+    pending: &mut Vec<u8>,
+) -> Pumped {
+    let mut first = Vec::new();
+    hello.encode(&mut first);
+    if stream.write_all(&first).await.is_err() {
+        return Pumped::Lost;
+    }
+    loop {
+        while pending.len() < WRITE_CHUNK {
+            let Some(frame) = queue.frames.borrow_mut().pop_front() else {
+                break;
+            };
+            pending.extend_from_slice(&frame);
+        }
+        if pending.is_empty() {
+            if woken.recv().await.is_none() || queue.gone.get() {
+                tracing::info!(peer = id, "no longer a member; not dialing it");
+                return Pumped::Gone;
+            }
             continue;
         }
-        loop {
-            while pending.len() < WRITE_CHUNK {
-                let Some(frame) = queue.frames.borrow_mut().pop_front() else {
-                    break;
-                };
-                pending.extend_from_slice(&frame);
-            }
-            if pending.is_empty() {
-                if woken.recv().await.is_none() || queue.gone.get() {
-                    tracing::info!(peer = id, "no longer a member; not dialing it");
-                    return;
-                }
-                continue;
-            }
-            if let Err(e) = stream.write_all(&pending).await {
-                tracing::info!(peer = id, error = %e, "peer connection lost; redialing");
-                // What was being written is dropped: raft sends again.
-                pending.clear();
-                break;
-            }
+        if let Err(e) = stream.write_all(pending).await {
+            tracing::info!(peer = id, error = %e, "peer connection lost; redialing");
+            // What was being written is dropped: raft sends again.
             pending.clear();
+            return Pumped::Lost;
         }
+        pending.clear();
     }
 }
 
@@ -251,6 +332,7 @@ async fn accept(
     peers: Rc<RefCell<Peers>>,
     check_lines: bool,
     inbound: Rc<LocalSender<PeerEvent>>,
+    tls: Option<TlsAcceptor>,
 ) {
     let open = Rc::new(std::cell::Cell::new(0usize));
     loop {
@@ -264,10 +346,39 @@ async fn accept(
                 let (hello, peers, inbound) = (hello.clone(), peers.clone(), inbound.clone());
                 open.set(open.get() + 1);
                 let open = open.clone();
+                let tls = tls.clone();
                 glommio::spawn_local(async move {
                     let mut from = None;
-                    let outcome =
-                        receive(stream, &hello, &peers, check_lines, &inbound, &mut from).await;
+                    let _ = stream.set_nodelay(true);
+                    let outcome = match tls {
+                        None => {
+                            receive(stream, &hello, &peers, check_lines, &inbound, &mut from).await
+                        }
+                        Some(acceptor) => {
+                            let handshake = async { Some(acceptor.accept(stream).await) };
+                            let timeout = async {
+                                glommio::timer::sleep(HELLO_TIMEOUT).await;
+                                None
+                            };
+                            match futures_lite::future::or(handshake, timeout).await {
+                                Some(Ok(stream)) => {
+                                    receive(
+                                        stream,
+                                        &hello,
+                                        &peers,
+                                        check_lines,
+                                        &inbound,
+                                        &mut from,
+                                    )
+                                    .await
+                                }
+                                Some(Err(e)) => {
+                                    Err(format!("TLS handshake with a peer failed: {e}"))
+                                }
+                                None => Err("a peer's TLS handshake timed out".into()),
+                            }
+                        }
+                    };
                     open.set(open.get() - 1);
                     if let Err(reason) = outcome {
                         tracing::warn!(%reason, "peer connection closed");
@@ -285,19 +396,16 @@ async fn accept(
 
 /// Reads one peer's frames until its connection ends; `Err` says why.
 async fn receive(
-    mut stream: TcpStream,
+    mut stream: impl futures_lite::AsyncRead + Unpin,
     ours: &PeerMsg,
     peers: &RefCell<Peers>,
     check_lines: bool,
     inbound: &LocalSender<PeerEvent>,
     from: &mut Option<u64>,
 ) -> Result<(), String> {
-    let _ = stream.set_nodelay(true);
     // Silence before the hello ends the connection; after it, a member may
     // be idle as long as it likes (raft's heartbeats judge its health).
-    stream
-        .set_read_timeout(Some(HELLO_TIMEOUT))
-        .map_err(|e| e.to_string())?;
+    let hello_by = std::time::Instant::now() + HELLO_TIMEOUT;
     let mut buf: Vec<u8> = vec![0; 64 << 10];
     let (mut start, mut filled) = (0usize, 0usize);
     loop {
@@ -322,10 +430,21 @@ async fn receive(
                 }
                 buf.resize(grown, 0);
             }
-            let n = stream
-                .read(&mut buf[filled..])
-                .await
-                .map_err(|e| e.to_string())?;
+            let read = async { Some(stream.read(&mut buf[filled..]).await) };
+            let n = if from.is_none() {
+                let silence = async {
+                    glommio::timer::sleep(
+                        hello_by.saturating_duration_since(std::time::Instant::now()),
+                    )
+                    .await;
+                    None
+                };
+                futures_lite::future::or(read, silence).await
+            } else {
+                read.await
+            }
+            .ok_or("no hello in time")?
+            .map_err(|e| e.to_string())?;
             if n == 0 {
                 return Ok(());
             }
@@ -367,7 +486,6 @@ async fn receive(
                     ));
                 }
                 *from = Some(server_id);
-                stream.set_read_timeout(None).map_err(|e| e.to_string())?;
             }
             (None, _) => return Err("a peer spoke before its hello".into()),
             (Some(_), PeerMsg::Hello { .. }) => return Err("a second hello".into()),

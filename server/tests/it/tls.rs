@@ -1,8 +1,9 @@
 //! TLS on `secureClientPort`, beyond kazoo's comparison with ZooKeeper
 //! (`server/tests/kazoo/test_tls.py`): a client that stalls its handshake
 //! is dropped after `ssl.handshakeDetectionTimeoutMillis` while others are
-//! served, a renewed certificate is served without a restart, and settings
-//! zoocore cannot honour stop it with the key named.
+//! served, a renewed certificate is served without a restart, settings
+//! zoocore cannot honour stop it with the key named, and members with
+//! `sslQuorum` replicate over TLS and refuse a plaintext peer.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,8 +17,10 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use zoocore_net::client::{Client, ConnectOptions};
-use zoocore_net::records::PathWatchRequest;
-use zoocore_net::Request;
+use zoocore_net::consts::{perms, CreateMode};
+use zoocore_net::records::{CreateRequest, PathWatchRequest};
+use zoocore_net::{Acl, Request};
+use zoocore_testkit::ensemble::Ensemble;
 use zoocore_testkit::zk::free_port;
 use zoocore_testkit::zoocore::ZoocoreProcess;
 
@@ -277,4 +280,60 @@ fn tls_settings_zoocore_cannot_honour_stop_it_with_the_key_named() {
         let stderr = server.refused_start();
         assert!(stderr.contains(named), "{line}: {stderr}");
     }
+}
+
+#[test]
+fn members_with_ssl_quorum_replicate_over_tls_and_refuse_a_plaintext_peer() {
+    let pki = Pki::new();
+    let keys = format!(
+        "sslQuorum=true\nssl.quorum.keyStore.location={}\nssl.quorum.keyStore.type=PEM\n\
+         ssl.quorum.trustStore.location={}\nssl.quorum.trustStore.type=PEM\n",
+        pki.0.join("store.pem").display(),
+        pki.0.join("ca.pem").display()
+    );
+    let e = Ensemble::start(binary(), 3, &keys);
+    let leader = e.wait_leader(Duration::from_secs(30));
+    let follower = (1..=3).find(|&id| id != leader).expect("a follower");
+    let mut c = Client::connect(e.member(follower).client, &ConnectOptions::default())
+        .expect("connect to a follower");
+    let reply = c
+        .call(&Request::Create(CreateRequest {
+            path: "/over-quorum-tls".into(),
+            data: Some(b"replicated".to_vec()),
+            acl: vec![Acl::new(perms::ALL, "world", "anyone")],
+            flags: CreateMode::Persistent as i32,
+        }))
+        .expect("create through a follower");
+    assert_eq!(reply.header.err, 0, "a write through a follower commits");
+    for id in 1..=3 {
+        let log = e.log(id);
+        assert!(
+            log.contains("connected to peer over TLS"),
+            "member {id}: {log}"
+        );
+    }
+    // A plaintext peer hello is a failed handshake: that connection only.
+    let mut plain =
+        TcpStream::connect(("127.0.0.1", e.member(leader).peer_port)).expect("peer port");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    plain
+        .write_all(b"\0\0\0\x10not a tls hello!")
+        .expect("write");
+    let mut buf = [0u8; 256];
+    let mut read_all = 0;
+    while let Ok(n) = plain.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        read_all += n;
+        assert!(read_all < 4096, "the peer port kept talking");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.log(leader).contains("TLS handshake with a peer failed") {
+        assert!(Instant::now() < deadline, "{}", e.log(leader));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(e.wait_leader(Duration::from_secs(30)), leader);
 }
