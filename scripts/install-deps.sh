@@ -67,7 +67,8 @@ if ! command -v java >/dev/null 2>&1 \
    || ! glob_exists "$JAVA_DIR/slf4j-log4j12.jar" "$JAVA_DIR/slf4j-log4j12-[0-9]*.jar" \
    || ! glob_exists "$JAVA_DIR/log4j-1.2.jar" "$JAVA_DIR/log4j-1.2-[0-9]*.jar" \
    || ! glob_exists "$JAVA_DIR/servlet-api.jar" "$JAVA_DIR/servlet-api-[0-9]*.jar" \
-   || ! glob_exists "$JAVA_DIR/netty-codec.jar" "$JAVA_DIR/netty-codec-[0-9]*.jar"; then
+   || ! glob_exists "$JAVA_DIR/netty-codec.jar" "$JAVA_DIR/netty-codec-[0-9]*.jar" \
+   || ! glob_exists "$JAVA_DIR/netty-resolver.jar" "$JAVA_DIR/netty-resolver-[0-9]*.jar"; then
     # reinstall the whole set; apt skips what is already fine
     for p in zookeeper libzookeeper-java libnetty-java libslf4j-java liblog4j1.2-java libservlet-api-java; do
         [[ " ${missing[*]-} " == *" $p "* ]] || missing+=("$p")

@@ -11,7 +11,7 @@
 # (zookeeper-jute, slf4j-api, netty, jetty, jackson, metrics, commons-*), but
 # NOT an slf4j binding; we add slf4j-log4j12 + log4j 1.2 so logging works
 # (otherwise slf4j prints a NOP-logger warning and nothing is logged), and
-# servlet-api for the AdminServer, and netty-codec for TLS.
+# servlet-api for the AdminServer, and netty-codec and netty-resolver for TLS.
 # Set JAVA_DIR to look somewhere other than /usr/share/java.
 set -euo pipefail
 
@@ -47,7 +47,9 @@ cp+=("$(find_jar log4j-1.2 log4j)")
 # which the manifest leaves out; without it ZooKeeper turns it off.
 cp+=("$(find_jar servlet-api)")
 # The Netty connection factory (TLS on secureClientPort) needs netty-codec,
-# which the manifest leaves out too.
+# and the Netty client socket (zkCli over TLS) netty-resolver, which the
+# manifest leaves out too.
 cp+=("$(find_jar netty-codec)")
+cp+=("$(find_jar netty-resolver)")
 
 (IFS=:; printf '%s\n' "${cp[*]}")

@@ -187,6 +187,54 @@ fn tls_to_the_secure_port_of_zoocore_and_zookeeper() {
     // Without TLS, the secure port answers nothing a client can use.
     let (code, _, _) = cli(([127, 0, 0, 1], zc_port).into(), &["ls", "/"]);
     assert_eq!(code, 3);
+    // zkCli's own class with the Netty client and a PEM trust store, as
+    // zkCli.sh runs it with those flags (Debian's zkCli.sh leaves two Netty
+    // jars off its classpath, so the test starts the class itself).
+    let zkcli_flags = format!(
+        "-Dzookeeper.client.secure=true \
+         -Dzookeeper.clientCnxnSocket=org.apache.zookeeper.ClientCnxnSocketNetty \
+         -Dzookeeper.ssl.trustStore.location={} -Dzookeeper.ssl.trustStore.type=PEM \
+         -Dzookeeper.ssl.keyStore.location={} -Dzookeeper.ssl.keyStore.type=PEM",
+        pki.0.join("ca.pem").display(),
+        pki.0.join("client-store.pem").display()
+    );
+    let java: Vec<String> = [zc_port, zk_port]
+        .iter()
+        .map(|port| zkcli_java(([127, 0, 0, 1], *port).into(), &["ls", "/"], &zkcli_flags))
+        .collect();
+    assert_eq!(java[0], java[1], "zkCli over TLS: zoocore, then ZooKeeper");
+    assert_eq!(java[0], "[zookeeper]\n");
+}
+
+/// zkCli.sh's class (`ZooKeeperMain`) started with ZooKeeper's classpath
+/// and these JVM flags; its answer without the connection chatter.
+fn zkcli_java(addr: SocketAddr, command: &[&str], flags: &str) -> String {
+    let out = Command::new("java")
+        .arg("-cp")
+        .arg(zoocore_testkit::zk::zookeeper_classpath())
+        .arg(format!(
+            "-Dlog4j.configuration=file:{}",
+            zoocore_testkit::zk::repo_root()
+                .join("scripts/zk-log4j.properties")
+                .display()
+        ))
+        .args(flags.split_whitespace())
+        .arg("org.apache.zookeeper.ZooKeeperMain")
+        .args(["-server", &addr.to_string()])
+        .args(command)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run java (scripts/install-deps.sh installs it)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| {
+            !(l.is_empty()
+                || l.starts_with("Connecting to")
+                || l.starts_with("WATCHER::")
+                || l.contains("type:None"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 const SASL_PROVIDER: &str =
