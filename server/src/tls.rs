@@ -195,12 +195,7 @@ impl TlsSettings {
             .trust_store
             .as_ref()
             .ok_or("sslQuorum needs ssl.quorum.trustStore.location")?;
-        let mut roots = RootCertStore::empty();
-        for cert in read_certs(trust, "ssl.quorum.trustStore.location")? {
-            roots
-                .add(cert)
-                .map_err(|e| format!("ssl.quorum.trustStore.location {}: {e}", trust.display()))?;
-        }
+        let roots = read_roots(trust, "ssl.quorum.trustStore.location")?;
         let chain = read_certs(key_store, "ssl.quorum.keyStore.location")?;
         let key = PrivateKeyDer::from_pem_file(key_store).map_err(|e| {
             format!(
@@ -266,12 +261,7 @@ impl TlsSettings {
                     .trust_store
                     .as_ref()
                     .ok_or("ssl.clientAuth want or need requires ssl.trustStore.location")?;
-                let mut roots = RootCertStore::empty();
-                for cert in read_certs(trust, "ssl.trustStore.location")? {
-                    roots
-                        .add(cert)
-                        .map_err(|e| format!("ssl.trustStore.location {}: {e}", trust.display()))?;
-                }
+                let roots = read_roots(trust, "ssl.trustStore.location")?;
                 let verifier = WebPkiClientVerifier::builder(Arc::new(roots));
                 let verifier = if client_auth == "want" {
                     verifier.allow_unauthenticated()
@@ -331,6 +321,17 @@ fn ring_provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
+/// The CA certificates of a PEM trust store.
+fn read_roots(path: &PathBuf, key: &str) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for cert in read_certs(path, key)? {
+        roots
+            .add(cert)
+            .map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    }
+    Ok(roots)
+}
+
 fn read_certs(path: &PathBuf, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
         .map_err(|e| format!("{key} {}: {e}", path.display()))?
@@ -373,12 +374,7 @@ pub fn client_config(flags: &str) -> Result<Option<Arc<rustls::ClientConfig>>, S
     }
     let trust =
         trust_store.ok_or("zookeeper.client.secure needs zookeeper.ssl.trustStore.location")?;
-    let mut roots = RootCertStore::empty();
-    for cert in read_certs(&trust, "zookeeper.ssl.trustStore.location")? {
-        roots
-            .add(cert)
-            .map_err(|e| format!("zookeeper.ssl.trustStore.location {}: {e}", trust.display()))?;
-    }
+    let roots = read_roots(&trust, "zookeeper.ssl.trustStore.location")?;
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(ring_provider()))
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?

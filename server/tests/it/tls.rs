@@ -69,42 +69,56 @@ impl Pki {
         );
     }
 
-    /// A new server key and certificate; the key store is replaced in one
-    /// rename, as a certificate renewal tool would.
-    fn issue_server(&self, subject: &str) {
+    /// A key and a certificate for `name` signed by the CA, with the
+    /// extensions of `name.ext` (version 3, as rustls wants), and its key
+    /// store (both in one PEM file), `name-store.pem`, replaced in one
+    /// rename as a certificate renewal tool would.
+    fn issue(&self, name: &str, subject: &str) {
+        let (key, csr, cert, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("{name}.ext"),
+        );
         self.openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            subject,
+            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
         ]);
         self.openssl(&[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.pem",
             "-CAkey",
             "ca.key",
             "-CAcreateserial",
             "-out",
-            "server.pem",
+            &cert,
             "-days",
             "2",
             "-extfile",
-            "server.ext",
+            &ext,
         ]);
-        let store = std::fs::read_to_string(self.0.join("server.key")).expect("key")
-            + &std::fs::read_to_string(self.0.join("server.pem")).expect("cert");
+        let store = std::fs::read_to_string(self.0.join(&key)).expect("key")
+            + &std::fs::read_to_string(self.0.join(&cert)).expect("cert");
         std::fs::write(self.0.join("store.tmp"), store).expect("store");
-        std::fs::rename(self.0.join("store.tmp"), self.0.join("store.pem")).expect("rename");
+        std::fs::rename(
+            self.0.join("store.tmp"),
+            self.0.join(format!("{name}-store.pem")),
+        )
+        .expect("rename");
+    }
+
+    /// A new server key and certificate (`server-store.pem`).
+    fn issue_server(&self, subject: &str) {
+        self.issue("server", subject);
+    }
+
+    /// A client key store, for the cli: `client-store.pem`.
+    pub fn issue_client(&self, subject: &str) {
+        std::fs::write(self.0.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
+        self.issue("client", subject);
     }
 
     /// The server certificate the key store holds now.
@@ -117,49 +131,11 @@ impl Pki {
             .to_vec()
     }
 
-    /// A client key store (key and certificate in one PEM file), for the
-    /// cli: `client-store.pem`.
-    pub fn issue_client(&self, subject: &str) {
-        std::fs::write(self.0.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
-        self.openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "client.key",
-            "-out",
-            "client.csr",
-            "-subj",
-            subject,
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "client.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-        ]);
-        let store = std::fs::read_to_string(self.0.join("client.key")).expect("key")
-            + &std::fs::read_to_string(self.0.join("client.pem")).expect("cert");
-        std::fs::write(self.0.join("client-store.pem"), store).expect("store");
-    }
-
     pub fn keys(&self, secure_port: u16) -> String {
         format!(
             "secureClientPort={secure_port}\nssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
              ssl.trustStore.location={}\nssl.clientAuth=want\nssl.handshakeDetectionTimeoutMillis=500",
-            self.0.join("store.pem").display(),
+            self.0.join("server-store.pem").display(),
             self.0.join("ca.pem").display()
         )
     }
@@ -288,7 +264,7 @@ fn members_with_ssl_quorum_replicate_over_tls_and_refuse_a_plaintext_peer() {
     let keys = format!(
         "sslQuorum=true\nssl.quorum.keyStore.location={}\nssl.quorum.keyStore.type=PEM\n\
          ssl.quorum.trustStore.location={}\nssl.quorum.trustStore.type=PEM\n",
-        pki.0.join("store.pem").display(),
+        pki.0.join("server-store.pem").display(),
         pki.0.join("ca.pem").display()
     );
     let e = Ensemble::start(binary(), 3, &keys);

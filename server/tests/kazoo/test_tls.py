@@ -4,6 +4,7 @@ and the same PEM files, which openssl makes here: a CA, a server key store
 (key and certificate in one PEM file, ZooKeeper 3.8's PEM type) and a client
 certificate whose subject becomes the connection's ``x509`` identity."""
 
+import contextlib
 import socket
 import subprocess
 
@@ -70,13 +71,23 @@ def tls_client(hosts, pki, **kwargs):
     )
 
 
+@contextlib.contextmanager
+def tls_and_plain(secure_hosts, plain_hosts, pki):
+    """A started TLS client and a started plaintext one, stopped after."""
+    clients = (tls_client(secure_hosts, pki), KazooClient(hosts=plain_hosts, timeout=10.0))
+    try:
+        for k in clients:
+            k.start(timeout=15)
+        yield clients
+    finally:
+        for k in clients:
+            k.stop()
+            k.close()
+
+
 def test_a_tls_client_gets_its_certificate_s_x509_identity(tls_server, pki):
     plain_hosts, secure_hosts = tls_server
-    c = tls_client(secure_hosts, pki)
-    plain = KazooClient(hosts=plain_hosts, timeout=10.0)
-    c.start(timeout=15)
-    plain.start(timeout=15)
-    try:
+    with tls_and_plain(secure_hosts, plain_hosts, pki) as (c, plain):
         acl = make_acl("x509", CLIENT_SUBJECT, all=True)
         c.create("/tls-mine", b"over tls", acl=(acl,))
         assert c.get("/tls-mine")[0] == b"over tls"
@@ -87,10 +98,6 @@ def test_a_tls_client_gets_its_certificate_s_x509_identity(tls_server, pki):
         assert c.get_acls("/tls-auth")[0] == [acl]
         c.delete("/tls-mine")
         c.delete("/tls-auth")
-    finally:
-        for k in (c, plain):
-            k.stop()
-            k.close()
 
 
 def test_a_client_without_a_certificate_is_refused_when_auth_is_needed(tls_server, pki):
@@ -144,11 +151,7 @@ def unified_server(request, pki):
 
 
 def test_port_unification_serves_tls_and_plaintext_on_the_client_port(unified_server, pki):
-    secure = tls_client(unified_server, pki)
-    plain = KazooClient(hosts=unified_server, timeout=10.0)
-    secure.start(timeout=15)
-    plain.start(timeout=15)
-    try:
+    with tls_and_plain(unified_server, unified_server, pki) as (secure, plain):
         acl = make_acl("x509", CLIENT_SUBJECT, all=True)
         secure.create("/unified", b"tls", acl=(acl,))
         with pytest.raises(NoAuthError):
@@ -157,7 +160,3 @@ def test_port_unification_serves_tls_and_plaintext_on_the_client_port(unified_se
         assert secure.get("/unified-plain")[0] == b"clear"
         secure.delete("/unified")
         secure.delete("/unified-plain")
-    finally:
-        for k in (secure, plain):
-            k.stop()
-            k.close()
