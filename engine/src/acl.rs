@@ -61,12 +61,18 @@ impl Identity {
     }
 
     /// A verified TLS client certificate's subject (ZooKeeper's `x509`
-    /// scheme).
-    pub fn add_x509(&mut self, subject: &str) {
+    /// scheme); `is_super` when it is the configured x509 super user.
+    pub fn add_x509(&mut self, subject: &str, is_super: bool) {
         self.add(Id {
             scheme: "x509".into(),
             id: subject.into(),
         });
+        if is_super {
+            self.add(Id {
+                scheme: "super".into(),
+                id: String::new(),
+            });
+        }
     }
 
     pub fn is_super(&self) -> bool {

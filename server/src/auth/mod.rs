@@ -54,6 +54,9 @@ pub struct Security {
     pub jaas_section: String,
     /// `superUser`: a SASL user who is also `super`.
     pub super_user: Option<String>,
+    /// `X509AuthenticationProvider.superUser`: the certificate subject that
+    /// is also `super`.
+    pub x509_super_user: Option<String>,
     pub remove_host_from_principal: bool,
     pub remove_realm_from_principal: bool,
     /// The schemes `authProvider.N` registered beyond ip and digest.
@@ -76,6 +79,7 @@ impl Default for Security {
             jaas_file: None,
             jaas_section: "Server".into(),
             super_user: None,
+            x509_super_user: None,
             remove_host_from_principal: false,
             remove_realm_from_principal: false,
             providers: Vec::new(),
@@ -124,6 +128,7 @@ impl Security {
             }
             "sasl.serverconfig" => self.jaas_section = value.to_owned(),
             "superUser" => self.super_user = Some(value.to_owned()),
+            "X509AuthenticationProvider.superUser" => self.x509_super_user = Some(value.to_owned()),
             "kerberos.removeHostFromPrincipal" => self.remove_host_from_principal = flag(value),
             "kerberos.removeRealmFromPrincipal" => self.remove_realm_from_principal = flag(value),
             "enforce.auth.enabled" => self.enforce_auth = flag(value),

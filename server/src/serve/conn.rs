@@ -122,7 +122,8 @@ async fn serve_stream(
     }
     let mut identity = Identity::from_ip(&peer_ip.to_string());
     if let Some(id) = x509 {
-        identity.add_x509(&id);
+        let is_super = shard.config.security.x509_super_user.as_deref() == Some(id.as_str());
+        identity.add_x509(&id, is_super);
     }
     let (mut reader, mut writer) = futures_lite::io::split(stream);
     let (out_ready, out_rx) = local_channel::new_bounded(1);

@@ -16,6 +16,7 @@ from kazoo.security import make_acl
 from conftest import Cluster, free_port, running
 
 CLIENT_SUBJECT = "CN=kazoo-client,O=zoocore-tests"
+ADMIN_SUBJECT = "CN=kazoo-admin,O=zoocore-tests"
 
 
 def openssl(*args, cwd):
@@ -31,7 +32,12 @@ def pki(tmp_path_factory):
     # TLS stack but Java's, refuses the version 1 that openssl makes without.
     (d / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
-    for name, subject in [("server", "/CN=localhost"), ("client", "/O=zoocore-tests/CN=kazoo-client")]:
+    (d / "admin.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for name, subject in [
+        ("server", "/CN=localhost"),
+        ("client", "/O=zoocore-tests/CN=kazoo-client"),
+        ("admin", "/O=zoocore-tests/CN=kazoo-admin"),
+    ]:
         openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
                 "-subj", subject, cwd=d)
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
@@ -54,17 +60,19 @@ def tls_server(request, pki):
         "ssl.clientAuth=need\n"
         "authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n"
     )
-    with running(Cluster(request.param, extra=extra)) as c:
+    # The x509 super user, as a JVM flag (zoocore: in SERVER_JVMFLAGS).
+    flags = [f"-Dzookeeper.X509AuthenticationProvider.superUser={ADMIN_SUBJECT}"]
+    with running(Cluster(request.param, extra=extra, jvm_flags=flags)) as c:
         yield c.hosts, f"127.0.0.1:{secure}"
 
 
-def tls_client(hosts, pki, **kwargs):
+def tls_client(hosts, pki, name="client", **kwargs):
     return KazooClient(
         hosts=hosts,
         use_ssl=True,
         ca=str(pki / "ca.pem"),
-        certfile=str(pki / "client.pem"),
-        keyfile=str(pki / "client.key"),
+        certfile=str(pki / f"{name}.pem"),
+        keyfile=str(pki / f"{name}.key"),
         verify_certs=True,
         timeout=10.0,
         **kwargs,
@@ -98,6 +106,22 @@ def test_a_tls_client_gets_its_certificate_s_x509_identity(tls_server, pki):
         assert c.get_acls("/tls-auth")[0] == [acl]
         c.delete("/tls-mine")
         c.delete("/tls-auth")
+
+
+def test_the_x509_super_user_passes_every_acl(tls_server, pki):
+    _, secure_hosts = tls_server
+    owner = tls_client(secure_hosts, pki)
+    admin = tls_client(secure_hosts, pki, name="admin")
+    owner.start(timeout=15)
+    admin.start(timeout=15)
+    try:
+        owner.create("/tls-private", b"mine", acl=(make_acl("x509", CLIENT_SUBJECT, all=True),))
+        assert admin.get("/tls-private")[0] == b"mine"
+        admin.delete("/tls-private")
+    finally:
+        for k in (owner, admin):
+            k.stop()
+            k.close()
 
 
 def test_a_client_without_a_certificate_is_refused_when_auth_is_needed(tls_server, pki):
