@@ -42,6 +42,13 @@ def pki(tmp_path_factory):
                 "-subj", subject, cwd=d)
         openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
                 "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+    # A client certificate from a CA the servers do not trust.
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other-ca.key", "-out", "other-ca.pem",
+            "-days", "2", "-subj", "/CN=untrusted-ca", cwd=d)
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "stranger.key", "-out", "stranger.csr",
+            "-subj", "/CN=stranger", cwd=d)
+    openssl("x509", "-req", "-in", "stranger.csr", "-CA", "other-ca.pem", "-CAkey", "other-ca.key",
+            "-CAcreateserial", "-out", "stranger.pem", "-days", "2", "-extfile", "client.ext", cwd=d)
     # The server's key store: its key and certificate in one PEM file.
     (d / "server-store.pem").write_text((d / "server.key").read_text() + (d / "server.pem").read_text())
     return d
@@ -131,6 +138,18 @@ def test_a_client_without_a_certificate_is_refused_when_auth_is_needed(tls_serve
     try:
         with pytest.raises(Exception):
             c.start(timeout=5)
+    finally:
+        c.stop()
+        c.close()
+
+
+def test_a_certificate_from_an_untrusted_ca_is_refused(tls_server, pki):
+    _, secure_hosts = tls_server
+    c = tls_client(secure_hosts, pki, name="stranger", connection_retry={"max_tries": 0})
+    try:
+        with pytest.raises(Exception):
+            c.start(timeout=5)
+        assert not c.connected
     finally:
         c.stop()
         c.close()
