@@ -238,7 +238,12 @@ impl TlsSettings {
         let chain = read_certs(key_store, "ssl.keyStore.location")?;
         let text = std::fs::read(key_store)
             .map_err(|e| format!("ssl.keyStore.location {}: {e}", key_store.display()))?;
-        if text.windows(9).any(|w| w == b"ENCRYPTED") {
+        // PKCS#8 `ENCRYPTED PRIVATE KEY` blocks and OpenSSL's legacy
+        // `Proc-Type: 4,ENCRYPTED` headers.
+        let encrypted = [&b"ENCRYPTED PRIVATE KEY"[..], b"Proc-Type: 4,ENCRYPTED"]
+            .iter()
+            .any(|marker| text.windows(marker.len()).any(|w| w == *marker));
+        if encrypted {
             return Err(format!(
                 "ssl.keyStore.location {}: an encrypted private key is not supported; decrypt it with openssl",
                 key_store.display()

@@ -21,11 +21,24 @@ use crate::stats::ClientStats;
 use crate::tls::ServerTls;
 
 pub(super) async fn serve(shard: Rc<Shard>, stream: TcpStream) {
-    let Ok(peer_addr) = stream.peer_addr() else {
+    let Some(peer_addr) = admit(&shard, &stream) else {
         return;
     };
     let fd = stream.as_raw_fd();
     serve_stream(shard, stream, fd, peer_addr, None).await;
+}
+
+/// `maxClientCnxns` per address, counted from the accept on (a TLS
+/// handshake holds its place too); the connection's end releases it.
+fn admit(shard: &Shard, stream: &TcpStream) -> Option<std::net::SocketAddr> {
+    let peer_addr = stream.peer_addr().ok()?;
+    let peer_ip = peer_addr.ip();
+    if !shard.stats.admit(peer_ip, shard.config.max_client_cnxns) {
+        tracing::warn!(%peer_ip, limit = shard.config.max_client_cnxns, "too many connections from one address");
+        return None;
+    }
+    let _ = stream.set_nodelay(true);
+    Some(peer_addr)
 }
 
 /// Accepts on `secureClientPort`: every connection speaks TLS.
@@ -64,7 +77,7 @@ pub(super) async fn serve_either(shard: Rc<Shard>, stream: TcpStream, tls: Arc<S
 /// client port, with the `x509` identity of a verified client certificate.
 /// A stalled or failed handshake drops that connection only.
 async fn serve_tls(shard: Rc<Shard>, stream: TcpStream, tls: Arc<ServerTls>) {
-    let Ok(peer_addr) = stream.peer_addr() else {
+    let Some(peer_addr) = admit(&shard, &stream) else {
         return;
     };
     // The configuration as it is now: a reloaded certificate serves the
@@ -81,10 +94,12 @@ async fn serve_tls(shard: Rc<Shard>, stream: TcpStream, tls: Arc<ServerTls>) {
         Some(Ok(tls)) => tls,
         Some(Err(e)) => {
             tracing::warn!(peer = %peer_addr, error = %e, "TLS handshake failed");
+            shard.stats.release(peer_addr.ip());
             return;
         }
         None => {
             tracing::warn!(peer = %peer_addr, ?limit, "TLS handshake not finished in time; dropped");
+            shard.stats.release(peer_addr.ip());
             return;
         }
     };
@@ -97,6 +112,7 @@ async fn serve_tls(shard: Rc<Shard>, stream: TcpStream, tls: Arc<ServerTls>) {
     serve_stream(shard, tls, fd, peer_addr, x509).await;
 }
 
+/// Serves an admitted connection until it ends.
 async fn serve_stream(
     shard: Rc<Shard>,
     stream: impl futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
@@ -105,21 +121,6 @@ async fn serve_stream(
     x509: Option<String>,
 ) {
     let peer_ip = peer_addr.ip();
-    if !shard.stats.admit(peer_ip, shard.config.max_client_cnxns) {
-        tracing::warn!(%peer_ip, limit = shard.config.max_client_cnxns, "too many connections from one address");
-        return;
-    }
-    // SAFETY: setsockopt on a socket fd the stream owns.
-    unsafe {
-        let one: libc::c_int = 1;
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            std::ptr::addr_of!(one).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
     let mut identity = Identity::from_ip(&peer_ip.to_string());
     if let Some(id) = x509 {
         let is_super = shard.config.security.x509_super_user.as_deref() == Some(id.as_str());

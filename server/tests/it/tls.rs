@@ -313,3 +313,32 @@ fn members_with_ssl_quorum_replicate_over_tls_and_refuse_a_plaintext_peer() {
     }
     assert_eq!(e.wait_leader(Duration::from_secs(30)), leader);
 }
+
+#[test]
+fn a_tls_handshake_holds_its_place_under_max_client_cnxns() {
+    let pki = Pki::new();
+    let secure = free_port();
+    let server =
+        ZoocoreProcess::start(binary(), &format!("{}\nmaxClientCnxns=1", pki.keys(secure)));
+    let mut stalled =
+        TcpStream::connect(("127.0.0.1", secure)).expect("connect to the secure port");
+    stalled.write_all(&[0x16, 0x03, 0x01]).expect("write");
+    // Until the handshake is dropped, this address has no connection left.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Client::connect(server.addr, &ConnectOptions::default()).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "a second connection was admitted"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(server
+        .log()
+        .contains("too many connections from one address"));
+    // The handshake times out (500 ms) and gives its place back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Client::connect(server.addr, &ConnectOptions::default()).is_err() {
+        assert!(Instant::now() < deadline, "the place was never given back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
