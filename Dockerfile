@@ -11,11 +11,16 @@
 # profile that allows io_uring_setup, io_uring_enter, io_uring_register).
 # memlock: each executor locks its io_uring memory (tuning/README.md).
 FROM rust:1.95-bookworm AS build
+# Kerberos (SASL GSSAPI): MIT's headers, and libclang for libgssapi's bindgen.
+RUN apt-get update && apt-get install -y --no-install-recommends libkrb5-dev libclang-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p zoocore --bin zoocore
+RUN cargo build --release --locked -p zoocore --bin zoocore --features kerberos
 
 FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libgssapi-krb5-2 \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system zookeeper \
     && useradd --system --gid zookeeper --home-dir /data --no-create-home zookeeper
 COPY --from=build /src/target/release/zoocore /usr/local/bin/zoocore

@@ -15,9 +15,13 @@
 #   * systemd (systemd-analyze verifies tuning/zoocore.service) and
 #     util-linux (setpriv, prlimit: the tune check's memlock test)
 #   * netcat-openbsd (4-letter-word checks: `echo ruok | nc 127.0.0.1 PORT`)
+#   * MIT Kerberos: libkrb5-dev and libclang-dev to build zoocore's
+#     `kerberos` feature (libgssapi's bindgen), krb5-kdc, krb5-admin-server
+#     (kadmin.local) and krb5-user (kinit) for the test KDC the GSSAPI tests
+#     start on loopback, gcc and python3-dev to build the `kerberos` module.
 #   * a Python venv at <repo>/.venv with kazoo (a real ZooKeeper client),
-#     pytest (runs server/tests/kazoo, the kazoo recipe suite) and pure-sasl
-#     (kazoo's SASL DIGEST-MD5 client).
+#     pytest (runs server/tests/kazoo, the kazoo recipe suite), pure-sasl
+#     (kazoo's SASL client) and kerberos (pure-sasl's GSSAPI).
 #
 # Idempotent: when everything is present it only checks and exits (~1 s).
 # Runs as root, or via sudo when not root.
@@ -29,8 +33,8 @@ VENV="$REPO_ROOT/.venv"
 JAVA_DIR=/usr/share/java
 
 # Debian packages and, for the jars, the files they must provide.
-APT_PACKAGES=(zookeeper libnetty-java openssl netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java libcurator-framework-java openjdk-17-jdk-headless python3 python3-venv systemd util-linux iproute2)
-PY_PACKAGES=(kazoo pytest pure-sasl)
+APT_PACKAGES=(zookeeper libnetty-java openssl netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java libcurator-framework-java openjdk-17-jdk-headless python3 python3-venv python3-dev gcc libkrb5-dev libclang-dev krb5-kdc krb5-admin-server krb5-user systemd util-linux iproute2)
+PY_PACKAGES=(kazoo pytest pure-sasl kerberos)
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
@@ -105,7 +109,7 @@ PY=/usr/bin/python3
 [[ -x "$PY" ]] || PY="$(command -v python3)"
 
 venv_ok() {
-    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import kazoo, pytest, puresasl' >/dev/null 2>&1
+    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import kazoo, pytest, puresasl, kerberos' >/dev/null 2>&1
 }
 
 if venv_ok; then
@@ -118,7 +122,7 @@ else
     fi
     log "venv: pip installing ${PY_PACKAGES[*]}"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
-    venv_ok || { log "venv: kazoo, pytest or puresasl still not importable"; exit 1; }
+    venv_ok || { log "venv: kazoo, pytest, puresasl or kerberos still not importable"; exit 1; }
     log "venv: kazoo $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("kazoo"))'), pytest $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("pytest"))') installed"
 fi
 

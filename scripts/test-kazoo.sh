@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if [[ -z "${ZOOCORE_BIN:-}" && ! -x target/debug/zoocore ]]; then
-    cargo build -p zoocore
+    cargo build -p zoocore --features kerberos
 fi
 if [[ ! -x .venv/bin/python ]]; then
     echo "test-kazoo: .venv missing; run scripts/install-deps.sh" >&2

@@ -1,6 +1,8 @@
 //! Client authentication beyond `addauth`, configured as ZooKeeper
 //! operators configure it: SASL DIGEST-MD5 with users from a JAAS file's
-//! `Server` section, the principal canonicalisation of
+//! `Server` section, or SASL GSSAPI (Kerberos) when that section logs in
+//! with `Krb5LoginModule` (`gssapi.rs`, behind the `kerberos` feature), the
+//! principal canonicalisation of
 //! `kerberos.removeHostFromPrincipal`/`removeRealmFromPrincipal`, the SASL
 //! super user, ZooKeeper 3.8's enforced authentication, and whether the
 //! audit log (`audit.rs`) is on.
@@ -12,6 +14,8 @@
 //! properties from the file.
 
 pub mod digest_md5;
+#[cfg(feature = "kerberos")]
+pub mod gssapi;
 pub mod jaas;
 
 use std::collections::HashMap;
@@ -45,6 +49,16 @@ const PROVIDERS: [(&str, &str); 4] = [
 /// DIGEST-MD5 users.
 const DIGEST_LOGIN_MODULE: &str = "org.apache.zookeeper.server.auth.DigestLoginModule";
 
+/// The JAAS login module of a Kerberos service: with it in the server's
+/// section, ZooKeeper's SASL mechanism is GSSAPI.
+const KERBEROS_LOGIN_MODULE: &str = "com.sun.security.auth.module.Krb5LoginModule";
+
+/// The service principal and keytab of the JAAS section's `Krb5LoginModule`.
+struct KerberosLogin {
+    principal: String,
+    keytab: PathBuf,
+}
+
 /// The security settings of zoo.cfg and the JVM flags.
 #[derive(Debug, Clone)]
 pub struct Security {
@@ -67,6 +81,14 @@ pub struct Security {
     /// The DIGEST-MD5 users, once the JAAS file is read; `None` when it has
     /// no such section (SASL is then refused, as ZooKeeper without a login).
     pub sasl_users: Option<SaslUsers>,
+    /// The service key of the JAAS section's Kerberos login, taken from the
+    /// keytab when the config is loaded: SASL is then GSSAPI, as in
+    /// ZooKeeper, and DIGEST-MD5 clients are refused.
+    #[cfg(feature = "kerberos")]
+    pub acceptor: Option<gssapi::Acceptor>,
+    /// `-Djava.security.krb5.conf`: the Kerberos configuration, given to
+    /// the system library as `KRB5_CONFIG` unless that is set.
+    pub krb5_conf: Option<PathBuf>,
     /// `audit.enable`, and where the lines go (`zoocore.auditLogFile`;
     /// `None`: `zookeeper_audit.log` in dataDir).
     pub audit: bool,
@@ -86,6 +108,9 @@ impl Default for Security {
             enforce_auth: false,
             enforce_auth_schemes: Vec::new(),
             sasl_users: None,
+            #[cfg(feature = "kerberos")]
+            acceptor: None,
+            krb5_conf: None,
             audit: false,
             audit_file: None,
         }
@@ -127,6 +152,7 @@ impl Security {
                 self.jaas_file = Some(PathBuf::from(value));
             }
             "sasl.serverconfig" => self.jaas_section = value.to_owned(),
+            "java.security.krb5.conf" => self.krb5_conf = Some(PathBuf::from(value)),
             "superUser" => self.super_user = Some(value.to_owned()),
             "X509AuthenticationProvider.superUser" => self.x509_super_user = Some(value.to_owned()),
             "kerberos.removeHostFromPrincipal" => self.remove_host_from_principal = flag(value),
@@ -185,23 +211,77 @@ impl Security {
                 .map_err(|e| format!("cannot read the JAAS file {}: {e}", path.display()))?;
             let sections = jaas::parse(&text)
                 .map_err(|e| format!("the JAAS file {} does not parse: {e}", path.display()))?;
-            self.sasl_users =
-                sections
-                    .iter()
-                    .find(|s| s.name == self.jaas_section)
-                    .map(|section| {
-                        let users = section
-                            .modules
-                            .iter()
-                            .filter(|m| m.class == DIGEST_LOGIN_MODULE)
-                            .flat_map(|m| m.options.iter())
-                            .filter_map(|(k, v)| {
-                                Some((k.strip_prefix("user_")?.to_owned(), v.clone()))
-                            })
-                            .collect();
-                        SaslUsers(users)
-                    });
+            let Some(section) = sections.iter().find(|s| s.name == self.jaas_section) else {
+                return self.check_enforcement();
+            };
+            let users = section
+                .modules
+                .iter()
+                .filter(|m| m.class == DIGEST_LOGIN_MODULE)
+                .flat_map(|m| m.options.iter())
+                .filter_map(|(k, v)| Some((k.strip_prefix("user_")?.to_owned(), v.clone())))
+                .collect();
+            self.sasl_users = Some(SaslUsers(users));
+            if let Some(module) = section
+                .modules
+                .iter()
+                .find(|m| m.class == KERBEROS_LOGIN_MODULE)
+            {
+                let option = |key: &str| {
+                    module
+                        .options
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, v)| v.as_str())
+                };
+                let login = match (option("useKeyTab"), option("keyTab"), option("principal")) {
+                    (Some(use_keytab), Some(keytab), Some(principal))
+                        if use_keytab.eq_ignore_ascii_case("true") =>
+                    {
+                        KerberosLogin {
+                            principal: principal.to_owned(),
+                            keytab: PathBuf::from(keytab),
+                        }
+                    }
+                    _ => {
+                        return Err(format!(
+                            "the JAAS file {}: section {}: {KERBEROS_LOGIN_MODULE} needs useKeyTab=true, keyTab and principal (zoocore takes the service key from a keytab only)",
+                            path.display(),
+                            self.jaas_section
+                        ))
+                    }
+                };
+                self.login_kerberos(login)?;
+            }
         }
+        self.check_enforcement()
+    }
+
+    #[cfg(feature = "kerberos")]
+    fn login_kerberos(&mut self, login: KerberosLogin) -> Result<(), String> {
+        if let Some(conf) = &self.krb5_conf {
+            if std::env::var_os("KRB5_CONFIG").is_none() {
+                // The config is loaded once, in main, before any thread.
+                std::env::set_var("KRB5_CONFIG", conf);
+            }
+        }
+        let acceptor = gssapi::Acceptor::new(&login.principal, &login.keytab)?;
+        tracing::info!(principal = acceptor.principal(), keytab = %login.keytab.display(), "SASL is GSSAPI (Kerberos)");
+        self.acceptor = Some(acceptor);
+        Ok(())
+    }
+
+    #[cfg(not(feature = "kerberos"))]
+    fn login_kerberos(&mut self, login: KerberosLogin) -> Result<(), String> {
+        Err(format!(
+            "the JAAS section {} logs in with Kerberos as {} from {}, but this zoocore was built without Kerberos (cargo feature `kerberos`)",
+            self.jaas_section,
+            login.principal,
+            login.keytab.display()
+        ))
+    }
+
+    fn check_enforcement(&self) -> Result<(), String> {
         if self.enforce_auth {
             if self.enforce_auth_schemes.is_empty() {
                 return Err(
@@ -259,6 +339,25 @@ impl Security {
                 .ids()
                 .iter()
                 .any(|id| self.enforce_auth_schemes.contains(&id.scheme))
+    }
+}
+
+/// One connection's SASL exchange, in the mechanism the server's login
+/// chose.
+pub enum SaslServer {
+    DigestMd5(digest_md5::DigestMd5Server),
+    #[cfg(feature = "kerberos")]
+    Gssapi(gssapi::GssapiServer),
+}
+
+impl SaslServer {
+    /// Whether the exchange has ended, proven or failed.
+    pub fn is_over(&self) -> bool {
+        match self {
+            SaslServer::DigestMd5(exchange) => exchange.is_over(),
+            #[cfg(feature = "kerberos")]
+            SaslServer::Gssapi(exchange) => exchange.is_over(),
+        }
     }
 }
 
@@ -388,6 +487,50 @@ mod tests {
         );
         let e = broken.load().expect_err("does not parse");
         assert!(e.contains("line 3, column 1"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_kerberos_login_needs_a_keytab_and_a_principal() {
+        let dir = std::env::temp_dir().join(format!("zoocore-krb-jaas-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let jaas = dir.join("jaas.conf");
+        let load = |text: &str| {
+            std::fs::write(&jaas, text).expect("write");
+            let mut s = Security::default();
+            let mut warnings = Vec::new();
+            s.apply(
+                "zoocore.jaasConfig",
+                &jaas.display().to_string(),
+                &mut warnings,
+            );
+            s.load().map(|()| s)
+        };
+        let e = load(
+            "Server { com.sun.security.auth.module.Krb5LoginModule required useTicketCache=true principal=\"zk/h@R\"; };",
+        )
+        .expect_err("no keytab");
+        assert!(
+            e.contains("needs useKeyTab=true, keyTab and principal"),
+            "{e}"
+        );
+        let missing = dir.join("missing.keytab");
+        let e = load(&format!(
+            "Server {{ com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true keyTab=\"{}\" principal=\"zk/h@R\"; }};",
+            missing.display()
+        ))
+        .expect_err("no such keytab");
+        // Built with Kerberos, the keytab is read at start; without, the
+        // server says it cannot do Kerberos. Either way it does not start.
+        assert!(
+            e.contains("cannot take the service key") || e.contains("built without Kerberos"),
+            "{e}"
+        );
+        let s = load(
+            "Server { org.apache.zookeeper.server.auth.DigestLoginModule required user_a=\"b\"; };",
+        )
+        .expect("digest only");
+        assert!(s.sasl_users.is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -43,7 +43,7 @@ use zoocore_net::records::{ReplyHeader, WatcherEvent};
 use zoocore_net::{encode_reply, Request, Response};
 
 use crate::audit::AuditLog;
-use crate::auth::digest_md5::DigestMd5Server;
+use crate::auth::SaslServer;
 use crate::config::Config;
 use crate::seq::{CommitBatch, ToSequencer};
 use crate::stats::{ClientStats, ShardCounters, Stats};
@@ -90,7 +90,7 @@ struct Conn {
     /// Waiting, during a reconnect, for this replica to catch up.
     catching_up: Cell<bool>,
     /// The SASL exchange, from the connection's first SASL packet on.
-    sasl: RefCell<Option<DigestMd5Server>>,
+    sasl: RefCell<Option<SaslServer>>,
     counters: Arc<ClientStats>,
 }
 

@@ -16,7 +16,9 @@ use super::sessions::now_deadline;
 use super::{Conn, InFlight, Shard, MAX_PIPELINED};
 use crate::audit::{self, AuditEvent, Outcome};
 use crate::auth::digest_md5::{DigestMd5Server, Step};
-use crate::auth::new_nonce;
+#[cfg(feature = "kerberos")]
+use crate::auth::gssapi::GssapiServer;
+use crate::auth::{new_nonce, SaslServer, Security};
 use crate::inspect;
 use crate::ops::fourlw;
 use crate::seq::{Origin, ToSequencer};
@@ -169,7 +171,7 @@ pub(super) async fn handle_request(
             let step = sasl_step(shard, conn, token.as_deref().unwrap_or_default());
             let security = &shard.config.security;
             let (err, body) = match &step {
-                Ok(token) => (0, Response::Sasl(Some(token.clone()))),
+                Ok(token) => (0, Response::Sasl(token.clone())),
                 // ZooKeeper's code when SASL is what enforcement requires.
                 Err(_)
                     if security.enforce_auth
@@ -188,11 +190,7 @@ pub(super) async fn handle_request(
                 err,
             };
             conn.reply(h, &body, shard.counters(), arrived);
-            let finished = conn
-                .sasl
-                .borrow()
-                .as_ref()
-                .is_none_or(DigestMd5Server::is_over);
+            let finished = conn.sasl.borrow().as_ref().is_none_or(SaslServer::is_over);
             if finished {
                 audit_auth(shard, conn, "sasl", step.is_ok());
             }
@@ -245,27 +243,32 @@ fn audit_auth(shard: &Shard, conn: &Conn, scheme: &str, ok: bool) {
     });
 }
 
-/// Feeds the client's SASL token to the connection's DIGEST-MD5 exchange;
-/// the token to send back, or why authentication failed.
-fn sasl_step(shard: &Shard, conn: &Conn, token: &[u8]) -> Result<Vec<u8>, String> {
+/// Feeds the client's SASL token to the connection's exchange (GSSAPI when
+/// the server logs in with Kerberos, else DIGEST-MD5); the token to send
+/// back (`None`: a null token, as the JDK's GSSAPI server ends), or why
+/// authentication failed.
+fn sasl_step(shard: &Shard, conn: &Conn, token: &[u8]) -> Result<Option<Vec<u8>>, String> {
     let security = &shard.config.security;
-    let Some(users) = &security.sasl_users else {
-        return Err(format!(
-            "SASL is not configured: no JAAS section {:?} (zoocore.jaasConfig or -Djava.security.auth.login.config)",
-            security.jaas_section
-        ));
-    };
     let mut slot = conn.sasl.borrow_mut();
     if slot.is_none() {
-        let nonce = new_nonce().map_err(|e| format!("no randomness for a nonce: {e}"))?;
-        *slot = Some(DigestMd5Server::new(nonce));
+        *slot = Some(new_sasl_server(security)?);
     }
-    let Some(exchange) = slot.as_mut() else {
-        return Err("no SASL exchange".into());
+    let step = match slot.as_mut() {
+        Some(SaslServer::DigestMd5(exchange)) => {
+            let Some(users) = &security.sasl_users else {
+                return Err("no DIGEST-MD5 users".into());
+            };
+            exchange
+                .step(token, |user| users.password(user))
+                .map_err(|e| e.to_string())?
+        }
+        #[cfg(feature = "kerberos")]
+        Some(SaslServer::Gssapi(exchange)) => exchange.step(token)?,
+        None => return Err("no SASL exchange".into()),
     };
-    match exchange.step(token, |user| users.password(user)) {
-        Ok(Step::Challenge(token)) => Ok(token),
-        Ok(Step::Done { token, user }) => {
+    match step {
+        Step::Challenge(token) => Ok(Some(token)),
+        Step::Done { token, user } => {
             let user = security.canonical_user(&user);
             let is_super = security.is_super_user(&user);
             Arc::make_mut(&mut conn.identity.borrow_mut()).add_sasl(&user, is_super);
@@ -275,10 +278,24 @@ fn sasl_step(shard: &Shard, conn: &Conn, token: &[u8]) -> Result<Vec<u8>, String
                 is_super,
                 "SASL authenticated"
             );
-            Ok(token)
+            Ok((!token.is_empty()).then_some(token))
         }
-        Err(e) => Err(e.to_string()),
     }
+}
+
+fn new_sasl_server(security: &Security) -> Result<SaslServer, String> {
+    #[cfg(feature = "kerberos")]
+    if let Some(acceptor) = &security.acceptor {
+        return Ok(SaslServer::Gssapi(GssapiServer::new(acceptor)));
+    }
+    if security.sasl_users.is_none() {
+        return Err(format!(
+            "SASL is not configured: no JAAS section {:?} (zoocore.jaasConfig or -Djava.security.auth.login.config)",
+            security.jaas_section
+        ));
+    }
+    let nonce = new_nonce().map_err(|e| format!("no randomness for a nonce: {e}"))?;
+    Ok(SaslServer::DigestMd5(DigestMd5Server::new(nonce)))
 }
 
 /// What a read-only session may not do: writes, syncs and checks get
