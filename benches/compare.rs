@@ -14,7 +14,7 @@ use std::process::Command;
 
 use clap::Parser;
 use serde_json::Value;
-use zoocore_benches::{repo, Kind, Server};
+use zoocore_benches::{fmt_us, git, machine, ratio, repo, Kind, Server};
 
 #[derive(Parser)]
 #[command(
@@ -209,52 +209,6 @@ fn target_name(kind: Kind) -> &'static str {
         Kind::Zoocore => "zoocore",
         Kind::Zookeeper => "zookeeper",
     }
-}
-
-fn fmt_us(v: Option<f64>) -> String {
-    match v {
-        Some(us) if us >= 1000.0 => format!("{:.1} ms", us / 1000.0),
-        Some(us) => format!("{us:.0} µs"),
-        None => "-".into(),
-    }
-}
-
-fn ratio(a: f64, b: f64) -> String {
-    if b > 0.0 {
-        format!("{:.2}×", a / b)
-    } else {
-        "-".into()
-    }
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|c| {
-            c.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            let kib: f64 = m.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
-            Some(format!("{:.0} GiB", kib / 1048576.0))
-        })
-        .unwrap_or_default();
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpus} × {cpu}, {mem} RAM, Linux {}", kernel.trim())
-}
-
-fn git(args: &[&str]) -> String {
-    Command::new("git")
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }
 
 fn main() {

@@ -834,20 +834,6 @@ fn write_section(args: &Args, md: &str) {
     replace_section(args, "\n## Ensemble: 3 members each", md);
 }
 
-/// Puts `md` in place of the section of RESULTS.md that starts with
-/// `heading` (up to the next `## ` heading), or at the end.
 fn replace_section(args: &Args, heading: &str, md: &str) {
-    let path = repo().join(&args.out);
-    let mut text = std::fs::read_to_string(&path).unwrap_or_default();
-    if let Some(at) = text.find(heading) {
-        let end = text[at + heading.len()..]
-            .find("\n## ")
-            .map_or(text.len(), |e| at + heading.len() + e);
-        text.replace_range(at..end, "");
-        text.insert_str(at, md);
-    } else {
-        text.push_str(md);
-    }
-    std::fs::write(&path, text).expect("write RESULTS.md");
-    eprint!("{md}");
+    zoocore_benches::replace_section(&repo().join(&args.out), heading, md);
 }

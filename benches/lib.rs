@@ -288,3 +288,70 @@ pub fn populate(addr: SocketAddr, n: usize, value_size: usize) {
         w.join().expect("populate thread");
     }
 }
+
+/// Microseconds as a table shows them.
+pub fn fmt_us(v: Option<f64>) -> String {
+    match v {
+        Some(us) if us >= 1000.0 => format!("{:.1} ms", us / 1000.0),
+        Some(us) => format!("{us:.0} µs"),
+        None => "-".into(),
+    }
+}
+
+/// `a / b` as a ratio, `-` when `b` is zero.
+pub fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+/// The machine's CPUs, memory and kernel, for a report's header.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let kib: f64 = m.lines().next()?.split_whitespace().nth(1)?.parse().ok()?;
+            Some(format!("{:.0} GiB", kib / 1048576.0))
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpus} × {cpu}, {mem} RAM, Linux {}", kernel.trim())
+}
+
+/// What `git` prints for `args` in the repository (empty on failure).
+pub fn git(args: &[&str]) -> String {
+    Command::new("git")
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Puts `md` in place of the section of the report at `path` that starts
+/// with `heading` (up to the next `## ` heading), or at its end.
+pub fn replace_section(path: &Path, heading: &str, md: &str) {
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    if let Some(at) = text.find(heading) {
+        let end = text[at + heading.len()..]
+            .find("\n## ")
+            .map_or(text.len(), |e| at + heading.len() + e);
+        text.replace_range(at..end, "");
+        text.insert_str(at, md);
+    } else {
+        text.push_str(md);
+    }
+    std::fs::write(path, text).expect("write the report");
+    eprint!("{md}");
+}

@@ -21,6 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use zoocore_net::client::{Client, ConnectOptions};
 use zoocore_net::records::PathWatchRequest;
 use zoocore_net::{CreateMode, ErrorCode, Request};
@@ -52,9 +54,18 @@ use crate::workload::{CreateKind, Spec, Workload};
 )]
 struct Args {
     /// A server to load, as name=host:port; several host:port (comma-separated)
-    /// spread the sessions over an ensemble. Repeat to compare servers in one run.
-    #[arg(long = "target", required = true, value_parser = parse_target, value_name = "NAME=HOST:PORT[,HOST:PORT]")]
-    targets: Vec<(String, Vec<SocketAddr>)>,
+    /// spread the sessions over an ensemble; name=tls:host:port speaks TLS (a
+    /// secureClientPort; see --tls-trust). Repeat to compare servers in one run.
+    #[arg(long = "target", required = true, value_parser = parse_target, value_name = "NAME=[tls:]HOST:PORT[,HOST:PORT]")]
+    targets: Vec<Target>,
+    /// TLS targets: the PEM CA certificates the servers' certificates are
+    /// checked against (they must name the address connected to).
+    #[arg(long, value_name = "FILE")]
+    tls_trust: Option<std::path::PathBuf>,
+    /// TLS targets: a PEM file with the client's private key and
+    /// certificate chain, for servers that ask for one (ssl.clientAuth).
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<std::path::PathBuf>,
     /// What the sessions do.
     #[arg(long, value_enum, default_value_t = Workload::Mix)]
     workload: Workload,
@@ -117,8 +128,21 @@ struct Args {
     quiet: bool,
 }
 
-fn parse_target(s: &str) -> Result<(String, Vec<SocketAddr>), String> {
+/// A server under load: its name in the report, its addresses, and whether
+/// the sessions speak TLS.
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    addrs: Vec<SocketAddr>,
+    tls: bool,
+}
+
+fn parse_target(s: &str) -> Result<Target, String> {
     let (name, addrs) = s.split_once('=').ok_or("expected name=host:port")?;
+    let (tls, addrs) = match addrs.strip_prefix("tls:") {
+        Some(rest) => (true, rest),
+        None => (false, addrs),
+    };
     let addrs = addrs
         .split(',')
         .map(|a| {
@@ -128,7 +152,11 @@ fn parse_target(s: &str) -> Result<(String, Vec<SocketAddr>), String> {
                 .ok_or_else(|| format!("{a} resolves to nothing"))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    Ok((name.to_owned(), addrs))
+    Ok(Target {
+        name: name.to_owned(),
+        addrs,
+        tls,
+    })
 }
 
 impl Args {
@@ -165,22 +193,41 @@ impl Args {
         }
         Ok(())
     }
+
+    /// The TLS configuration of the tls: targets; `None` when there are none.
+    fn tls(&self) -> Result<Option<Arc<ClientConfig>>, String> {
+        if !self.targets.iter().any(|t| t.tls) {
+            return Ok(None);
+        }
+        let trust = self
+            .tls_trust
+            .as_deref()
+            .ok_or("a tls: target needs --tls-trust")?;
+        let key = self.tls_key.as_deref().map(|k| (k, "--tls-key"));
+        zoocore_net::tls::client_config((trust, "--tls-trust"), key).map(Some)
+    }
 }
 
-fn connect(addr: SocketAddr) -> Result<Client, String> {
+fn connect(addr: SocketAddr, tls: Option<&Arc<ClientConfig>>) -> Result<Client, String> {
     let options = ConnectOptions {
         timeout_ms: 30_000,
         io_timeout: Duration::from_secs(60),
         ..Default::default()
     };
-    Client::connect(addr, &options).map_err(|e| format!("connect {addr}: {e}"))
+    match tls {
+        Some(config) => {
+            Client::connect_tls(addr, &options, config.clone(), ServerName::from(addr.ip()))
+        }
+        None => Client::connect(addr, &options),
+    }
+    .map_err(|e| format!("connect {addr}: {e}"))
 }
 
 /// Creates what the workload needs and is missing: /loadgen and its znodes,
 /// or /loadgen-cd. Many creates are kept in flight.
-fn prepare(addr: SocketAddr, args: &Args) -> Result<(), String> {
+fn prepare(addr: SocketAddr, args: &Args, tls: Option<&Arc<ClientConfig>>) -> Result<(), String> {
     const WINDOW: usize = 256;
-    let mut c = connect(addr)?;
+    let mut c = connect(addr, tls)?;
     let value = vec![b'v'; args.value_size];
     let fail = |e: zoocore_net::client::ClientError| format!("preparing {addr}: {e}");
     let ok = |err: i32| err == 0 || err == ErrorCode::NodeExists.code();
@@ -255,6 +302,7 @@ fn run_round(
     name: &str,
     addrs: &[SocketAddr],
     args: &Args,
+    tls: Option<Arc<ClientConfig>>,
     server: Option<u32>,
 ) -> Result<RoundResult, String> {
     let threads = args.threads();
@@ -272,6 +320,7 @@ fn run_round(
                 seconds: args.seconds,
                 seed: args.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ t as u64,
                 session_timeout_ms: args.session_timeout_ms,
+                tls: tls.clone(),
             };
             let shared = shared.clone();
             std::thread::Builder::new()
@@ -380,17 +429,20 @@ fn run(args: &Args) -> Result<Vec<TargetResult>, String> {
     let servers: Vec<Option<u32>> = args
         .targets
         .iter()
-        .map(|(_, addrs)| procfs::listener_pid(addrs[0].port()).filter(|_| addrs.len() == 1))
+        .map(|t| procfs::listener_pid(t.addrs[0].port()).filter(|_| t.addrs.len() == 1))
         .collect();
+    let tls = args.tls()?;
+    let tls_of = |t: &Target| tls.clone().filter(|_| t.tls);
     if !args.no_create {
-        for (_, addrs) in &args.targets {
-            prepare(addrs[0], args)?;
+        for t in &args.targets {
+            prepare(t.addrs[0], args, tls_of(t).as_ref())?;
         }
     }
     for _ in 0..args.rounds {
-        for (k, (name, addrs)) in args.targets.iter().enumerate() {
-            let round =
-                run_round(name, addrs, args, servers[k]).map_err(|e| format!("{name}: {e}"))?;
+        for (k, t) in args.targets.iter().enumerate() {
+            let name = &t.name;
+            let round = run_round(name, &t.addrs, args, tls_of(t), servers[k])
+                .map_err(|e| format!("{name}: {e}"))?;
             rounds[k].push(round);
         }
     }
@@ -400,7 +452,7 @@ fn run(args: &Args) -> Result<Vec<TargetResult>, String> {
         .iter()
         .zip(rounds)
         .zip(&servers)
-        .map(|(((name, addrs), rounds), server)| {
+        .map(|((target, rounds), server)| {
             let mut recorder = Recorder::new(0);
             let mut timeline: Vec<[u64; Class::ALL.len()]> = Vec::new();
             let (mut own, mut cpu) = (0.0, Some(0.0));
@@ -425,8 +477,8 @@ fn run(args: &Args) -> Result<Vec<TargetResult>, String> {
                 interrupts,
             };
             TargetResult::new(
-                name.clone(),
-                addrs.iter().map(ToString::to_string).collect(),
+                target.name.clone(),
+                target.addrs.iter().map(ToString::to_string).collect(),
                 measured,
             )
         })

@@ -11,11 +11,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Barrier, OnceLock};
+use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use rustls::ClientConfig;
 use zoocore_net::{EventType, Request};
 
 use crate::session::{Incoming, Purpose, Session};
@@ -41,6 +42,8 @@ pub struct Plan {
     pub seconds: u64,
     pub seed: u64,
     pub session_timeout_ms: i32,
+    /// TLS to the server, with this configuration.
+    pub tls: Option<Arc<ClientConfig>>,
 }
 
 /// What the threads of one run share.
@@ -336,8 +339,12 @@ impl Thread {
     }
 
     fn open(&mut self, i: usize) -> Result<(), String> {
-        let mut session = Session::connect(self.plan.addr, self.plan.session_timeout_ms)
-            .map_err(|e| format!("connect {}: {e}", self.plan.addr))?;
+        let mut session = Session::connect(
+            self.plan.addr,
+            self.plan.session_timeout_ms,
+            self.plan.tls.as_ref(),
+        )
+        .map_err(|e| format!("connect {}: {e}", self.plan.addr))?;
         self.poll
             .registry()
             .register(

@@ -13,6 +13,8 @@ pub mod frame;
 pub mod jute;
 pub mod message;
 pub mod records;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use consts::{
     AddWatchMode, CreateMode, ErrorCode, EventType, KeeperState, OpCode, WatcherType,

@@ -21,8 +21,9 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
+use rustls::{ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use x509_parser::prelude::{FromDer, X509Certificate};
+use zoocore_net::tls::{read_certs, read_roots, ring_provider};
 
 /// The TLS configuration the shards take for each new connection, rebuilt
 /// by a watcher thread when the key or trust store file changes (a renewed
@@ -318,36 +319,6 @@ impl TlsSettings {
     }
 }
 
-/// rustls with ring, which builds without cmake or a C toolchain beyond
-/// cc. rustls 0.23.48 marks it deprecated for lacking post-quantum key
-/// exchange, which no ZooKeeper client offers either.
-#[allow(deprecated)]
-fn ring_provider() -> CryptoProvider {
-    rustls::crypto::ring::default_provider()
-}
-
-/// The CA certificates of a PEM trust store.
-fn read_roots(path: &PathBuf, key: &str) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    for cert in read_certs(path, key)? {
-        roots
-            .add(cert)
-            .map_err(|e| format!("{key} {}: {e}", path.display()))?;
-    }
-    Ok(roots)
-}
-
-fn read_certs(path: &PathBuf, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{key} {}: {e}", path.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{key} {}: no certificate in it", path.display()));
-    }
-    Ok(certs)
-}
-
 /// A client's TLS configuration from ZooKeeper client flags, as zkCli.sh
 /// takes them from `CLIENT_JVMFLAGS`: `-Dzookeeper.client.secure=true`,
 /// `-Dzookeeper.ssl.trustStore.location` (PEM CAs, required) and
@@ -379,27 +350,11 @@ pub fn client_config(flags: &str) -> Result<Option<Arc<rustls::ClientConfig>>, S
     }
     let trust =
         trust_store.ok_or("zookeeper.client.secure needs zookeeper.ssl.trustStore.location")?;
-    let roots = read_roots(&trust, "zookeeper.ssl.trustStore.location")?;
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(ring_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots);
-    let config = match key_store {
-        None => builder.with_no_client_auth(),
-        Some(path) => {
-            let chain = read_certs(&path, "zookeeper.ssl.keyStore.location")?;
-            let key = PrivateKeyDer::from_pem_file(&path).map_err(|e| {
-                format!(
-                    "zookeeper.ssl.keyStore.location {}: no private key: {e}",
-                    path.display()
-                )
-            })?;
-            builder
-                .with_client_auth_cert(chain, key)
-                .map_err(|e| format!("zookeeper.ssl.keyStore.location {}: {e}", path.display()))?
-        }
-    };
-    Ok(Some(Arc::new(config)))
+    let key_store = key_store
+        .as_ref()
+        .map(|p| (p.as_path(), "zookeeper.ssl.keyStore.location"));
+    zoocore_net::tls::client_config((&trust, "zookeeper.ssl.trustStore.location"), key_store)
+        .map(Some)
 }
 
 /// Java's (IANA) suite names, comma-separated.
