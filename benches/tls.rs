@@ -4,14 +4,13 @@
 //!
 //! One zoocore and one ZooKeeper run at once, each with a plaintext
 //! `clientPort` and a `secureClientPort` from the same zoo.cfg keys and PEM
-//! files (openssl makes a CA, a server key store with an RSA 2048 key for
-//! 127.0.0.1 and a client certificate; `ssl.clientAuth=need`, as
+//! files (the testkit's `Pki`: a CA, a server key store with an RSA 2048
+//! key for 127.0.0.1 and a client certificate; `ssl.clientAuth=need`, as
 //! ZooKeeper's default). ZooKeeper serves TLS only with its Netty
 //! connection factory, so it runs Netty on both ports here. Every row is one
 //! `loadgen` run with the four targets in turn; loadgen reads each server's
 //! CPU time from /proc. `benches/tls.sh` builds and runs this.
 
-use std::path::Path;
 use std::process::Command;
 
 use clap::Parser;
@@ -19,6 +18,7 @@ use serde_json::Value;
 use zoocore_benches::{
     fmt_us, free_port, git, machine, ratio, replace_section, repo, Kind, Server,
 };
+use zoocore_testkit::pki::Pki;
 
 #[derive(Parser)]
 #[command(about = "zoocore and Apache ZooKeeper over TLS and plaintext, into benches/RESULTS.md")]
@@ -35,81 +35,6 @@ struct Args {
 }
 
 const HEADING: &str = "\n## TLS against plaintext";
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run openssl (scripts/install-deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA, the servers' key store (key and certificate in one PEM file) and
-/// a client's; version 3 certificates, as rustls requires.
-fn make_certificates(dir: &Path) {
-    std::fs::create_dir_all(dir).expect("certificate dir");
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=zoocore-bench-ca",
-        ],
-    );
-    std::fs::write(dir.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
-    for (name, subject) in [("server", "/CN=127.0.0.1"), ("client", "/CN=loadgen")] {
-        let key = format!("{name}.key");
-        let csr = format!("{name}.csr");
-        let cert = format!("{name}.pem");
-        let ext = format!("{name}.ext");
-        openssl(
-            dir,
-            &[
-                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj",
-                subject,
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &cert,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
-        let store = std::fs::read_to_string(dir.join(&key)).expect("key")
-            + &std::fs::read_to_string(dir.join(&cert)).expect("certificate");
-        std::fs::write(dir.join(format!("{name}-store.pem")), store).expect("key store");
-    }
-}
 
 /// What one target did in one row.
 struct Outcome {
@@ -134,15 +59,11 @@ fn outcome(result: &Value) -> Outcome {
 }
 
 /// A server with both ports; the secure one's port.
-fn server(kind: Kind, certs: &Path) -> (Server, u16) {
+fn server(kind: Kind, pki: &Pki) -> (Server, u16) {
     let secure = free_port();
     let config = format!(
-        "secureClientPort={secure}\n\
-         serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
-         ssl.keyStore.location={store}\nssl.keyStore.type=PEM\n\
-         ssl.trustStore.location={ca}\nssl.trustStore.type=PEM\nssl.clientAuth=need\n",
-        store = certs.join("server-store.pem").display(),
-        ca = certs.join("ca.pem").display(),
+        "{}\nserverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n",
+        pki.keys_with(secure, "need")
     );
     let name = match kind {
         Kind::Zoocore => "zoocore",
@@ -153,12 +74,11 @@ fn server(kind: Kind, certs: &Path) -> (Server, u16) {
 
 fn main() {
     let args = Args::parse();
-    let certs = repo().join("target/tls-bench/certs");
-    let _ = std::fs::remove_dir_all(&certs);
-    make_certificates(&certs);
+    let pki = Pki::in_dir(&repo().join("target/tls-bench/certs"));
+    pki.issue_client("/CN=loadgen");
     let mut servers: Vec<(Server, u16)> = [Kind::Zoocore, Kind::Zookeeper]
         .into_iter()
-        .map(|kind| server(kind, &certs))
+        .map(|kind| server(kind, &pki))
         .collect();
     for (s, _) in &mut servers {
         s.start("/", 0);
@@ -204,9 +124,9 @@ fn main() {
         }
         command
             .arg("--tls-trust")
-            .arg(certs.join("ca.pem"))
+            .arg(pki.0.join("ca.pem"))
             .arg("--tls-key")
-            .arg(certs.join("client-store.pem"))
+            .arg(pki.0.join("client-store.pem"))
             .arg(format!("--seconds={}", args.seconds))
             .arg(format!("--warmup={}", args.warmup))
             .args(["--quiet", "--json"])
@@ -262,7 +182,7 @@ fn main() {
          Generated by `benches/tls.sh` (`benches/tls.rs`) on {date} at commit `{commit}`; {machine}.\n\n\
          Each server serves its plaintext `clientPort` and a TLS `secureClientPort` from the same \
          PEM files (RSA 2048, `ssl.clientAuth=need`, loadgen presenting a client certificate; \
-         rustls negotiates TLS 1.3 with both). Apache ZooKeeper serves TLS only with its Netty \
+         zoocore negotiates TLS 1.3, ZooKeeper TLS 1.2, its default `ssl.protocol`). Apache ZooKeeper serves TLS only with its Netty \
          connection factory, so both its columns are Netty. One loadgen run per row, the four \
          targets in turn, {warmup} s warm-up and {seconds} s measured each. p99 is of reads, \
          else writes, else connects (a connect is TCP, the TLS handshake and the session). \

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use zoocore_testkit::zk::ZooKeeperProcess;
+use zoocore_testkit::pki::Pki;
+use zoocore_testkit::zk::{free_port, ZooKeeperProcess};
 use zoocore_testkit::zoocore::ZoocoreProcess;
 
 /// The zoocore binary of this build profile, built if this test runs alone.
@@ -27,12 +28,21 @@ fn zoocore_binary() -> PathBuf {
 }
 
 fn run(zoocore: &ZoocoreProcess, zk: &ZooKeeperProcess, args: &[&str]) -> Vec<Value> {
-    let json = zoocore.dir.join("loadgen.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .arg("--target")
-        .arg(format!("zoocore={}", zoocore.addr))
-        .arg("--target")
-        .arg(format!("zookeeper={}", zk.addr))
+    let targets = [
+        format!("zoocore={}", zoocore.addr),
+        format!("zookeeper={}", zk.addr),
+    ];
+    run_targets(&zoocore.dir, &targets, args)
+}
+
+/// loadgen against `targets` (name=address), its JSON report in `dir`.
+fn run_targets(dir: &Path, targets: &[String], args: &[&str]) -> Vec<Value> {
+    let json = dir.join("loadgen.json");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_loadgen"));
+    for target in targets {
+        command.arg("--target").arg(target);
+    }
+    let out = command
         .args([
             "--seconds",
             "1",
@@ -166,6 +176,67 @@ fn every_workload_runs_against_zoocore_and_zookeeper() {
         zoocore.pid(),
         "the CPU measured is the zoocore process's"
     );
+}
+
+/// The secure ports of both servers, with a client certificate as
+/// `ssl.clientAuth=need` asks: reads, writes and connects over TLS.
+#[test]
+fn tls_targets_run_against_both_secure_ports() {
+    let pki = Pki::new();
+    pki.issue_client("/CN=loadgen");
+    let (zc_port, zk_port) = (free_port(), free_port());
+    let zoocore = ZoocoreProcess::start(&zoocore_binary(), &pki.keys_with(zc_port, "need"));
+    let _zk = ZooKeeperProcess::start_with(
+        &format!(
+            "maxClientCnxns=0\nserverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n{}",
+            pki.keys_with(zk_port, "need")
+        ),
+        &[],
+    );
+    let targets = [
+        format!("zoocore=tls:127.0.0.1:{zc_port}"),
+        format!("zookeeper=tls:127.0.0.1:{zk_port}"),
+    ];
+    let trust = pki.0.join("ca.pem").display().to_string();
+    let key = pki.0.join("client-store.pem").display().to_string();
+    let tls = ["--tls-trust", trust.as_str(), "--tls-key", key.as_str()];
+    let cases: &[(&[&str], &[&str])] = &[
+        (
+            &["--read-pct", "50", "--depth", "4", "--sessions", "4"],
+            &["read", "write"],
+        ),
+        (
+            &["--workload", "connect", "--sessions", "2"],
+            &["connect", "close"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = tls.iter().chain(args.iter()).copied().collect();
+        let results = run_targets(&zoocore.dir, &targets, &args);
+        assert_eq!(results.len(), 2, "{args:?}");
+        for result in &results {
+            let name = result["target"].as_str().unwrap_or("?");
+            assert_eq!(classes(result), *expected, "{name} {args:?}");
+            assert!(
+                result["errors"].as_object().is_some_and(|e| e.is_empty()),
+                "{name} {args:?}: {}",
+                result["errors"]
+            );
+        }
+    }
+    // Without the client certificate both servers refuse the handshake.
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "--target",
+            &targets[0],
+            "--tls-trust",
+            &trust,
+            "--seconds",
+            "1",
+        ])
+        .output()
+        .expect("run loadgen");
+    assert!(!out.status.success(), "a handshake without a certificate");
 }
 
 fn results_pid(result: &Value) -> Option<u32> {

@@ -7,5 +7,6 @@ pub mod ensemble;
 pub mod linearizability;
 pub mod model;
 pub mod netns;
+pub mod pki;
 pub mod zk;
 pub mod zoocore;

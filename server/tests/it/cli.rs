@@ -158,7 +158,7 @@ fn the_same_script_runs_against_zoocore_and_zookeeper() {
 
 #[test]
 fn tls_to_the_secure_port_of_zoocore_and_zookeeper() {
-    let pki = crate::tls::Pki::new();
+    let pki = zoocore_testkit::pki::Pki::new();
     pki.issue_client("/O=zoocore-tests/CN=cli");
     let (zc_port, zk_port) = (free_port(), free_port());
     let _zoocore =

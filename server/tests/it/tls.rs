@@ -7,8 +7,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,130 +20,18 @@ use zoocore_net::consts::{perms, CreateMode};
 use zoocore_net::records::{CreateRequest, PathWatchRequest};
 use zoocore_net::{Acl, Request};
 use zoocore_testkit::ensemble::Ensemble;
+use zoocore_testkit::pki::Pki;
 use zoocore_testkit::zk::free_port;
 use zoocore_testkit::zoocore::ZoocoreProcess;
 
-/// A CA and a server key store made by openssl, in a directory removed on drop.
-pub struct Pki(pub PathBuf);
-
-impl Pki {
-    pub fn new() -> Pki {
-        let dir = std::env::temp_dir().join(format!(
-            "zoocore-tls-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).expect("pki dir");
-        let pki = Pki(dir);
-        pki.openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=test-ca",
-        ]);
-        std::fs::write(pki.0.join("server.ext"), "subjectAltName=IP:127.0.0.1\n").expect("ext");
-        pki.issue_server("/CN=localhost");
-        pki
-    }
-
-    fn openssl(&self, args: &[&str]) {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&self.0)
-            .output()
-            .expect("run openssl (scripts/install-deps.sh installs it)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// A key and a certificate for `name` signed by the CA, with the
-    /// extensions of `name.ext` (version 3, as rustls wants), and its key
-    /// store (both in one PEM file), `name-store.pem`, replaced in one
-    /// rename as a certificate renewal tool would.
-    fn issue(&self, name: &str, subject: &str) {
-        let (key, csr, cert, ext) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.pem"),
-            format!("{name}.ext"),
-        );
-        self.openssl(&[
-            "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
-        ]);
-        self.openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-extfile",
-            &ext,
-        ]);
-        let store = std::fs::read_to_string(self.0.join(&key)).expect("key")
-            + &std::fs::read_to_string(self.0.join(&cert)).expect("cert");
-        std::fs::write(self.0.join("store.tmp"), store).expect("store");
-        std::fs::rename(
-            self.0.join("store.tmp"),
-            self.0.join(format!("{name}-store.pem")),
-        )
-        .expect("rename");
-    }
-
-    /// A new server key and certificate (`server-store.pem`).
-    fn issue_server(&self, subject: &str) {
-        self.issue("server", subject);
-    }
-
-    /// A client key store, for the cli: `client-store.pem`.
-    pub fn issue_client(&self, subject: &str) {
-        std::fs::write(self.0.join("client.ext"), "extendedKeyUsage=clientAuth\n").expect("ext");
-        self.issue("client", subject);
-    }
-
-    /// The server certificate the key store holds now.
-    fn server_cert(&self) -> Vec<u8> {
-        CertificateDer::pem_file_iter(self.0.join("server.pem"))
-            .expect("server.pem")
-            .next()
-            .expect("a certificate")
-            .expect("parses")
-            .to_vec()
-    }
-
-    pub fn keys(&self, secure_port: u16) -> String {
-        format!(
-            "secureClientPort={secure_port}\nssl.keyStore.location={}\nssl.keyStore.type=PEM\n\
-             ssl.trustStore.location={}\nssl.clientAuth=want\nssl.handshakeDetectionTimeoutMillis=500",
-            self.0.join("server-store.pem").display(),
-            self.0.join("ca.pem").display()
-        )
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The server certificate the key store holds now.
+fn server_cert(pki: &Pki) -> Vec<u8> {
+    CertificateDer::pem_file_iter(pki.0.join("server.pem"))
+        .expect("server.pem")
+        .next()
+        .expect("a certificate")
+        .expect("parses")
+        .to_vec()
 }
 
 /// The certificate the server at `port` presents in a handshake.
@@ -175,9 +62,9 @@ fn a_renewed_server_certificate_is_used_without_a_restart() {
     let pki = Pki::new();
     let secure = free_port();
     let _server = ZoocoreProcess::start(binary(), &pki.keys(secure));
-    assert_eq!(presented(secure, &pki), pki.server_cert());
+    assert_eq!(presented(secure, &pki), server_cert(&pki));
     pki.issue_server("/CN=renewed");
-    let renewed = pki.server_cert();
+    let renewed = server_cert(&pki);
     let deadline = Instant::now() + Duration::from_secs(20);
     while presented(secure, &pki) != renewed {
         assert!(
