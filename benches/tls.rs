@@ -185,7 +185,9 @@ fn main() {
          zoocore negotiates TLS 1.3, ZooKeeper TLS 1.2, its default `ssl.protocol`). Apache ZooKeeper serves TLS only with its Netty \
          connection factory, so both its columns are Netty. One loadgen run per row, the four \
          targets in turn, {warmup} s warm-up and {seconds} s measured each. p99 is of reads, \
-         else writes, else connects (a connect is TCP, the TLS handshake and the session). \
+         else writes, else connects (a connect is TCP, the TLS handshake and the session; loadgen \
+         shakes hands blocking, one session at a time, so the TLS storm row is bound by \
+         handshake latency, not by either server's CPU). \
          CPU is the server's user + system time per operation. \"TLS / plain\" is throughput over \
          TLS as a share of plaintext; the last column is zoocore's TLS throughput over \
          ZooKeeper's.\n\n\

@@ -49,6 +49,19 @@ def pki(tmp_path_factory):
             "-subj", "/CN=stranger", cwd=d)
     openssl("x509", "-req", "-in", "stranger.csr", "-CA", "other-ca.pem", "-CAkey", "other-ca.key",
             "-CAcreateserial", "-out", "stranger.pem", "-days", "2", "-extfile", "client.ext", cwd=d)
+    # A client certificate of the trusted CA that expired in 2020: `openssl
+    # ca` can date a certificate in the past, `openssl x509` cannot.
+    (d / "ca.cnf").write_text(
+        "[ca]\ndefault_ca = test_ca\n[test_ca]\ndatabase = index.txt\nnew_certs_dir = .\n"
+        "serial = serial\ndefault_md = sha256\npolicy = anything\n[anything]\ncommonName = supplied\n"
+    )
+    (d / "index.txt").write_text("")
+    (d / "serial").write_text("01\n")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "expired.key", "-out", "expired.csr",
+            "-subj", "/CN=expired", cwd=d)
+    openssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.pem", "-keyfile", "ca.key", "-in", "expired.csr",
+            "-out", "expired.pem", "-startdate", "20200101000000Z", "-enddate", "20200102000000Z",
+            "-extfile", "client.ext", "-notext", cwd=d)
     # The server's key store: its key and certificate in one PEM file.
     (d / "server-store.pem").write_text((d / "server.key").read_text() + (d / "server.pem").read_text())
     return d
@@ -153,6 +166,21 @@ def test_a_certificate_from_an_untrusted_ca_is_refused(tls_server, pki):
     finally:
         c.stop()
         c.close()
+
+
+def test_an_expired_client_certificate_is_refused(tls_server, pki):
+    plain_hosts, secure_hosts = tls_server
+    c = tls_client(secure_hosts, pki, name="expired", connection_retry={"max_tries": 0})
+    try:
+        with pytest.raises(Exception):
+            c.start(timeout=5)
+        assert not c.connected
+    finally:
+        c.stop()
+        c.close()
+    # That connection only: a valid certificate is served right after.
+    with tls_and_plain(secure_hosts, plain_hosts, pki) as (ok, _):
+        assert ok.exists("/") is not None
 
 
 def test_plaintext_on_the_tls_port_closes_that_connection_only(tls_server, pki):
