@@ -19,9 +19,12 @@
 #     `kerberos` feature (libgssapi's bindgen), krb5-kdc, krb5-admin-server
 #     (kadmin.local) and krb5-user (kinit) for the test KDC the GSSAPI tests
 #     start on loopback, gcc and python3-dev to build the `kerberos` module.
+#   * Debian's Chromium and chromedriver, with a font for its pages: the web
+#     UI's tests (server/tests/kazoo/test_ui.py) drive it headless.
 #   * a Python venv at <repo>/.venv with kazoo (a real ZooKeeper client),
 #     pytest (runs server/tests/kazoo, the kazoo recipe suite), pure-sasl
-#     (kazoo's SASL client) and kerberos (pure-sasl's GSSAPI).
+#     (kazoo's SASL client), kerberos (pure-sasl's GSSAPI) and selenium
+#     (the WebDriver client of the UI tests).
 #
 # Idempotent: when everything is present it only checks and exits (~1 s).
 # Runs as root, or via sudo when not root.
@@ -33,8 +36,8 @@ VENV="$REPO_ROOT/.venv"
 JAVA_DIR=/usr/share/java
 
 # Debian packages and, for the jars, the files they must provide.
-APT_PACKAGES=(zookeeper libnetty-java openssl netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java libcurator-framework-java openjdk-17-jdk-headless python3 python3-venv python3-dev gcc libkrb5-dev libclang-dev krb5-kdc krb5-admin-server krb5-user systemd util-linux iproute2)
-PY_PACKAGES=(kazoo pytest pure-sasl kerberos)
+APT_PACKAGES=(zookeeper libnetty-java openssl netcat-openbsd libslf4j-java liblog4j1.2-java libservlet-api-java libcurator-framework-java openjdk-17-jdk-headless python3 python3-venv python3-dev gcc libkrb5-dev libclang-dev krb5-kdc krb5-admin-server krb5-user chromium chromium-driver fonts-dejavu-core systemd util-linux iproute2)
+PY_PACKAGES=(kazoo pytest pure-sasl kerberos selenium)
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
@@ -109,7 +112,7 @@ PY=/usr/bin/python3
 [[ -x "$PY" ]] || PY="$(command -v python3)"
 
 venv_ok() {
-    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import kazoo, pytest, puresasl, kerberos' >/dev/null 2>&1
+    [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c 'import kazoo, pytest, puresasl, kerberos, selenium' >/dev/null 2>&1
 }
 
 if venv_ok; then
@@ -122,7 +125,7 @@ else
     fi
     log "venv: pip installing ${PY_PACKAGES[*]}"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
-    venv_ok || { log "venv: kazoo, pytest, puresasl or kerberos still not importable"; exit 1; }
+    venv_ok || { log "venv: kazoo, pytest, puresasl, kerberos or selenium still not importable"; exit 1; }
     log "venv: kazoo $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("kazoo"))'), pytest $("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("pytest"))') installed"
 fi
 

@@ -34,6 +34,14 @@ pub enum ConfigError {
     Security(String),
 }
 
+/// `admin.ui.enabled` (on by default, with the admin server) and
+/// `admin.ui.readOnly` (a UI that only looks).
+#[derive(Debug, Clone, Copy)]
+pub struct UiSettings {
+    pub enabled: bool,
+    pub read_only: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub client_port: u16,
@@ -85,6 +93,8 @@ pub struct Config {
     pub purge_interval_hours: u64,
     /// The admin HTTP server (`/commands`, `/health`); off when `None`.
     pub admin_addr: Option<SocketAddr>,
+    /// The web UI at `/ui/` on the admin server (`ui/`).
+    pub ui: UiSettings,
     /// The Prometheus `/metrics` page; on when `metricsProvider.className`
     /// names the Prometheus provider, as in ZooKeeper.
     pub metrics_addr: Option<SocketAddr>,
@@ -192,6 +202,10 @@ impl Default for Config {
             snap_retain_count: 3,
             purge_interval_hours: 0,
             admin_addr: Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
+            ui: UiSettings {
+                enabled: true,
+                read_only: false,
+            },
             metrics_addr: None,
             log_level: "info".into(),
             fsync_warning_ms: 1000,
@@ -423,6 +437,8 @@ impl Config {
                     config.container_check_interval_ms = number(value)?.max(1)
                 }
                 "admin.enableServer" => admin_enabled = value == "true",
+                "admin.ui.enabled" => config.ui.enabled = value.trim() == "true",
+                "admin.ui.readOnly" => config.ui.read_only = value.trim() == "true",
                 "admin.serverAddress" => {
                     admin_ip = value.parse().map_err(|_| {
                         invalid(format!(

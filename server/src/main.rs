@@ -14,6 +14,7 @@ mod stats;
 mod storage;
 mod tls;
 mod tools;
+mod ui;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -264,6 +264,9 @@ pub struct ShardCounters {
     pub batches_sent: AtomicU64,
     pub batches_applied: AtomicU64,
     latency: Latency,
+    /// Request latency in microseconds, since start (the UI's server page
+    /// draws it); per shard, so recording touches only this core's lines.
+    pub latency_us: Buckets,
 }
 
 impl ShardCounters {
@@ -275,12 +278,14 @@ impl ShardCounters {
             batches_sent: AtomicU64::new(0),
             batches_applied: AtomicU64::new(0),
             latency: Latency::new(),
+            latency_us: Buckets::powers_of_two(25),
         }
     }
 
     /// Time from a request's arrival to its reply.
     pub fn record_latency(&self, latency: Duration) {
         self.latency.record(latency);
+        self.latency_us.record(latency.as_micros() as u64);
     }
 }
 

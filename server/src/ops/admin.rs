@@ -5,12 +5,15 @@
 //! (`metricsProvider.*`).
 //!
 //! Both run as tasks on shard 0, so they read its replica and gather the
-//! other shards' views exactly as the four-letter words do.
+//! other shards' views exactly as the four-letter words do. A request for
+//! `/ui` is handed, head and socket, to the web UI's own thread (`ui/`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -20,6 +23,7 @@ use crate::inspect::Context;
 use crate::ops::fourlw;
 use crate::serve::{inspect, Shard};
 use crate::stats::{Buckets, Stats};
+use crate::ui::Ui;
 
 /// The most a request head may take; larger ones are refused.
 const MAX_REQUEST: usize = 8 * 1024;
@@ -30,10 +34,10 @@ const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 pub fn spawn(shard: &Rc<Shard>) {
     let config = shard.config();
     if let Some(addr) = config.admin_addr {
-        listen(shard, addr, "admin", admin_page);
+        listen(shard, addr, "admin", admin_page, Ui::new(config));
     }
     if let Some(addr) = config.metrics_addr {
-        listen(shard, addr, "metrics", metrics_page);
+        listen(shard, addr, "metrics", metrics_page, None);
     }
 }
 
@@ -55,7 +59,13 @@ fn respond(status: &'static str, content_type: &'static str, body: String) -> Re
 
 /// Serves `page` on `addr`; a port that cannot be had is logged, as
 /// ZooKeeper does, and the server goes on without it.
-fn listen(shard: &Rc<Shard>, addr: SocketAddr, what: &'static str, page: Page) {
+fn listen(
+    shard: &Rc<Shard>,
+    addr: SocketAddr,
+    what: &'static str,
+    page: Page,
+    ui: Option<Arc<Ui>>,
+) {
     let listener = match TcpListener::bind(addr) {
         Ok(l) => l,
         Err(e) => {
@@ -69,7 +79,7 @@ fn listen(shard: &Rc<Shard>, addr: SocketAddr, what: &'static str, page: Page) {
         loop {
             match listener.accept().await {
                 Ok(stream) => {
-                    glommio::spawn_local(serve(shard.clone(), stream, page)).detach();
+                    glommio::spawn_local(serve(shard.clone(), stream, page, ui.clone())).detach();
                 }
                 Err(e) => tracing::warn!(error = %e, "{what} accept failed"),
             }
@@ -79,7 +89,7 @@ fn listen(shard: &Rc<Shard>, addr: SocketAddr, what: &'static str, page: Page) {
 }
 
 /// One request, one response, then the connection closes.
-async fn serve(shard: Rc<Shard>, mut stream: TcpStream, page: Page) {
+async fn serve(shard: Rc<Shard>, mut stream: TcpStream, page: Page, ui: Option<Arc<Ui>>) {
     // A client that never finishes its request does not keep the connection.
     if stream.set_read_timeout(Some(READ_TIMEOUT)).is_err() {
         return;
@@ -96,6 +106,16 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream, page: Page) {
         let mut request = httparse::Request::new(&mut headers);
         match request.parse(&head) {
             Ok(httparse::Status::Complete(_)) => {
+                let wants_ui = request
+                    .path
+                    .is_some_and(|p| p == "/ui" || p.starts_with("/ui/"));
+                if let Some(ui) = ui.as_ref().filter(|_| wants_ui) {
+                    match handover(&stream) {
+                        Ok(socket) => ui.take(socket, head.clone()),
+                        Err(e) => tracing::warn!(error = %e, "cannot hand a UI request over"),
+                    }
+                    return;
+                }
                 break match (request.method, request.path) {
                     (Some("GET" | "HEAD"), Some(path)) => Ok(path.to_owned()),
                     _ => Err(respond(
@@ -130,6 +150,19 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream, page: Page) {
     let _ = stream.close().await;
 }
 
+/// The connection as a blocking socket of its own (a duplicate of the
+/// descriptor: the executor's copy closes when this task ends, the socket
+/// stays open).
+fn handover(stream: &TcpStream) -> std::io::Result<std::net::TcpStream> {
+    // SAFETY: dup of a descriptor this task owns; the new one is ours.
+    let fd = unsafe { libc::dup(stream.as_raw_fd()) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns.
+    Ok(unsafe { std::net::TcpStream::from_raw_fd(fd) })
+}
+
 /// ZooKeeper's admin commands: name, aliases, and whether the answer needs
 /// every shard's view.
 const COMMANDS: &[(&str, &[&str], bool)] = &[
@@ -148,6 +181,8 @@ const COMMANDS: &[(&str, &[&str], bool)] = &[
     ("watch_summary", &["wchs"], true),
     ("watches", &["wchc"], true),
     ("watches_by_path", &["wchp"], true),
+    // zoocore's own: what the web UI's server page shows.
+    ("zoocore_server", &[], true),
 ];
 
 fn admin_page(
@@ -275,6 +310,7 @@ fn command(name: &str, cx: &Context<'_>) -> Map<String, Value> {
             .map(|(k, v)| (k.to_owned(), json!(v)))
             .collect(),
         "is_read_only" => object([("read_only".into(), json!(stats.ensemble.read_only()))]),
+        "zoocore_server" => server_overview(cx),
         "monitor" => fourlw::monitor_rows(cx)
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v))
@@ -348,6 +384,71 @@ fn command(name: &str, cx: &Context<'_>) -> Map<String, Value> {
 }
 
 /// Connections as ZooKeeper's `connections` (detailed) and `stats` list them.
+/// The web UI's server page: mode, members and their lag, each shard's
+/// numbers, and request latency per power-of-two bucket (µs, since start).
+fn server_overview(cx: &Context<'_>) -> Map<String, Value> {
+    let stats = cx.stats;
+    let depths = stats.queue_depths();
+    let shards: Vec<Value> = cx
+        .views
+        .iter()
+        .map(|view| {
+            let counters = stats.shard(view.shard);
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            json!({
+                "shard": view.shard,
+                "sessions": view.sessions.len(),
+                "watches": view.watch_count,
+                "received": load(&counters.received),
+                "sent": load(&counters.sent),
+                "outstanding": counters.outstanding.load(std::sync::atomic::Ordering::Relaxed).max(0),
+                "commitQueue": depths.get(view.shard).map_or(0, |d| d.1),
+            })
+        })
+        .collect();
+    let mut counts: Vec<u64> = Vec::new();
+    let mut bounds: Vec<u64> = Vec::new();
+    for view in cx.views {
+        let buckets = &stats.shard(view.shard).latency_us;
+        let (cumulative, _) = buckets.cumulative();
+        bounds.clone_from(&buckets.bounds);
+        counts.resize(cumulative.len(), 0);
+        let mut before = 0;
+        for (i, total) in cumulative.iter().enumerate() {
+            counts[i] += total - before;
+            before = *total;
+        }
+    }
+    let lag = stats.ensemble.peer_lag();
+    let members: Vec<Value> = cx
+        .config
+        .ensemble
+        .iter()
+        .flat_map(|e| e.membership.members().iter().map(move |m| (e.myid, m)))
+        .map(|(myid, m)| {
+            let behind = lag.iter().find(|l| l.id == m.id);
+            json!({
+                "id": m.id,
+                "host": m.host,
+                "observer": m.observer,
+                "me": m.id == myid,
+                "lagEntries": behind.map(|l| l.entries),
+                "lagBytes": behind.map(|l| l.bytes),
+                "lagMs": behind.map(|l| l.ms),
+            })
+        })
+        .collect();
+    object([
+        ("mode".into(), json!(stats.ensemble.mode())),
+        ("members".into(), json!(members)),
+        ("shards".into(), json!(shards)),
+        (
+            "latency".into(),
+            json!({ "boundsMicros": bounds, "counts": counts }),
+        ),
+    ])
+}
+
 fn connections(stats: &Stats, detailed: bool) -> Vec<Value> {
     stats
         .clients()
