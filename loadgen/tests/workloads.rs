@@ -68,6 +68,20 @@ fn run_targets(dir: &Path, targets: &[String], args: &[&str]) -> Vec<Value> {
     report["results"].as_array().expect("results").clone()
 }
 
+/// Both targets measured exactly the `expected` classes, without errors.
+fn assert_measured(results: &[Value], expected: &[&str], args: &[&str]) {
+    assert_eq!(results.len(), 2, "{args:?}");
+    for result in results {
+        let name = result["target"].as_str().unwrap_or("?");
+        assert_eq!(classes(result), *expected, "{name} {args:?}");
+        assert!(
+            result["errors"].as_object().is_some_and(|e| e.is_empty()),
+            "{name} {args:?}: {}",
+            result["errors"]
+        );
+    }
+}
+
 fn classes(result: &Value) -> Vec<String> {
     result["classes"]
         .as_array()
@@ -138,15 +152,9 @@ fn every_workload_runs_against_zoocore_and_zookeeper() {
     ];
     for (args, expected) in cases {
         let results = run(&zoocore, &zk, args);
-        assert_eq!(results.len(), 2, "{args:?}");
+        assert_measured(&results, expected, args);
         for result in &results {
             let name = result["target"].as_str().unwrap_or("?");
-            assert_eq!(classes(result), *expected, "{name} {args:?}");
-            assert!(
-                result["errors"].as_object().is_some_and(|e| e.is_empty()),
-                "{name} {args:?}: {}",
-                result["errors"]
-            );
             assert!(result["ops_per_sec"].as_f64().unwrap_or(0.0) > 0.0);
             assert!(
                 result["server"]["cpu_us_per_op"].as_f64().is_some(),
@@ -213,16 +221,7 @@ fn tls_targets_run_against_both_secure_ports() {
     for (args, expected) in cases {
         let args: Vec<&str> = tls.iter().chain(args.iter()).copied().collect();
         let results = run_targets(&zoocore.dir, &targets, &args);
-        assert_eq!(results.len(), 2, "{args:?}");
-        for result in &results {
-            let name = result["target"].as_str().unwrap_or("?");
-            assert_eq!(classes(result), *expected, "{name} {args:?}");
-            assert!(
-                result["errors"].as_object().is_some_and(|e| e.is_empty()),
-                "{name} {args:?}: {}",
-                result["errors"]
-            );
-        }
+        assert_measured(&results, expected, &args);
     }
     // Without the client certificate both servers refuse the handshake.
     let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))

@@ -46,6 +46,9 @@ pub struct ConnectOptions {
     pub can_be_read_only: bool,
     /// How long a read may block before the call fails.
     pub io_timeout: Duration,
+    /// The largest reply taken; a larger one fails the call (a Java
+    /// client's `jute.maxbuffer`).
+    pub max_frame: usize,
 }
 
 impl Default for ConnectOptions {
@@ -58,6 +61,7 @@ impl Default for ConnectOptions {
             send_read_only: true,
             can_be_read_only: false,
             io_timeout: Duration::from_secs(30),
+            max_frame: limits::DEFAULT_MAX_BUFFER * 16,
         }
     }
 }
@@ -114,6 +118,7 @@ pub struct Client {
     events: VecDeque<WatcherEvent>,
     inbuf: Vec<u8>,
     last_zxid: i64,
+    max_frame: usize,
 }
 
 impl Client {
@@ -157,6 +162,7 @@ impl Client {
             events: VecDeque::new(),
             inbuf: Vec::with_capacity(64 * 1024),
             last_zxid: options.last_zxid_seen,
+            max_frame: options.max_frame,
         };
         let request = ConnectRequest {
             protocol_version: 0,
@@ -293,9 +299,7 @@ impl Client {
 
     fn read_frame(&mut self) -> Result<Vec<u8>> {
         loop {
-            if let Some((payload, used)) =
-                split_frame(&self.inbuf, limits::DEFAULT_MAX_BUFFER * 16)?
-            {
+            if let Some((payload, used)) = split_frame(&self.inbuf, self.max_frame)? {
                 let payload = payload.to_vec();
                 self.inbuf.drain(..used);
                 return Ok(payload);

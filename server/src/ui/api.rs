@@ -11,6 +11,7 @@
 
 use base64::Engine as _;
 use serde_json::{json, Value};
+use zoocore_net::client::Reply;
 use zoocore_net::consts::perms;
 use zoocore_net::records::{
     CreateRequest, CreateTtlRequest, DeleteRequest, PathRequest, PathWatchRequest, SetAclRequest,
@@ -35,6 +36,7 @@ pub struct Listing {
     path: String,
     cversion: i32,
     pzxid: i64,
+    aversion: i32,
     children: Vec<String>,
 }
 
@@ -128,17 +130,22 @@ fn unavailable(e: String) -> Response {
     Response::error("503 Service Unavailable", &e)
 }
 
+/// A path request without a watch.
+fn unwatched(path: &str) -> PathWatchRequest {
+    PathWatchRequest {
+        path: path.to_owned(),
+        watch: false,
+    }
+}
+
+/// A read on the browser's session (tried again on a new session if the
+/// connection was lost).
+fn read(ui: &Ui, browser: &mut Browser, request: &Request) -> Result<Reply, Response> {
+    browser.call(ui, request, true).map_err(unavailable)
+}
+
 fn exists(ui: &Ui, browser: &mut Browser, path: &str) -> Result<Stat, Response> {
-    let reply = browser
-        .call(
-            ui,
-            &Request::Exists(PathWatchRequest {
-                path: path.to_owned(),
-                watch: false,
-            }),
-            true,
-        )
-        .map_err(unavailable)?;
+    let reply = read(ui, browser, &Request::Exists(unwatched(path)))?;
     match reply.body {
         ZkResponse::Stat(stat) if reply.header.err == 0 => Ok(stat),
         _ => Err(zk_error(if reply.header.err == 0 {
@@ -149,38 +156,41 @@ fn exists(ui: &Ui, browser: &mut Browser, path: &str) -> Result<Stat, Response> 
     }
 }
 
+/// Makes `browser.listing` the sorted children of `path` as they are now:
+/// kept while the node's cversion, pzxid and aversion hold (an ACL change
+/// lists again, so a lost READ permission shows), fetched otherwise.
+fn list(ui: &Ui, browser: &mut Browser, path: &str) -> Result<(), Response> {
+    let stat = exists(ui, browser, path)?;
+    let fresh = browser.listing.as_ref().is_some_and(|l| {
+        l.path == path
+            && l.cversion == stat.cversion
+            && l.pzxid == stat.pzxid
+            && l.aversion == stat.aversion
+    });
+    if fresh {
+        return Ok(());
+    }
+    let reply = read(ui, browser, &Request::GetChildren2(unwatched(path)))?;
+    let ZkResponse::Children2(listed) = reply.body else {
+        return Err(zk_error(reply.header.err));
+    };
+    let mut children = listed.children;
+    children.sort_unstable();
+    browser.listing = Some(Listing {
+        path: path.to_owned(),
+        cversion: listed.stat.cversion,
+        pzxid: listed.stat.pzxid,
+        aversion: listed.stat.aversion,
+        children,
+    });
+    Ok(())
+}
+
 fn children(ui: &Ui, browser: &mut Browser, request: &HttpRequest) -> Result<Response, Response> {
     let path = path_param(request)?;
     let offset = number_param(request, "offset", 0)?;
     let limit = number_param(request, "limit", DEFAULT_PAGE)?.clamp(1, MAX_PAGE);
-    let stat = exists(ui, browser, &path)?;
-    let fresh = browser
-        .listing
-        .as_ref()
-        .is_some_and(|l| l.path == path && l.cversion == stat.cversion && l.pzxid == stat.pzxid);
-    if !fresh {
-        let reply = browser
-            .call(
-                ui,
-                &Request::GetChildren2(PathWatchRequest {
-                    path: path.clone(),
-                    watch: false,
-                }),
-                true,
-            )
-            .map_err(unavailable)?;
-        let ZkResponse::Children2(listed) = reply.body else {
-            return Err(zk_error(reply.header.err));
-        };
-        let mut children = listed.children;
-        children.sort_unstable();
-        browser.listing = Some(Listing {
-            path: path.clone(),
-            cversion: listed.stat.cversion,
-            pzxid: listed.stat.pzxid,
-            children,
-        });
-    }
+    list(ui, browser, &path)?;
     let Some(listing) = browser.listing.as_ref() else {
         return Err(Response::error("500 Internal Server Error", "no listing"));
     };
@@ -194,12 +204,7 @@ fn children(ui: &Ui, browser: &mut Browser, request: &HttpRequest) -> Result<Res
         .collect();
     let requests: Vec<Request> = page
         .iter()
-        .map(|name| {
-            Request::Exists(PathWatchRequest {
-                path: child_path(&path, name),
-                watch: false,
-            })
-        })
+        .map(|name| Request::Exists(unwatched(&child_path(&path, name))))
         .collect();
     let replies = browser.pipeline(ui, &requests).map_err(unavailable)?;
     let children: Vec<Value> = page
@@ -270,15 +275,9 @@ fn node(ui: &Ui, browser: &mut Browser, request: &HttpRequest) -> Result<Respons
         .pipeline(
             ui,
             &[
-                Request::GetData(PathWatchRequest {
-                    path: path.clone(),
-                    watch: false,
-                }),
+                Request::GetData(unwatched(&path)),
                 Request::GetAcl(PathRequest { path: path.clone() }),
-                Request::Exists(PathWatchRequest {
-                    path: path.clone(),
-                    watch: false,
-                }),
+                Request::Exists(unwatched(&path)),
             ],
         )
         .map_err(unavailable)?;
@@ -313,24 +312,16 @@ fn search(ui: &Ui, browser: &mut Browser, request: &HttpRequest) -> Result<Respo
         Some((parent, stem)) => (parent, stem),
         None => ("/", prefix),
     };
-    let reply = browser
-        .call(
-            ui,
-            &Request::GetChildren(PathWatchRequest {
-                path: parent.to_owned(),
-                watch: false,
-            }),
-            true,
-        )
-        .map_err(unavailable)?;
-    let ZkResponse::Children(mut names) = reply.body else {
-        return Err(zk_error(reply.header.err));
+    list(ui, browser, parent)?;
+    let Some(listing) = browser.listing.as_ref() else {
+        return Err(Response::error("500 Internal Server Error", "no listing"));
     };
-    names.retain(|n| n.starts_with(stem));
-    names.sort_unstable();
-    let total = names.len();
-    let matches: Vec<String> = names
-        .iter()
+    // The names starting with `stem` are a run of the sorted listing.
+    let names = &listing.children;
+    let first = names.partition_point(|n| n.as_str() < stem);
+    let found = names[first..].iter().take_while(|n| n.starts_with(stem));
+    let total = found.clone().count();
+    let matches: Vec<String> = found
         .take(MAX_MATCHES)
         .map(|n| child_path(parent, n))
         .collect();
@@ -431,13 +422,7 @@ fn set(
             Ok(Response::json(&json!({ "stat": stat_json(&stat) })))
         }
         _ if reply.header.err == ErrorCode::BadVersion.code() => {
-            let current = browser
-                .call(
-                    ui,
-                    &Request::GetData(PathWatchRequest { path, watch: false }),
-                    true,
-                )
-                .map_err(unavailable)?;
+            let current = read(ui, browser, &Request::GetData(unwatched(&path)))?;
             let mut conflict = json!({ "error": "BadVersion", "code": reply.header.err });
             if let ZkResponse::GetData(d) = current.body {
                 conflict["data"] =
@@ -527,16 +512,7 @@ fn delete_tree(ui: &Ui, browser: &mut Browser, path: String) -> Result<Response,
     let mut order = Vec::new();
     let mut stack = vec![path];
     while let Some(next) = stack.pop() {
-        let reply = browser
-            .call(
-                ui,
-                &Request::GetChildren(PathWatchRequest {
-                    path: next.clone(),
-                    watch: false,
-                }),
-                true,
-            )
-            .map_err(unavailable)?;
+        let reply = read(ui, browser, &Request::GetChildren(unwatched(&next)))?;
         let ZkResponse::Children(names) = reply.body else {
             return Err(zk_error(reply.header.err));
         };

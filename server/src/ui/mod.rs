@@ -37,6 +37,10 @@ const COOKIE: &str = "zoocore_ui";
 const SESSION_TIMEOUT_MS: i32 = 30_000;
 /// How long one ZooKeeper call may take before the request fails.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest reply a UI session takes: the children of a node with a
+/// few million of them (ZooKeeper's Java client would need jute.maxbuffer
+/// raised as far).
+const MAX_REPLY: usize = 128 << 20;
 /// Paths one live-update stream watches at most.
 const MAX_WATCHED: usize = 64;
 /// How often a quiet live-update stream pings its session and sends the
@@ -342,6 +346,7 @@ impl Browser {
             let options = ConnectOptions {
                 timeout_ms: SESSION_TIMEOUT_MS,
                 io_timeout: CALL_TIMEOUT,
+                max_frame: MAX_REPLY,
                 ..ConnectOptions::default()
             };
             let mut client = Client::connect(ui.client_addr, &options)

@@ -408,3 +408,31 @@ def test_the_ui_can_be_read_only_or_off(setting):
         assert (status, answer["error"]) == (403, "this UI is read-only (admin.ui.readOnly)")
         with urllib.request.urlopen(url + "api/node?path=/zookeeper", timeout=10) as read:
             assert read.status == 200, "reading still works"
+
+
+def get_json(url, call, cookie):
+    request = urllib.request.Request(url + f"api/{call}", headers={"Cookie": cookie})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_a_listing_is_paged_from_cache_until_the_node_or_its_acl_changes(ui_server):
+    zk, url = ui_server
+    zk.create("/ui-cache/a", makepath=True)
+    try:
+        cookie, _ = session_of(url)
+        status, page = get_json(url, "children?path=/ui-cache", cookie)
+        assert (status, [c["name"] for c in page["children"]]) == (200, ["a"])
+        zk.create("/ui-cache/b")
+        status, page = get_json(url, "children?path=/ui-cache", cookie)
+        assert [c["name"] for c in page["children"]] == ["a", "b"], "a new child lists again"
+        # Taking READ away shows at once, though the children are the same.
+        zk.set_acls("/ui-cache", [make_digest_acl("someone", "else", all=True)])
+        status, refused = get_json(url, "children?path=/ui-cache", cookie)
+        assert (status, refused["error"]) == (403, "NoAuth")
+    finally:
+        zk.add_auth("digest", "someone:else")
+        zk.delete("/ui-cache", recursive=True)
