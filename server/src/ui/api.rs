@@ -383,10 +383,16 @@ fn mutate(
     }
 }
 
-/// A write on the browser's session; a lost connection is not retried (the
-/// write may have been made).
+/// Sends a write on the browser's session. A ping goes first, retried on a
+/// new session, so a session that expired while the page sat idle is
+/// replaced; the write itself is not retried (it may have been made).
+fn send_write(ui: &Ui, browser: &mut Browser, request: &Request) -> Result<Reply, Response> {
+    read(ui, browser, &Request::Ping)?;
+    browser.call(ui, request, false).map_err(unavailable)
+}
+
 fn write(ui: &Ui, browser: &mut Browser, request: &Request) -> Result<ZkResponse, Response> {
-    let reply = browser.call(ui, request, false).map_err(unavailable)?;
+    let reply = send_write(ui, browser, request)?;
     if reply.header.err != 0 {
         return Err(zk_error(reply.header.err));
     }
@@ -416,7 +422,7 @@ fn set(
         data: Some(data_field(body)?),
         version,
     });
-    let reply = browser.call(ui, &request, false).map_err(unavailable)?;
+    let reply = send_write(ui, browser, &request)?;
     match reply.body {
         ZkResponse::Stat(stat) if reply.header.err == 0 => {
             Ok(Response::json(&json!({ "stat": stat_json(&stat) })))

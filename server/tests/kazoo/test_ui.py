@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 
@@ -19,7 +20,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from conftest import Cluster, free_port, running
+from conftest import Cluster, four_letter_word, free_port, running
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -436,3 +437,29 @@ def test_a_listing_is_paged_from_cache_until_the_node_or_its_acl_changes(ui_serv
     finally:
         zk.add_auth("digest", "someone:else")
         zk.delete("/ui-cache", recursive=True)
+
+
+def test_a_write_after_the_ui_session_expired_opens_a_new_one():
+    """The browser's ZooKeeper session expires while the page sits idle
+    (tickTime=100: sessions of at most 2 s); the next change still works."""
+    admin = free_port()
+    extra = (
+        f"tickTime=100\nadmin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={admin}\n"
+    )
+    with running(Cluster("zoocore", extra=extra)) as c:
+        url = f"http://127.0.0.1:{admin}/ui/"
+        cookie, session = session_of(url)
+        assert get_json(url, "children?path=/", cookie)[0] == 200
+        port = int(c.hosts.split(":")[1])
+
+        def sessions():
+            text = four_letter_word(port, "mntr")
+            return next((int(l.split()[1]) for l in text.splitlines() if l.startswith("zoocore_sessions")), None)
+
+        deadline = time.monotonic() + 30
+        while sessions() != 0:
+            assert time.monotonic() < deadline, "the idle UI session never expired"
+            time.sleep(0.1)
+        change = {"path": "/after-expiry", "mode": "persistent"}
+        status, answer = post(url, "create", change, {"Cookie": cookie, "X-Zoocore-Csrf": session["csrf"]})
+        assert (status, answer.get("path")) == (200, "/after-expiry")
