@@ -45,6 +45,20 @@ impl Identity {
         }
     }
 
+    /// The connection speaks for a client at `ip` (the web UI's sessions,
+    /// which this process opens for a browser): its `ip` identity becomes
+    /// that address instead of the proxy's own.
+    pub fn set_remote_ip(&mut self, ip: &str) {
+        self.ids.retain(|id| id.scheme != "ip");
+        self.ids.insert(
+            0,
+            Id {
+                scheme: "ip".into(),
+                id: ip.into(),
+            },
+        );
+    }
+
     /// A SASL exchange proved `user` (ZooKeeper's `sasl` scheme);
     /// `is_super` when it is the configured super user.
     pub fn add_sasl(&mut self, user: &str, is_super: bool) {
@@ -286,6 +300,22 @@ fn ip_matches(remote: &str, expr: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_proxied_connection_takes_the_client_s_ip_and_keeps_its_other_ids() {
+        let mut who = Identity::from_ip("127.0.0.1");
+        who.authenticate("digest", b"u:p", "127.0.0.1", None)
+            .expect("digest");
+        who.set_remote_ip("10.0.0.7");
+        let ids: Vec<(&str, &str)> = who
+            .ids()
+            .iter()
+            .map(|id| (id.scheme.as_str(), id.id.as_str()))
+            .collect();
+        assert_eq!(ids[0], ("ip", "10.0.0.7"));
+        assert!(!ids.contains(&("ip", "127.0.0.1")));
+        assert!(ids.iter().any(|(scheme, _)| *scheme == "digest"));
+    }
 
     #[test]
     fn digest_matches_zookeepers_generator() {

@@ -34,12 +34,14 @@ pub enum ConfigError {
     Security(String),
 }
 
-/// `admin.ui.enabled` (on by default, with the admin server) and
-/// `admin.ui.readOnly` (a UI that only looks).
-#[derive(Debug, Clone, Copy)]
+/// `admin.ui.enabled` (on by default, with the admin server),
+/// `admin.ui.readOnly` (a UI that only looks) and `admin.ui.allowedHosts`
+/// (host names besides IP addresses and localhost that the UI answers to).
+#[derive(Debug, Clone)]
 pub struct UiSettings {
     pub enabled: bool,
     pub read_only: bool,
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -205,6 +207,7 @@ impl Default for Config {
             ui: UiSettings {
                 enabled: true,
                 read_only: false,
+                allowed_hosts: Vec::new(),
             },
             metrics_addr: None,
             log_level: "info".into(),
@@ -439,6 +442,13 @@ impl Config {
                 "admin.enableServer" => admin_enabled = value == "true",
                 "admin.ui.enabled" => config.ui.enabled = value.trim() == "true",
                 "admin.ui.readOnly" => config.ui.read_only = value.trim() == "true",
+                "admin.ui.allowedHosts" => {
+                    config.ui.allowed_hosts = value
+                        .split(',')
+                        .map(|h| h.trim().to_owned())
+                        .filter(|h| !h.is_empty())
+                        .collect()
+                }
                 "admin.serverAddress" => {
                     admin_ip = value.parse().map_err(|_| {
                         invalid(format!(

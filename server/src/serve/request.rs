@@ -145,12 +145,25 @@ pub(super) async fn handle_request(
             conn.reply(h, &Response::Empty, shard.counters(), arrived);
         }
         Request::Auth(auth) => {
-            let result = Arc::make_mut(&mut conn.identity.borrow_mut()).authenticate(
-                &auth.scheme,
-                &auth.auth,
-                &conn.peer_ip.to_string(),
-                shard.config.super_digest.as_deref(),
-            );
+            let result = if auth.scheme == crate::ui::PROXY_SCHEME {
+                // The web UI's session for a browser: only from this host,
+                // only with this process's secret.
+                match crate::ui::proxied_ip(&auth.auth).filter(|_| conn.peer_ip.is_loopback()) {
+                    Some(ip) => {
+                        Arc::make_mut(&mut conn.identity.borrow_mut())
+                            .set_remote_ip(&ip.to_string());
+                        Ok(())
+                    }
+                    None => Err(ErrorCode::AuthFailed),
+                }
+            } else {
+                Arc::make_mut(&mut conn.identity.borrow_mut()).authenticate(
+                    &auth.scheme,
+                    &auth.auth,
+                    &conn.peer_ip.to_string(),
+                    shard.config.super_digest.as_deref(),
+                )
+            };
             let err = result.err().map_or(0, ErrorCode::code);
             audit_auth(shard, conn, &auth.scheme, err == 0);
             conn.reply(

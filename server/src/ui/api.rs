@@ -9,6 +9,9 @@
 //! of another site cannot read it) and, when the browser sends one, an
 //! `Origin` of this server.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use base64::Engine as _;
 use serde_json::{json, Value};
 use zoocore_net::client::Reply;
@@ -27,6 +30,12 @@ const MAX_PAGE: usize = 500;
 const DEFAULT_PAGE: usize = 100;
 /// Paths a search returns at most.
 const MAX_MATCHES: usize = 50;
+/// Children names kept in listings across all browsers; a listing beyond
+/// what is left serves its request and is not kept.
+pub const MAX_KEPT_NAMES: usize = 4_000_000;
+/// `addauth`s a browser may make, and the longest.
+const MAX_AUTHS: usize = 8;
+const MAX_AUTH_BYTES: usize = 1024;
 /// Nodes a recursive delete removes at most (zkCli's deleteall has no
 /// limit; a UI click should not remove millions).
 const MAX_RECURSIVE_DELETE: usize = 10_000;
@@ -38,6 +47,24 @@ pub struct Listing {
     pzxid: i64,
     aversion: i32,
     children: Vec<String>,
+    /// The count of kept names this listing adds to, given back on drop;
+    /// `None` when it was not kept (over the budget).
+    kept: Option<Arc<AtomicUsize>>,
+}
+
+impl Drop for Listing {
+    fn drop(&mut self) {
+        if let Some(kept) = &self.kept {
+            kept.fetch_sub(self.children.len(), Ordering::AcqRel);
+        }
+    }
+}
+
+/// Drops a listing that was over the budget once its request is served.
+fn forget_unkept(browser: &mut Browser) {
+    if browser.listing.as_ref().is_some_and(|l| l.kept.is_none()) {
+        browser.listing = None;
+    }
 }
 
 pub(super) fn handle(
@@ -48,9 +75,17 @@ pub(super) fn handle(
 ) -> Response {
     let result = match (request.method.as_str(), call) {
         ("GET", "session") => Ok(session(ui, browser)),
-        ("GET", "children") => children(ui, browser, request),
+        ("GET", "children") => {
+            let page = children(ui, browser, request);
+            forget_unkept(browser);
+            page
+        }
         ("GET", "node") => node(ui, browser, request),
-        ("GET", "search") => search(ui, browser, request),
+        ("GET", "search") => {
+            let found = search(ui, browser, request);
+            forget_unkept(browser);
+            found
+        }
         (_, "session" | "children" | "node" | "search") => {
             Err(Response::error("405 Method Not Allowed", "GET only"))
         }
@@ -176,12 +211,20 @@ fn list(ui: &Ui, browser: &mut Browser, path: &str) -> Result<(), Response> {
     };
     let mut children = listed.children;
     children.sort_unstable();
+    browser.listing = None;
+    let count = children.len();
+    let kept = (ui.kept_names.fetch_add(count, Ordering::AcqRel) + count <= MAX_KEPT_NAMES)
+        .then(|| ui.kept_names.clone());
+    if kept.is_none() {
+        ui.kept_names.fetch_sub(count, Ordering::AcqRel);
+    }
     browser.listing = Some(Listing {
         path: path.to_owned(),
         cversion: listed.stat.cversion,
         pzxid: listed.stat.pzxid,
         aversion: listed.stat.aversion,
         children,
+        kept,
     });
     Ok(())
 }
@@ -598,10 +641,25 @@ fn auth(ui: &Ui, browser: &mut Browser, body: &Value) -> Result<Response, Respon
         .ok_or_else(|| Response::error("400 Bad Request", "auth missing"))?
         .as_bytes()
         .to_vec();
+    if auth.len() > MAX_AUTH_BYTES {
+        return Err(Response::error("413 Payload Too Large", "auth too long"));
+    }
+    let known = browser
+        .auths
+        .iter()
+        .any(|(s, a)| *s == scheme && *a == auth);
+    if !known && browser.auths.len() >= MAX_AUTHS {
+        return Err(Response::error(
+            "409 Conflict",
+            "too many addauths for one browser",
+        ));
+    }
     let client = browser.session(ui).map_err(unavailable)?;
     match client.add_auth(&scheme, &auth) {
         Ok(0) => {
-            browser.auths.push((scheme, auth));
+            if !known {
+                browser.auths.push((scheme, auth));
+            }
             Ok(session(ui, browser))
         }
         Ok(code) => {

@@ -4,6 +4,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// How long a request body may take to arrive.
+const BODY_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The largest request body taken (a node's data is at most
 /// `jute.maxbuffer`, 1 MiB by default, and travels as base64 in JSON).
@@ -124,12 +128,19 @@ pub fn read_request(stream: &mut TcpStream, head: Vec<u8>) -> Result<Request, Re
     }
     let mut body = head[used..].to_vec();
     body.truncate(length);
-    if body.len() < length {
-        let start = body.len();
-        body.resize(length, 0);
-        stream
-            .read_exact(&mut body[start..])
-            .map_err(|_| bad("request body cut short"))?;
+    // The whole body within BODY_DEADLINE, not just each read: a client
+    // trickling bytes does not keep a UI thread.
+    let deadline = Instant::now() + BODY_DEADLINE;
+    let mut chunk = [0u8; 16 * 1024];
+    while body.len() < length {
+        if Instant::now() > deadline {
+            return Err(bad("request body too slow"));
+        }
+        let want = (length - body.len()).min(chunk.len());
+        match stream.read(&mut chunk[..want]) {
+            Ok(0) | Err(_) => return Err(bad("request body cut short")),
+            Ok(n) => body.extend_from_slice(&chunk[..n]),
+        }
     }
     Ok(Request {
         method,

@@ -14,9 +14,9 @@ pub mod http;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use zoocore_net::client::{Client, ClientError, ConnectOptions, Reply};
@@ -28,8 +28,19 @@ use http::Response;
 
 /// UI connections served at once; more get 503.
 const MAX_CONNECTIONS: usize = 32;
-/// Browser sessions kept; the least recently used goes first.
-const MAX_BROWSERS: usize = 256;
+/// Live-update streams at once (each holds a connection and a ZooKeeper
+/// session); more get 503.
+const MAX_STREAMS: usize = 8;
+/// Browser sessions kept; the least recently used goes first. With the
+/// streams, the UI's ZooKeeper connections from this host stay under
+/// ZooKeeper's default `maxClientCnxns` of 60.
+const MAX_BROWSERS: usize = 32;
+/// The auth scheme by which the UI's sessions say which browser they speak
+/// for: `<secret> <browser ip>`, accepted only from this host with this
+/// process's secret (`serve/request.rs`). The session's `ip` identity is
+/// then the browser's, so `ip` ACLs hold for browsers as for clients.
+pub const PROXY_SCHEME: &str = "zoocore-ui";
+static SECRET: OnceLock<String> = OnceLock::new();
 /// The cookie naming a browser's session.
 const COOKIE: &str = "zoocore_ui";
 /// The ZooKeeper session timeout the UI asks for; a session idle longer is
@@ -70,12 +81,48 @@ pub struct Ui {
     /// Where the UI's ZooKeeper sessions connect: this member's client port.
     client_addr: SocketAddr,
     read_only: bool,
+    /// `admin.ui.allowedHosts`: host names a request's `Host` may carry
+    /// besides IP addresses and `localhost` (no DNS rebinding).
+    allowed_hosts: Vec<String>,
     browsers: Mutex<HashMap<String, Arc<Mutex<Browser>>>>,
     active: AtomicUsize,
+    streams: AtomicUsize,
+    /// Children names kept in all browsers' listings, against
+    /// `api::MAX_KEPT_NAMES`.
+    kept_names: Arc<AtomicUsize>,
+}
+
+/// Gives back a counted slot when dropped, panic or not.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    fn take(counter: &'a AtomicUsize, limit: usize) -> Option<Slot<'a>> {
+        if counter.fetch_add(1, Ordering::AcqRel) >= limit {
+            counter.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Slot(counter))
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The browser a proxied session speaks for, if `auth` carries this
+/// process's secret.
+pub fn proxied_ip(auth: &[u8]) -> Option<IpAddr> {
+    let secret = SECRET.get()?;
+    let (given, ip) = std::str::from_utf8(auth).ok()?.split_once(' ')?;
+    (given == secret).then(|| ip.parse().ok()).flatten()
 }
 
 /// What the UI keeps for one browser.
 struct Browser {
+    /// The address the browser came from; its cookie is good from there only.
+    remote: IpAddr,
     /// Sent back with every mutating request (cross-site request forgery
     /// protection: another site's page cannot read it).
     csrf: String,
@@ -99,19 +146,29 @@ impl Ui {
         if client_addr.ip().is_unspecified() {
             client_addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
         }
+        let secret = match random_token() {
+            Ok(secret) => secret,
+            Err(e) => {
+                tracing::error!(error = %e, "no randomness for the web UI's secret; the UI is off");
+                return None;
+            }
+        };
+        SECRET.get_or_init(|| secret);
         Some(Arc::new(Ui {
             client_addr,
             read_only: config.ui.read_only,
+            allowed_hosts: config.ui.allowed_hosts.clone(),
             browsers: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
+            streams: AtomicUsize::new(0),
+            kept_names: Arc::new(AtomicUsize::new(0)),
         }))
     }
 
     /// Serves one connection whose request head is `head`, on a thread of
     /// its own; refused with 503 when `MAX_CONNECTIONS` are being served.
     pub fn take(self: &Arc<Self>, mut stream: TcpStream, head: Vec<u8>) {
-        if self.active.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
-            self.active.fetch_sub(1, Ordering::AcqRel);
+        if self.active.load(Ordering::Acquire) >= MAX_CONNECTIONS {
             http::write_response(
                 &mut stream,
                 &Response::error("503 Service Unavailable", "the UI is busy"),
@@ -119,14 +176,17 @@ impl Ui {
             return;
         }
         let ui = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("ui".into())
-            .spawn(move || {
-                ui.serve(stream, head);
-                ui.active.fetch_sub(1, Ordering::AcqRel);
-            });
+        let spawned =
+            std::thread::Builder::new()
+                .name("ui".into())
+                .spawn(move || match Slot::take(&ui.active, MAX_CONNECTIONS) {
+                    Some(_slot) => ui.serve(stream, head),
+                    None => http::write_response(
+                        &mut stream,
+                        &Response::error("503 Service Unavailable", "the UI is busy"),
+                    ),
+                });
         if let Err(e) = spawned {
-            self.active.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!(error = %e, "cannot start a UI thread");
         }
     }
@@ -134,17 +194,49 @@ impl Ui {
     fn serve(&self, mut stream: TcpStream, head: Vec<u8>) {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(CALL_TIMEOUT));
+        let _ = stream.set_write_timeout(Some(CALL_TIMEOUT));
+        let Ok(peer) = stream.peer_addr() else {
+            return;
+        };
         let response = match http::read_request(&mut stream, head) {
+            Ok(request) if !self.host_allowed(request.header("host")) => Response::error(
+                "403 Forbidden",
+                "this Host is not the server's (admin.ui.allowedHosts)",
+            ),
             Ok(request) if request.method == "GET" && request.path == "/ui/api/events" => {
-                if let Err(refusal) = self.stream_events(&mut stream, &request) {
+                let Some(_slot) = Slot::take(&self.streams, MAX_STREAMS) else {
+                    let busy = Response::error("503 Service Unavailable", "too many live streams");
+                    http::write_response(&mut stream, &busy);
+                    return;
+                };
+                if let Err(refusal) = self.stream_events(&mut stream, &request, peer.ip()) {
                     http::write_response(&mut stream, &refusal);
                 }
                 return;
             }
-            Ok(request) => self.route(&request),
+            Ok(request) => self.route(&request, peer.ip()),
             Err(refusal) => refusal,
         };
         http::write_response(&mut stream, &response);
+    }
+
+    /// A request's `Host` must name this server: an IP address, `localhost`,
+    /// or a name of `admin.ui.allowedHosts`. A page whose own name was made
+    /// to resolve here (DNS rebinding) is refused.
+    fn host_allowed(&self, host: Option<&str>) -> bool {
+        let Some(host) = host else {
+            return false;
+        };
+        let name = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+        };
+        name.parse::<IpAddr>().is_ok()
+            || name.eq_ignore_ascii_case("localhost")
+            || self
+                .allowed_hosts
+                .iter()
+                .any(|h| h.eq_ignore_ascii_case(name))
     }
 
     /// Live updates: server-sent events, one per change of the `path`s the
@@ -155,6 +247,7 @@ impl Ui {
         &self,
         stream: &mut TcpStream,
         request: &http::Request,
+        remote: IpAddr,
     ) -> Result<(), Response> {
         let paths: Vec<&str> = request
             .query
@@ -163,26 +256,14 @@ impl Ui {
             .map(|(_, v)| v.as_str())
             .take(MAX_WATCHED)
             .collect();
-        let auths = match request
-            .cookie(COOKIE)
-            .and_then(|c| lock(&self.browsers).get(c).cloned())
-        {
-            Some(browser) => lock(&browser).auths.clone(),
-            None => return Err(Response::error("403 Forbidden", "no UI session")),
-        };
-        let options = ConnectOptions {
-            timeout_ms: SESSION_TIMEOUT_MS,
-            io_timeout: KEEPALIVE,
-            ..ConnectOptions::default()
-        };
+        let browser = self
+            .known_browser(request.cookie(COOKIE), remote)
+            .ok_or_else(|| Response::error("403 Forbidden", NO_SESSION))?;
+        let auths = lock(&browser).auths.clone();
         let unavailable = |e: String| Response::error("503 Service Unavailable", &e);
-        let mut client = Client::connect(self.client_addr, &options)
-            .map_err(|e| unavailable(format!("cannot open a session: {e}")))?;
-        for (scheme, auth) in &auths {
-            client
-                .add_auth(scheme, auth)
-                .map_err(|e| unavailable(format!("addauth {scheme}: {e}")))?;
-        }
+        let mut client = self
+            .open_session(remote, KEEPALIVE, &auths)
+            .map_err(unavailable)?;
         for path in &paths {
             let watch = Request::AddWatch(AddWatchRequest {
                 path: (*path).to_owned(),
@@ -199,8 +280,9 @@ impl Ui {
         if stream.write_all(head.as_bytes()).is_err() {
             return Ok(());
         }
+        let mut pinged = Instant::now();
         loop {
-            let line = match client.wait_event() {
+            let mut line = match client.wait_event() {
                 Ok(event) => {
                     let kind = EventType::from_i32(event.event_type)
                         .map_or_else(|| event.event_type.to_string(), |t| format!("{t:?}"));
@@ -213,14 +295,20 @@ impl Ui {
                         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                     ) =>
                 {
-                    if client.call(&Request::Ping).is_err() {
-                        break;
-                    }
-                    ": keepalive\n\n".to_owned()
+                    String::new()
                 }
                 Err(_) => break,
             };
-            if stream.write_all(line.as_bytes()).is_err() {
+            // Pinged on a clock, not only when quiet: a steady flow of
+            // events sends no request, and the session would expire.
+            if pinged.elapsed() >= KEEPALIVE {
+                if client.call(&Request::Ping).is_err() {
+                    break;
+                }
+                pinged = Instant::now();
+                line.push_str(": keepalive\n\n");
+            }
+            if !line.is_empty() && stream.write_all(line.as_bytes()).is_err() {
                 break;
             }
         }
@@ -228,7 +316,7 @@ impl Ui {
         Ok(())
     }
 
-    fn route(&self, request: &http::Request) -> Response {
+    fn route(&self, request: &http::Request, remote: IpAddr) -> Response {
         let path = if request.path == "/ui" {
             "/ui/"
         } else {
@@ -243,16 +331,24 @@ impl Ui {
         let Some(call) = path.strip_prefix("/ui/api/") else {
             return Response::error("404 Not Found", "no such page");
         };
-        let (token, browser) = match self.browser(request.cookie(COOKIE)) {
-            Ok(found) => found,
-            Err(refusal) => return refusal,
+        let cookie = request.cookie(COOKIE);
+        // Only the page's session call makes a browser: other calls cannot
+        // open ZooKeeper sessions (or push real users out) by the thousand.
+        let (token, browser) = match self.known_browser(cookie, remote) {
+            Some(browser) => (cookie.unwrap_or_default().to_owned(), browser),
+            None if call == "session" && request.method == "GET" => {
+                match self.new_browser(remote) {
+                    Ok(found) => found,
+                    Err(refusal) => return refusal,
+                }
+            }
+            None => return Response::error("403 Forbidden", NO_SESSION),
         };
         let mut browser = lock(&browser);
         browser.last_used = Instant::now();
         let response = api::handle(self, &mut browser, call, request);
-        // A new browser (or one whose session was dropped) gets its cookie;
         // SameSite=Strict keeps other sites' requests from carrying it.
-        if request.cookie(COOKIE) != Some(token.as_str()) {
+        if cookie != Some(token.as_str()) {
             response.with_header(
                 "Set-Cookie",
                 format!("{COOKIE}={token}; Path=/ui; HttpOnly; SameSite=Strict"),
@@ -262,13 +358,28 @@ impl Ui {
         }
     }
 
-    /// The browser behind `cookie`, or a new one (the least recently used
-    /// is dropped when there are `MAX_BROWSERS`).
-    fn browser(&self, cookie: Option<&str>) -> Result<(String, Arc<Mutex<Browser>>), Response> {
+    /// The browser behind `cookie`, if it came from `remote`.
+    fn known_browser(&self, cookie: Option<&str>, remote: IpAddr) -> Option<Arc<Mutex<Browser>>> {
+        let browser = lock(&self.browsers).get(cookie?)?.clone();
+        let same = lock(&browser).remote == remote;
+        same.then_some(browser)
+    }
+
+    /// A new browser (the least recently used is dropped when there are
+    /// `MAX_BROWSERS`).
+    fn new_browser(&self, remote: IpAddr) -> Result<(String, Arc<Mutex<Browser>>), Response> {
+        let no_randomness =
+            |e| Response::error("500 Internal Server Error", &format!("no randomness: {e}"));
+        let token = random_token().map_err(no_randomness)?;
+        let browser = Arc::new(Mutex::new(Browser {
+            remote,
+            csrf: random_token().map_err(no_randomness)?,
+            client: None,
+            auths: Vec::new(),
+            listing: None,
+            last_used: Instant::now(),
+        }));
         let mut browsers = lock(&self.browsers);
-        if let Some(found) = cookie.and_then(|c| Some((c, browsers.get(c)?.clone()))) {
-            return Ok((found.0.to_owned(), found.1));
-        }
         if browsers.len() >= MAX_BROWSERS {
             let oldest = browsers
                 .iter()
@@ -278,20 +389,45 @@ impl Ui {
                 browsers.remove(&oldest);
             }
         }
-        let no_randomness =
-            |e| Response::error("500 Internal Server Error", &format!("no randomness: {e}"));
-        let token = random_token().map_err(no_randomness)?;
-        let browser = Arc::new(Mutex::new(Browser {
-            csrf: random_token().map_err(no_randomness)?,
-            client: None,
-            auths: Vec::new(),
-            listing: None,
-            last_used: Instant::now(),
-        }));
         browsers.insert(token.clone(), browser.clone());
         Ok((token, browser))
     }
+
+    /// A ZooKeeper session on this member's client port that speaks for
+    /// the browser at `remote` (`PROXY_SCHEME`), with its `addauth`s.
+    fn open_session(
+        &self,
+        remote: IpAddr,
+        io_timeout: Duration,
+        auths: &[(String, Vec<u8>)],
+    ) -> Result<Client, String> {
+        let options = ConnectOptions {
+            timeout_ms: SESSION_TIMEOUT_MS,
+            io_timeout,
+            max_frame: MAX_REPLY,
+            ..ConnectOptions::default()
+        };
+        let mut client = Client::connect(self.client_addr, &options)
+            .map_err(|e| format!("cannot open a session on {}: {e}", self.client_addr))?;
+        let secret = SECRET.get().ok_or("the UI has no secret")?;
+        let proxy = format!("{secret} {remote}");
+        match client.add_auth(PROXY_SCHEME, proxy.as_bytes()) {
+            Ok(0) => {}
+            Ok(code) => return Err(format!("the server refused the UI's session ({code})")),
+            Err(e) => return Err(format!("the server refused the UI's session: {e}")),
+        }
+        for (scheme, auth) in auths {
+            client
+                .add_auth(scheme, auth)
+                .map_err(|e| format!("addauth {scheme}: {e}"))?;
+        }
+        Ok(client)
+    }
 }
+
+/// What a call without a known browser gets; the page then asks for a new
+/// session.
+const NO_SESSION: &str = "no UI session";
 
 impl Browser {
     /// Sends `request` on the browser's ZooKeeper session, opening it (and
@@ -343,20 +479,7 @@ impl Browser {
 
     fn session(&mut self, ui: &Ui) -> Result<&mut Client, String> {
         if self.client.is_none() {
-            let options = ConnectOptions {
-                timeout_ms: SESSION_TIMEOUT_MS,
-                io_timeout: CALL_TIMEOUT,
-                max_frame: MAX_REPLY,
-                ..ConnectOptions::default()
-            };
-            let mut client = Client::connect(ui.client_addr, &options)
-                .map_err(|e| format!("cannot open a session on {}: {e}", ui.client_addr))?;
-            for (scheme, auth) in &self.auths {
-                client
-                    .add_auth(scheme, auth)
-                    .map_err(|e| format!("addauth {scheme}: {e}"))?;
-            }
-            self.client = Some(client);
+            self.client = Some(ui.open_session(self.remote, CALL_TIMEOUT, &self.auths)?);
         }
         self.client
             .as_mut()

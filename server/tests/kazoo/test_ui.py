@@ -3,6 +3,7 @@ headless Chromium driven through chromedriver by Selenium, with kazoo as the
 other client that makes and changes the data the UI shows. zoocore only:
 Apache ZooKeeper has no such UI to compare with."""
 
+import http.client as http_client
 import json
 import os
 import shutil
@@ -13,7 +14,8 @@ import urllib.request
 
 import pytest
 from kazoo.client import KazooClient
-from kazoo.security import make_digest_acl
+from kazoo.exceptions import AuthFailedError
+from kazoo.security import make_acl, make_digest_acl
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -34,6 +36,7 @@ def ui_server():
     extra = f"admin.enableServer=true\nadmin.serverAddress=127.0.0.1\nadmin.serverPort={admin}\n"
     with running(Cluster("zoocore", extra=extra)) as c:
         zk = KazooClient(hosts=c.hosts, timeout=10.0)
+        zk.connect_string = c.hosts
         zk.start(timeout=15)
         zk.create("/ui-tree/a", b"", makepath=True)
         zk.create("/ui-tree/b/c", b"hello", makepath=True)
@@ -407,8 +410,7 @@ def test_the_ui_can_be_read_only_or_off(setting):
         change = {"path": "/ro", "mode": "persistent"}
         status, answer = post(url, "create", change, {"Cookie": cookie, "X-Zoocore-Csrf": session["csrf"]})
         assert (status, answer["error"]) == (403, "this UI is read-only (admin.ui.readOnly)")
-        with urllib.request.urlopen(url + "api/node?path=/zookeeper", timeout=10) as read:
-            assert read.status == 200, "reading still works"
+        assert get_json(url, "node?path=/zookeeper", cookie)[0] == 200, "reading still works"
 
 
 def get_json(url, call, cookie):
@@ -463,3 +465,55 @@ def test_a_write_after_the_ui_session_expired_opens_a_new_one():
         change = {"path": "/after-expiry", "mode": "persistent"}
         status, answer = post(url, "create", change, {"Cookie": cookie, "X-Zoocore-Csrf": session["csrf"]})
         assert (status, answer.get("path")) == (200, "/after-expiry")
+
+
+def http(url, path, source="127.0.0.1", method="GET", headers=None, body=None):
+    """One request from `source` (another loopback address is another
+    client); the status, the JSON answer and the Set-Cookie value."""
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    conn = http_client.HTTPConnection(host, int(port), timeout=10, source_address=(source, 0))
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        cookie = (response.getheader("Set-Cookie") or "").split(";")[0]
+        return response.status, json.loads(response.read() or b"{}"), cookie
+    finally:
+        conn.close()
+
+
+def test_ip_acls_hold_for_the_browser_not_for_the_server(ui_server):
+    """The UI's sessions speak for the browser's address: a node only
+    127.0.0.1 may read is refused to a browser at 127.0.0.2."""
+    zk, url = ui_server
+    zk.create("/ui-local", b"local only", acl=[make_acl("ip", "127.0.0.1", all=True)])
+    try:
+        for source, expected in (("127.0.0.2", "NoAuth"), ("127.0.0.1", None)):
+            _, session, cookie = http(url, "/ui/api/session", source)
+            status, node, _ = http(url, "/ui/api/node?path=/ui-local", source, headers={"Cookie": cookie})
+            assert status == 200
+            assert node.get("dataError") == expected, (source, node)
+        # The proxy's auth scheme is useless without the process's secret.
+        intruder = KazooClient(hosts=zk.connect_string, timeout=10.0)
+        intruder.start(timeout=15)
+        try:
+            with pytest.raises(AuthFailedError):
+                intruder.add_auth("zoocore-ui", "guess 127.0.0.1")
+        finally:
+            intruder.stop()
+            intruder.close()
+    finally:
+        zk.delete("/ui-local")
+
+
+def test_only_this_servers_host_names_and_known_sessions_are_answered(ui_server):
+    _, url = ui_server
+    # DNS rebinding: a page of another name resolved to this address.
+    status, answer, _ = http(url, "/ui/api/session", headers={"Host": "evil.example:8080"})
+    assert (status, answer["error"]) == (403, "this Host is not the server's (admin.ui.allowedHosts)")
+    # Only the session call makes a browser.
+    status, answer, cookie = http(url, "/ui/api/children?path=/")
+    assert (status, answer["error"], cookie) == (403, "no UI session", "")
+    # A cookie is good from the address it was given to only.
+    _, _, cookie = http(url, "/ui/api/session", "127.0.0.1")
+    assert http(url, "/ui/api/children?path=/", "127.0.0.3", headers={"Cookie": cookie})[0] == 403
+    assert http(url, "/ui/api/children?path=/", "127.0.0.1", headers={"Cookie": cookie})[0] == 200

@@ -7,13 +7,30 @@
 const PAGE = 100;
 const state = { csrf: "", readOnly: false, selected: null, view: "text", events: null, watched: "" };
 
-async function api(call, params) {
-  const query = new URLSearchParams(params || {}).toString();
-  const response = await fetch(`/ui/api/${call}${query ? "?" + query : ""}`, {
-    credentials: "same-origin",
-  });
+// A session this page no longer has (the server restarted or dropped it):
+// ask for a new one and try once more.
+function sessionLost(status, body) {
+  return status === 403 && (body.error === "no UI session" || body.error === "missing or wrong CSRF token");
+}
+
+async function newSession() {
+  const response = await fetch("/ui/api/session", { credentials: "same-origin" });
+  const session = await response.json();
+  if (!response.ok) throw new Error(session.error || response.statusText);
+  state.csrf = session.csrf;
+  state.readOnly = session.readOnly;
+  showIdentities(session);
+  return session;
+}
+
+async function call(url, init, retried) {
+  const response = await fetch(url, init());
   const body = await response.json();
   if (!response.ok) {
+    if (!retried && sessionLost(response.status, body)) {
+      await newSession();
+      return call(url, init, true);
+    }
     const error = new Error(body.error || response.statusText);
     error.body = body;
     throw error;
@@ -21,21 +38,19 @@ async function api(call, params) {
   return body;
 }
 
+async function api(name, params) {
+  const query = new URLSearchParams(params || {}).toString();
+  return call(`/ui/api/${name}${query ? "?" + query : ""}`, () => ({ credentials: "same-origin" }));
+}
+
 // A change: POST with this browser's CSRF token.
-async function post(call, body) {
-  const response = await fetch(`/ui/api/${call}`, {
+async function post(name, body) {
+  return call(`/ui/api/${name}`, () => ({
     method: "POST",
     credentials: "same-origin",
     headers: { "Content-Type": "application/json", "X-Zoocore-Csrf": state.csrf },
     body: JSON.stringify(body),
-  });
-  const answer = await response.json();
-  if (!response.ok) {
-    const error = new Error(answer.error || response.statusText);
-    error.body = answer;
-    throw error;
-  }
-  return answer;
+  }));
 }
 
 function encodeText(text) {
@@ -292,6 +307,8 @@ async function showNode(path) {
   parts.push(el("h2", {}, "ACL"), node.acl ? aclTable(node.acl) : el("p", { class: "error" }, node.aclError));
   if (!state.readOnly) parts.push(...editors(path, node));
   pane.replaceChildren(...parts);
+  state.dirty = false;
+  pane.addEventListener("input", () => { state.dirty = true; }, { once: true });
 }
 
 // ---------------------------------------------------------------- edits
@@ -310,12 +327,11 @@ function editors(path, node) {
         await showNode(path);
         document.getElementById("edit-message").textContent = "saved";
       } catch (e) {
-        if (e.body && e.body.error === "BadVersion") {
+        if (e.body && e.body.error === "BadVersion" && e.body.stat && e.body.data !== undefined) {
           // Someone else wrote first: show what is there now; saving again
           // overwrites it at its new version.
           version = e.body.stat.version;
-          const newer = new TextDecoder().decode(decodeData(e.body.data));
-          document.getElementById("node-data").textContent = newer;
+          document.getElementById("node-data").textContent = render(decodeData(e.body.data), state.view);
           message.textContent = `BadVersion: the node changed since it was read (now version ${version}); its data is shown above`;
           message.className = "error";
         } else {
@@ -426,6 +442,13 @@ function showIdentities(session) {
 // One server-sent event stream watches what the page shows: the open node
 // and every expanded one. It is opened again when that set changes.
 function watchShown() {
+  // Expanding along a deep link changes the set many times in a row: one
+  // stream for where it ends.
+  clearTimeout(state.watchTimer);
+  state.watchTimer = setTimeout(openStream, 100);
+}
+
+function openStream() {
   const paths = new Set();
   if (state.selected) paths.add(state.selected);
   for (const item of document.querySelectorAll("#tree li[data-path]")) {
@@ -433,7 +456,7 @@ function watchShown() {
   }
   const list = Array.from(paths).sort().slice(0, 64);
   const key = list.join("\n");
-  if (key === state.watched && state.events) return;
+  if (key === state.watched && state.events && state.events.readyState !== EventSource.CLOSED) return;
   state.watched = key;
   if (state.events) state.events.close();
   const query = new URLSearchParams(list.map((p) => ["path", p])).toString();
@@ -447,15 +470,34 @@ function watchShown() {
       changed(event);
     }
   });
+  // A refused stream (the session was dropped) closes for good: get a new
+  // session and open it again.
+  events.addEventListener("error", () => {
+    if (events.readyState !== EventSource.CLOSED || state.events !== events) return;
+    setTimeout(async () => {
+      if (state.events !== events) return;
+      try {
+        await newSession();
+      } catch (e) {
+        return;
+      }
+      state.watched = "";
+      openStream();
+    }, 2000);
+  });
 }
 
 async function changed(event) {
   document.body.dataset.lastEvent = `${event.type} ${event.path}`;
   if (event.type === "NodeChildrenChanged") await refreshChildren(event.path);
   if (event.path === state.selected) {
-    // Keep what the user is typing: only the view above the editors changes.
-    const editing = document.activeElement && document.activeElement.tagName === "TEXTAREA";
-    if (!editing) await showNode(event.path);
+    // Keep what the user has typed: say the node changed instead.
+    if (state.dirty) {
+      const message = document.getElementById("edit-message");
+      if (message) message.textContent = "changed on the server since it was read; open the node again to see it";
+    } else {
+      await showNode(event.path);
+    }
   }
 }
 
@@ -585,10 +627,7 @@ async function route() {
 }
 
 async function start() {
-  const session = await api("session");
-  state.csrf = session.csrf;
-  state.readOnly = session.readOnly;
-  showIdentities(session);
+  await newSession();
   const authForm = document.getElementById("auth");
   authForm.addEventListener("submit", (e) => {
     e.preventDefault();
