@@ -102,6 +102,9 @@ def test_a_kerberos_principal_is_a_sasl_identity(kerberos_server, realm):
         acl = make_acl("sasl", credential=CLIENT, all=True)
         authed.create("/krb-1", b"secret", acl=(acl,))
         assert authed.get("/krb-1")[0] == b"secret"
+        # Another connection may be on a member that has not applied the
+        # create yet: sync first, as any ZooKeeper client must.
+        anonymous.sync("/krb-1")
         with pytest.raises(NoAuthError):
             anonymous.get("/krb-1")
         # The "auth" scheme takes the authenticated principal, realm and all.
@@ -119,6 +122,8 @@ def test_the_super_user_principal_passes_every_acl(kerberos_server, realm):
     other = client(kerberos_server, HOST_CLIENT)
     try:
         owner.create("/krb-private", b"mine", acl=(make_acl("sasl", CLIENT, all=True),))
+        other.sync("/krb-private")
+        admin.sync("/krb-private")
         with pytest.raises(NoAuthError):
             other.get("/krb-private")
         assert admin.get("/krb-private")[0] == b"mine"

@@ -68,6 +68,9 @@ def test_connect_sasl_auth(sasl_server):
     try:
         authed.create("/sasl-1", b"secret", acl=(acl,))
         assert authed.get("/sasl-1")[0] == b"secret"
+        # Another connection may be on a member that has not applied the
+        # create yet: sync first, as any ZooKeeper client must.
+        anonymous.sync("/sasl-1")
         with pytest.raises(NoAuthError):
             anonymous.get("/sasl-1")
         assert authed.get_acls("/sasl-1")[0] == [acl]
@@ -188,6 +191,7 @@ def test_super_user_from_the_jvm_flags_passes_every_acl(sasl_server):
     admin.start(timeout=15)
     try:
         owner.create("/sasl-private", b"mine", acl=(make_acl("sasl", "jaasuser", all=True),))
+        admin.sync("/sasl-private")
         assert admin.get("/sasl-private")[0] == b"mine"
         admin.delete("/sasl-private")
     finally:

@@ -136,6 +136,7 @@ def test_the_x509_super_user_passes_every_acl(tls_server, pki):
     admin.start(timeout=15)
     try:
         owner.create("/tls-private", b"mine", acl=(make_acl("x509", CLIENT_SUBJECT, all=True),))
+        admin.sync("/tls-private")
         assert admin.get("/tls-private")[0] == b"mine"
         admin.delete("/tls-private")
     finally:

@@ -358,15 +358,18 @@ def watching(driver, path):
 def test_the_open_node_and_expanded_children_update_live(ui_server, browser):
     zk, url = ui_server
     zk.create("/ui-live", b"one")
-    zk.create("/ui-live/first")
+    zk.create("/ui-live/first/leaf", makepath=True)
     try:
         open_ui(browser, url, "/ui-live")
         toggle(browser, "/ui-live")
-        wait(browser, lambda d: watching(d, "/ui-live"), "the page watches /ui-live")
+        wait(browser, lambda d: item(d, "/ui-live/first") is not None, "children of /ui-live")
+        toggle(browser, "/ui-live/first")
+        wait(browser, lambda d: watching(d, "/ui-live") and watching(d, "/ui-live/first"), "the page watches both")
         zk.set("/ui-live", b"two")
         wait(browser, lambda d: d.find_element(By.ID, "node-data").text == "two", "new data shown without a reload")
         zk.create("/ui-live/born")
         wait(browser, lambda d: item(d, "/ui-live/born") is not None, "a new child appears in the tree")
+        assert item(browser, "/ui-live/first/leaf") is not None, "what was expanded below stays expanded"
         zk.delete("/ui-live/born")
         wait(browser, lambda d: item(d, "/ui-live/born") is None, "a deleted child goes")
     finally:

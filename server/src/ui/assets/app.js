@@ -65,16 +65,34 @@ function parentOf(path) {
   return at <= 0 ? "/" : path.slice(0, at);
 }
 
-// Lists a node's children again (after a create or delete), if it is open.
+// Lists a node's children again (after a create or delete, or a change
+// pushed by the server), if it is open: as many as were shown, and the
+// nodes below it that were expanded stay expanded.
 async function refreshChildren(path) {
   const item = itemFor(path);
   if (!item) return;
   const toggle = item.querySelector(".toggle");
   toggle.disabled = false;
-  if (item.querySelector(":scope > ul")) {
-    collapse(item);
-    await expand(item);
+  const list = item.querySelector(":scope > ul");
+  if (!list) return;
+  const shown = list.querySelectorAll(":scope > li[data-path]").length;
+  const expanded = Array.from(item.querySelectorAll("li[data-path]"))
+    .filter((li) => li.querySelector(":scope > ul"))
+    .map((li) => li.dataset.path);
+  collapse(item);
+  await expand(item);
+  for (let more = moreButton(item); more && item.querySelectorAll(":scope > ul > li[data-path]").length < shown;
+       more = moreButton(item)) {
+    await more.loadNext();
   }
+  for (const path of expanded) {
+    const below = itemFor(path);
+    if (below) await expand(below);
+  }
+}
+
+function moreButton(item) {
+  return item.querySelector(":scope > ul > .more");
 }
 
 function el(tag, attrs, ...children) {
@@ -613,13 +631,17 @@ async function showServer() {
 
 async function route() {
   document.getElementById("search-results").hidden = true;
-  if (state.refresh) clearInterval(state.refresh);
+  if (state.refresh) clearTimeout(state.refresh);
   state.refresh = null;
   if (location.hash === "#server") {
     state.selected = null;
     markSelected();
-    await showServer();
-    state.refresh = setInterval(showServer, 2000);
+    // Each refresh gathers every shard's view: one at a time, 5 s apart.
+    const again = async () => {
+      await showServer();
+      if (location.hash === "#server") state.refresh = setTimeout(again, 5000);
+    };
+    await again();
     return;
   }
   const path = pathFromHash();
