@@ -388,7 +388,9 @@ pub async fn run(setup: ReplicateSetup) -> Stopped {
         local: Vec::new(),
         stats: stats.clone(),
         read_only_after,
-        looking_since: None,
+        // A member starts without a leader; one that hears from the leader
+        // before its first pass below must still count that election.
+        looking_since: Some(std::time::Instant::now()),
         config_file,
     }));
     let (kick_tx, kick_rx) = local_channel::new_bounded::<()>(1);
